@@ -63,11 +63,80 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_info)
 
 
+# ----------------------------------------------------------------------------- engine
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cervixlib.config import make_config
+    from cervixlib.report import format_run
+    from cervixlib.train import fit
+
+    config = make_config(
+        args.model, profile=args.profile, root=str(args.data) if args.data else None,
+        subset=args.subset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        image_size=args.image_size, seed=args.seed, weights=args.weights, precision=args.precision)
+    run = fit(config, runs_dir=args.runs, resume=args.resume, progress=not args.quiet)
+    print(format_run(run))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from cervixlib.report import format_run
+    from cervixlib.runs import load_run
+    from cervixlib.train import evaluate_run
+
+    run = load_run(args.run)
+    print(format_run(run))
+    if not args.no_check:
+        check = evaluate_run(run)
+        print(f"re-evaluated the best checkpoint on the test split: accuracy {check['accuracy']:.4f}, "
+              f"{check['agreement']:.1%} of predictions equal the saved ones")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from cervixlib.report import compare_text
+    from cervixlib.runs import load_run
+
+    print(compare_text([load_run(r) for r in args.runs]))
+    return 0
+
+
+def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
+    from cervixlib.config import PRECISIONS, PROFILES, SUBSETS
+
+    p = sub.add_parser("train", help="train a model (or load its cached run) and print its test metrics")
+    p.add_argument("--model", required=True, help="architecture name (see cervixlib.models.list_models())")
+    p.add_argument("--data", type=Path, default=None,
+                   help="dataset root (default: the embedded synthetic set, generated on first use)")
+    p.add_argument("--subset", choices=SUBSETS, default=None, help="multi-cell images or isolated cells")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--weights", default=None, help='"imagenet" or a path to a torchvision state_dict')
+    p.add_argument("--precision", choices=PRECISIONS, default=None)
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="run store directory (default: runs/)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="print a run's test metrics and re-check its checkpoint")
+    p.add_argument("run", type=Path)
+    p.add_argument("--no-check", action="store_true", help="skip re-running the checkpoint on the test split")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="Table II-style comparison of runs, with McNemar tests")
+    p.add_argument("runs", type=Path, nargs="+")
+    p.set_defaults(func=_cmd_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cervix", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
+    _add_engine_commands(sub)
     return parser
 
 
@@ -77,10 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     from cervixlib.data import DataError
+    from cervixlib.runs import RunError
 
     try:
         return int(args.func(args) or 0)
-    except DataError as exc:  # bad input: one line naming the file, no traceback
+    except (DataError, RunError) as exc:  # bad input: one line naming the file, no traceback
         print(f"cervix {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,167 @@
+"""Pure metric functions for the paper's evaluation, with the uncertainty it left out.
+
+Wang et al. (2021) report test accuracy and weighted F1 (Table II) on a 10% split: on
+the multi-cell subset that is about 97 images, where one image moves accuracy by about
+one point. So every number here comes with a percentile-bootstrap 95% interval, seeds
+are summarised by mean and standard deviation, and two models on the same test split
+are compared with McNemar's exact test. Point metrics are scikit-learn's; resampling
+and tests are SciPy's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+__all__ = [
+    "PAPER_TABLE2",
+    "Interval",
+    "classification_metrics",
+    "bootstrap_ci",
+    "mcnemar",
+    "summarize",
+    "weighted_f1",
+]
+
+# Wang et al. (2021), Table II (shared/DATA.md): test accuracy in %, per-class F1 on
+# multi-cell images in the order Dys, Koi, Met, Par, Sup.
+PAPER_TABLE2: dict[str, dict[str, Any]] = {
+    "resnet50": {"isolated_acc": 95.11, "multi_acc": 85.15, "multi_f1": (0.869, 0.744, 0.839, 0.96, 0.846)},
+    "densenet121": {"isolated_acc": 95.84, "multi_acc": 89.11, "multi_f1": (0.898, 0.809, 0.929, 0.957, 0.889)},
+    "ran_resnet50": {"isolated_acc": 94.13, "multi_acc": 84.16, "multi_f1": (0.851, 0.783, 0.877, 0.88, 0.815)},
+    "rcan_densenet121": {"isolated_acc": 96.33, "multi_acc": 91.09, "multi_f1": (0.978, 0.869, 0.896, 1.0, 0.889)},
+}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a two-sided confidence interval."""
+
+    value: float
+    low: float
+    high: float
+    level: float = 0.95
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Support-weighted F1 over the classes present, as in the paper (sklearn's ``average='weighted'``)."""
+    return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+
+
+def _accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(accuracy_score(y_true, y_pred))
+
+
+_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": _accuracy,
+    "weighted_f1": weighted_f1,
+}
+
+
+def bootstrap_ci(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    metric: str | Callable[[np.ndarray, np.ndarray], float] = "accuracy",
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile-bootstrap interval of a metric over test images (resampled in pairs).
+
+    The percentile method is used rather than BCa because BCa is undefined when every
+    resample gives the same value (a perfect score on a small split).
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y_true and y_pred must be equal-length 1-D arrays, got {y_true.shape} and {y_pred.shape}")
+    fn = _METRICS[metric] if isinstance(metric, str) else metric
+    value = fn(y_true, y_pred)
+    if len(y_true) < 2:
+        return Interval(value, value, value, level)
+    res = stats.bootstrap(
+        (y_true, y_pred), fn, paired=True, vectorized=False, n_resamples=n_resamples,
+        confidence_level=level, method="percentile", random_state=np.random.default_rng(seed),
+    )
+    return Interval(value, float(res.confidence_interval.low), float(res.confidence_interval.high), level)
+
+
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray,
+    y_prob: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Accuracy, weighted F1 (each with a bootstrap 95% CI), per-class P/R/F1 and the confusion matrix.
+
+    ``y_prob`` has shape (N, C); the prediction is its argmax. Everything returned is
+    JSON-serialisable and recomputable from the saved predictions.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_prob = np.asarray(y_prob)
+    if y_prob.ndim != 2 or y_prob.shape != (len(y_true), len(class_names)):
+        raise ValueError(f"y_prob must have shape ({len(y_true)}, {len(class_names)}), got {y_prob.shape}")
+    y_pred = y_prob.argmax(axis=1)
+    labels = list(range(len(class_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    acc = bootstrap_ci(y_true, y_pred, "accuracy", n_resamples=n_resamples, seed=seed)
+    wf1 = bootstrap_ci(y_true, y_pred, "weighted_f1", n_resamples=n_resamples, seed=seed)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": acc.to_dict(),
+        "weighted_f1": wf1.to_dict(),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "class_names": list(class_names),
+    }
+
+
+def mcnemar(
+    y_true: Sequence[int] | np.ndarray,
+    pred_a: Sequence[int] | np.ndarray,
+    pred_b: Sequence[int] | np.ndarray,
+) -> dict[str, float]:
+    """McNemar's exact test: do models A and B err on different test images more than chance?
+
+    ``b`` counts images A gets right and B wrong, ``c`` the reverse; under the null the
+    discordant pairs split 50/50, so the p-value is a two-sided binomial test on b of b+c.
+    """
+    y_true, pred_a, pred_b = (np.asarray(a) for a in (y_true, pred_a, pred_b))
+    if not (y_true.shape == pred_a.shape == pred_b.shape):
+        raise ValueError("McNemar needs predictions of both models on the same test images")
+    right_a, right_b = pred_a == y_true, pred_b == y_true
+    b = int(np.sum(right_a & ~right_b))
+    c = int(np.sum(~right_a & right_b))
+    p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
+    return {"b": b, "c": c, "n_discordant": b + c, "p_value": p}
+
+
+def summarize(values: Sequence[float] | Mapping[Any, float]) -> dict[str, float]:
+    """Mean, sample standard deviation and count over seeds or repeated splits."""
+    arr = np.asarray(list(values.values()) if isinstance(values, Mapping) else list(values), dtype=float)
+    if arr.size == 0:
+        raise ValueError("summarize() needs at least one value")
+    std = float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
+    return {"mean": float(arr.mean()), "std": std, "n": int(arr.size)}

@@ -1,0 +1,119 @@
+"""Tables of finished runs: a run's metrics, and the comparison in the form of Table II.
+
+Table II of Wang et al. (2021) lists test accuracy per model on isolated cells (a) and
+multi-cell images (b), and per-class F1 on multi-cell images (c). Ours adds what a
+reader needs to judge it: 95% bootstrap intervals, the test-split size, seed summaries
+where several seeds ran, McNemar tests between models on the same split, the paper's
+numbers beside ours, and which dataset produced the numbers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
+
+from cervixlib.metrics import PAPER_TABLE2, mcnemar, summarize
+from cervixlib.runs import Run
+
+__all__ = ["dataset_label", "format_run", "table2_rows", "format_table", "mcnemar_rows", "compare_text"]
+
+_ABBR = ("Dys", "Koi", "Met", "Par", "Sup")
+
+
+def dataset_label(run: Run) -> str:
+    """'synthetic (not SIPaKMeD)' or the path of the real data a run was trained on."""
+    return "synthetic (not SIPaKMeD)" if run.synthetic else str(run.data_root)
+
+
+def _pct(interval: dict[str, float]) -> str:
+    return f"{100 * interval['value']:.1f} [{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"
+
+
+def format_run(run: Run) -> str:
+    """A plain-text metrics table of one run's test split."""
+    m = run.metrics["test"]
+    lines = [f"run       {run.dir}",
+             f"model     {run.config.model}  subset {run.config.data.subset}  "
+             f"{run.config.data.image_size}px  epochs {run.config.epochs}  seed {run.config.seed}",
+             f"data      {dataset_label(run)}",
+             f"test n={m['n']}  accuracy {_pct(m['accuracy'])}%  weighted F1 {_pct(m['weighted_f1'])}% "
+             f"(95% bootstrap CI)  best epoch {run.metrics.get('best_epoch')}",
+             f"{'class':<26}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}"]
+    for name, row in m["per_class"].items():
+        lines.append(f"{name:<26}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>10d}")
+    return "\n".join(lines)
+
+
+def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """One row per (model, subset): ours (mean over seeds, or the single run with its CI) beside the paper's."""
+    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.config.model, run.config.data.subset)].append(run)
+    rows = []
+    for (model, subset), group in sorted(groups.items()):
+        accs = [r.metrics["test"]["accuracy"] for r in group]
+        f1s = [r.metrics["test"]["weighted_f1"] for r in group]
+        paper = PAPER_TABLE2.get(model, {})
+        row: dict[str, Any] = {
+            "model": model, "subset": subset, "seeds": len(group),
+            "test_n": group[0].metrics["test"]["n"],
+            "dataset": dataset_label(group[0]),
+            "paper_accuracy": paper.get(f"{subset}_acc"),
+        }
+        if len(group) == 1:
+            row["accuracy"] = _pct(accs[0])
+            row["weighted_f1"] = _pct(f1s[0])
+        else:
+            a, f = summarize([x["value"] for x in accs]), summarize([x["value"] for x in f1s])
+            row["accuracy"] = f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f} (n={a['n']})"
+            row["weighted_f1"] = f"{100 * f['mean']:.1f} ± {100 * f['std']:.1f} (n={f['n']})"
+        per_class = group[0].metrics["test"]["per_class"]
+        row["f1_per_class"] = " ".join(f"{v['f1']:.2f}" for v in per_class.values())
+        if subset == "multi" and "multi_f1" in paper:
+            row["paper_f1_per_class"] = " ".join(f"{v:.2f}" for v in paper["multi_f1"])
+        rows.append(row)
+    return rows
+
+
+def mcnemar_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """McNemar's exact test for every pair of runs that share a test split (same subset, data and split seed)."""
+    rows = []
+    for a, b in combinations(runs, 2):
+        if (a.config.data.subset, a.config.data.split_seed, a.data_root) != (
+                b.config.data.subset, b.config.data.split_seed, b.data_root):
+            continue
+        if list(a.predictions["test_index"]) != list(b.predictions["test_index"]):
+            continue
+        res = mcnemar(a.y_true, a.y_pred, b.y_pred)
+        rows.append({"subset": a.config.data.subset, "model_a": a.config.model, "model_b": b.config.model,
+                     "a_right_b_wrong": res["b"], "a_wrong_b_right": res["c"], "p_value": res["p_value"]})
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Render rows of dicts as a fixed-width text table."""
+    if not rows:
+        return "(no rows)"
+    cols = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[("" if row.get(c) is None else (f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c])))
+              for c in cols] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def compare_text(runs: Sequence[Run]) -> str:
+    """The text printed by ``cervix compare``: Table II beside the paper, then McNemar tests."""
+    datasets = sorted({dataset_label(r) for r in runs})
+    parts = [f"Table II (ours beside Wang et al. 2021). Test accuracy and weighted F1 in %, "
+             f"95% bootstrap CI. Per-class F1 order: {' '.join(_ABBR)}.",
+             f"Dataset: {'; '.join(datasets)}"]
+    if any(r.synthetic for r in runs):
+        parts.append("NOTE: synthetic data -- these are not SIPaKMeD results; the paper's column is for reference only.")
+    parts += ["", format_table(table2_rows(runs))]
+    tests = mcnemar_rows(runs)
+    if tests:
+        parts += ["", "McNemar exact tests (same test split):", format_table(tests)]
+    return "\n".join(parts)

@@ -1,0 +1,380 @@
+"""The one training loop and the one evaluation used by the CLI and every notebook.
+
+``fit(config)`` follows Wang et al. (2021): cross-entropy, Adam (lr 1e-3 by default),
+mini-batch 16, the checkpoint of the best validation epoch, test metrics on the held-out
+split. It picks CUDA, then MPS, then CPU; on a CPU with native bf16 (AVX512-BF16 or
+AMX) it trains under bf16 autocast with channels_last, which measured several times
+faster than fp32 on our 2-core machines (``benchmarks/bench_train.py``). Each
+configuration is trained once and cached in the run store (:mod:`cervixlib.runs`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from cervixlib import runs as store
+from cervixlib.config import DataConfig, TrainConfig
+from cervixlib.metrics import classification_metrics
+
+__all__ = [
+    "PreparedData",
+    "Predictions",
+    "autocast",
+    "evaluate",
+    "evaluate_run",
+    "fit",
+    "make_loader",
+    "prepare_data",
+    "resolve_precision",
+    "select_device",
+    "set_seed",
+    "train_one_epoch",
+]
+
+_log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ devices and precision
+def select_device(prefer: str | torch.device | None = None) -> torch.device:
+    """CUDA if present, then Apple MPS, then the CPU (or ``prefer`` when given)."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _cpu_has_native_bf16() -> bool:
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn ``auto`` into ``bf16`` or ``fp32`` for this device; downgrade an unsupported ``bf16``."""
+    if precision == "fp32":
+        return "fp32"
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        supported = _cpu_has_native_bf16()
+    else:
+        supported = False
+    if precision == "bf16" and not supported:
+        _log.warning("bf16 requested but %s has no native bf16; training in fp32", device)
+    return "bf16" if supported else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on ``device`` when ``precision == 'bf16'``, else a no-op."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _memory_format(device: torch.device, precision: str) -> torch.memory_format:
+    # channels_last pays off with bf16 on CPU (oneDNN) and on CUDA tensor cores.
+    return torch.channels_last if (precision == "bf16" or device.type == "cuda") else torch.contiguous_format
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch so that a CPU run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------ data
+@dataclass
+class PreparedData:
+    """A dataset index, the chosen subset and its split, for one :class:`DataConfig`."""
+
+    root: Path
+    index: Any  # cervixlib.data.DatasetIndex
+    items: list[Any]
+    split: Any  # cervixlib.data.Split
+
+    def part(self, name: str) -> list[Any]:
+        return [self.items[i] for i in getattr(self.split, name)]
+
+
+def prepare_data(cfg: DataConfig) -> PreparedData:
+    """Resolve the data root (generating the embedded synthetic set if needed), index it and split it."""
+    from cervixlib.data import default_data_root, load_index, make_split
+
+    root = Path(cfg.root) if cfg.root else default_data_root(scale=cfg.synth_scale, seed=cfg.synth_seed)
+    index = load_index(root)
+    items = index.subset(cfg.subset)
+    split = make_split(items, seed=cfg.split_seed, fractions=cfg.fractions)
+    for name in ("train", "val", "test"):
+        if len(getattr(split, name)) == 0:
+            raise ValueError(f"{root}: the {cfg.subset} subset has {len(items)} images, too few for a "
+                             f"non-empty {name} split with fractions {cfg.fractions}")
+    return PreparedData(root=root, index=index, items=items, split=split)
+
+
+def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0,
+                device: torch.device | None = None) -> DataLoader:
+    """A DataLoader tuned for small CPUs: in-process loading (the dataset caches decoded images).
+
+    Worker processes pay off only when decoding dominates; with 2 cores they steal the
+    cores the model needs, so none are used on the CPU.
+    """
+    use_workers = device is not None and device.type == "cuda"
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        generator=torch.Generator().manual_seed(seed) if train else None,
+        num_workers=2 if use_workers else 0,
+        persistent_workers=use_workers,
+        pin_memory=use_workers,
+        drop_last=False,
+    )
+
+
+# ------------------------------------------------------------------ one epoch, one evaluation
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    progress: bool = False,
+    desc: str = "train",
+) -> dict[str, float]:
+    """One pass over ``loader``; returns mean loss, accuracy, images and seconds."""
+    model.train()
+    memory_format = _memory_format(device, precision)
+    loss_sum, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
+    for batch in bar:
+        X, y = batch[0], batch[1]
+        X = X.to(device, non_blocking=True, memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(X)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = y.shape[0]
+        loss_sum += loss.item() * n
+        correct += int((logits.argmax(1) == y).sum())
+        seen += n
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    seconds = time.perf_counter() - start
+    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
+            "images": seen, "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+
+
+@dataclass
+class Predictions:
+    """Labels, class probabilities (N, C) and mean cross-entropy of one evaluation."""
+
+    y_true: np.ndarray
+    y_prob: np.ndarray
+    loss: float
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.y_prob.argmax(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.y_pred == self.y_true).mean()) if len(self.y_true) else float("nan")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: DataLoader | Dataset,
+    *,
+    device: torch.device | None = None,
+    precision: str = "fp32",
+    batch_size: int = 64,
+) -> Predictions:
+    """Predict every image of ``data`` (a loader or a dataset) in eval mode."""
+    device = device or next(model.parameters()).device
+    loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size=batch_size, train=False)
+    memory_format = _memory_format(device, precision)
+    model.eval()
+    ys, probs, loss_sum = [], [], 0.0
+    for batch in loader:
+        X = batch[0].to(device, memory_format=memory_format)
+        y = batch[1].to(device)
+        with autocast(device, precision):
+            logits = model(X)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        ys.append(y.cpu())
+        probs.append(logits.softmax(1).cpu())
+    y_true = torch.cat(ys).numpy() if ys else np.zeros(0, dtype=np.int64)
+    y_prob = torch.cat(probs).numpy() if probs else np.zeros((0, 0), dtype=np.float32)
+    return Predictions(y_true=y_true.astype(np.int64), y_prob=y_prob, loss=loss_sum / max(len(y_true), 1))
+
+
+# ------------------------------------------------------------------ fit
+def _datasets(cfg: TrainConfig, data: PreparedData) -> Iterator[Dataset]:
+    from cervixlib.data import CellImageDataset
+
+    for name in ("train", "val", "test"):
+        yield CellImageDataset(data.part(name), image_size=cfg.data.image_size, train=name == "train")
+
+
+def _better(val: Predictions, best: dict[str, float] | None) -> bool:
+    if best is None:
+        return True
+    return (val.accuracy, -val.loss) > (best["accuracy"], -best["loss"])
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    runs_dir: str | Path = "runs",
+    resume: bool = False,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> store.Run:
+    """Train ``config`` once and return its run; later calls load the cached run instead.
+
+    ``resume=True`` continues an interrupted run from its last epoch checkpoint;
+    otherwise a leftover ``.partial`` directory is discarded and training starts clean.
+    A corrupt finished run is reported and retrained.
+    """
+    from cervixlib.models import create_model
+
+    data = prepare_data(config.data)
+    key = store.run_key(config, data.index.fingerprint())
+    final = store.find_run(Path(runs_dir), config, key)
+    if final.exists():
+        try:
+            run = store.load_run(final)
+            _log.info("cached run %s", final)
+            return run
+        except store.RunError as exc:
+            _log.warning("%s -- discarding it and training again", exc)
+            store.discard(final)
+
+    part = store.partial_dir(final)
+    state = None
+    if part.exists() and resume and (part / "last.pt").is_file():
+        try:
+            state = store.safe_torch_load(part / "last.pt")
+            _log.info("resuming %s after epoch %d", part, state["epoch"])
+        except store.RunError as exc:
+            _log.warning("%s -- starting the run from scratch", exc)
+    if state is None:
+        store.discard(part)
+    part.mkdir(parents=True, exist_ok=True)
+
+    device = select_device(device)
+    precision = resolve_precision(config.precision, device)
+    set_seed(config.seed)
+    model = create_model(config.model, num_classes=len(data.index.classes), weights=config.weights)
+    model.to(device, memory_format=_memory_format(device, precision))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    train_ds, val_ds, test_ds = _datasets(config, data)
+    train_loader = make_loader(train_ds, batch_size=config.batch_size, train=True, seed=config.seed, device=device)
+    val_loader = make_loader(val_ds, batch_size=64, train=False, device=device)
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, float] | None = None
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best, start_epoch = state["history"], state["best"], state["epoch"]
+        torch.set_rng_state(state["torch_rng"])
+        train_loader.generator.set_state(state["loader_rng"])
+
+    label = f"{config.model}/{config.data.subset}"
+    for epoch in range(start_epoch, config.epochs):
+        tr = train_one_epoch(model, train_loader, optimizer, device=device, precision=precision,
+                             progress=progress, desc=f"{label} epoch {epoch + 1}/{config.epochs}")
+        val = evaluate(model, val_loader, device=device, precision=precision)
+        row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
+               "val_loss": val.loss, "val_accuracy": val.accuracy,
+               "train_seconds": tr["seconds"], "train_images_per_s": tr["images_per_s"]}
+        history.append(row)
+        if _better(val, best):
+            best = {"epoch": epoch + 1, "accuracy": val.accuracy, "loss": val.loss}
+            store.atomic_torch_save(part / "best.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        store.atomic_torch_save(part / "last.pt", {
+            "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "history": history, "best": best, "torch_rng": torch.get_rng_state(),
+            "loader_rng": train_loader.generator.get_state()})
+        _log.info("%s epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.1f img/s",
+                  label, epoch + 1, config.epochs, tr["loss"], tr["accuracy"], val.loss,
+                  val.accuracy, tr["images_per_s"])
+
+    # Evaluate the best epoch's weights on the validation and test splits.
+    model.load_state_dict(store.safe_torch_load(part / "best.pt"))
+    val = evaluate(model, val_loader, device=device, precision=precision)
+    test = evaluate(model, make_loader(test_ds, batch_size=64, train=False, device=device),
+                    device=device, precision=precision)
+    classes = list(data.index.classes)
+    metrics = {"test": classification_metrics(test.y_true, test.y_prob, classes, seed=config.seed),
+               "val": classification_metrics(val.y_true, val.y_prob, classes, seed=config.seed),
+               "best_epoch": best["epoch"] if best else None}
+    np.savez(part / "predictions.npz.tmp.npz",
+             test_index=np.asarray(data.split.test), test_y=test.y_true, test_prob=test.y_prob,
+             val_index=np.asarray(data.split.val), val_y=val.y_true, val_prob=val.y_prob,
+             test_paths=np.asarray([str(Path(data.items[i].path).relative_to(data.root))
+                                    for i in data.split.test]))
+    (part / "predictions.npz.tmp.npz").replace(part / "predictions.npz")
+    info = {"data_root": str(data.root.resolve()), "synthetic": bool(data.index.synthetic),
+            "layout": data.index.layout, "classes": classes,
+            "split_sizes": {n: int(len(getattr(data.split, n))) for n in ("train", "val", "test")},
+            "device": str(device), "precision": precision, "code_version": store.code_version(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "train_seconds": float(sum(h["train_seconds"] for h in history))}
+    store.atomic_write_json(part / "metrics.json", metrics)
+    store.atomic_write_json(part / "history.json", history)
+    store.atomic_write_json(part / "config.json", {"config": config.to_dict(), "key": key, "info": info})
+    (part / "last.pt").unlink(missing_ok=True)
+    try:
+        part.rename(final)
+    except OSError:  # another process finished the same run first: keep theirs
+        store.discard(part)
+    return store.load_run(final)
+
+
+def evaluate_run(run: store.Run, *, device: str | torch.device | None = None) -> dict[str, float]:
+    """Re-predict a run's test split with its best checkpoint and compare with the saved predictions.
+
+    This is the check behind ``cervix evaluate``: the saved predictions, hence every
+    reported metric, must be reproducible from the saved checkpoint and the data.
+    """
+    from cervixlib.data import CellImageDataset
+
+    device = select_device(device)
+    precision = run.info.get("precision", "fp32") if device.type == run.info.get("device", "cpu").split(":")[0] else "fp32"
+    model = run.load_model(device)
+    model.to(memory_format=_memory_format(device, precision))
+    items = run.test_items()
+    pred = evaluate(model, CellImageDataset(items, image_size=run.config.data.image_size, train=False),
+                    device=device, precision=precision)
+    if not np.array_equal(pred.y_true, run.y_true):
+        raise store.RunError(f"{run.dir}: the data's test labels no longer match the saved ones "
+                             "(was the dataset changed since training?)")
+    return {"accuracy": pred.accuracy, "agreement": float((pred.y_pred == run.y_pred).mean()),
+            "max_prob_diff": float(np.abs(pred.y_prob - run.predictions["test_prob"]).max())}

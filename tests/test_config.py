@@ -1,0 +1,50 @@
+"""Frozen dataclass configs: JSON round trip, validation, profiles."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from cervixlib.config import PROFILES, DataConfig, TrainConfig, get_profile, make_config
+
+
+def test_json_round_trip_preserves_equality_and_hash():
+    cfg = make_config("rcan_densenet121", profile="default", subset="isolated", seed=3)
+    back = TrainConfig.from_dict(json.loads(cfg.to_json()))
+    assert back == cfg
+    assert hash(back) == hash(cfg)
+
+
+def test_configs_are_frozen():
+    cfg = make_config("resnet50", profile="smoke")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = 3  # type: ignore[misc]
+
+
+def test_overrides_reach_nested_data_fields_and_none_is_ignored():
+    cfg = make_config("resnet50", profile="default", image_size=128, subset="isolated", epochs=None)
+    assert cfg.data.image_size == 128 and cfg.data.subset == "isolated"
+    assert cfg.epochs == PROFILES["default"].epochs
+
+
+def test_paper_profile_is_the_papers_protocol():
+    cfg = make_config("densenet121", profile="paper")
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.data.image_size) == (50, 16, 1e-3, 224)
+    assert cfg.data.fractions == (0.7, 0.2, 0.1)
+    assert cfg.data.synth_scale == 1.0
+
+
+@pytest.mark.parametrize("bad", [dict(subset="both"), dict(image_size=32), dict(fractions=(0.5, 0.5, 0.5)),
+                                 dict(synth_scale=0.0)])
+def test_invalid_data_config_is_rejected(bad):
+    with pytest.raises(ValueError):
+        DataConfig(**bad)
+
+
+def test_unknown_profile_and_fields_are_reported():
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("fast")
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"model": "resnet50", "epoch": 3})

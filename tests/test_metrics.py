@@ -1,0 +1,83 @@
+"""cervixlib.metrics against independent references (sklearn, exact binomial sums)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+
+from cervixlib.metrics import bootstrap_ci, classification_metrics, mcnemar, summarize
+
+CLASSES = ("A", "B", "C", "D", "E")
+
+
+def _random_predictions(n: int = 120, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 5, n)
+    logits = rng.normal(size=(n, 5))
+    logits[np.arange(n), y] += 1.5  # better than chance, not perfect
+    prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, prob
+
+
+def test_classification_metrics_equal_sklearn():
+    y, prob = _random_predictions()
+    pred = prob.argmax(1)
+    m = classification_metrics(y, prob, CLASSES, n_resamples=200)
+    assert m["accuracy"]["value"] == pytest.approx(accuracy_score(y, pred))
+    assert m["weighted_f1"]["value"] == pytest.approx(f1_score(y, pred, average="weighted"))
+    for k, name in enumerate(CLASSES):
+        assert m["per_class"][name]["precision"] == pytest.approx(precision_score(y, pred, labels=[k], average="macro"))
+        assert m["per_class"][name]["recall"] == pytest.approx(recall_score(y, pred, labels=[k], average="macro"))
+        assert m["per_class"][name]["f1"] == pytest.approx(f1_score(y, pred, labels=[k], average="macro"))
+        assert m["per_class"][name]["support"] == int((y == k).sum())
+    assert m["confusion_matrix"] == confusion_matrix(y, pred, labels=range(5)).tolist()
+
+
+def test_classification_metrics_rejects_wrong_shapes():
+    y, prob = _random_predictions(10)
+    with pytest.raises(ValueError, match="shape"):
+        classification_metrics(y, prob[:, :4], CLASSES)
+
+
+def test_bootstrap_interval_properties():
+    y, prob = _random_predictions(200)
+    pred = prob.argmax(1)
+    ci = bootstrap_ci(y, pred, "accuracy", n_resamples=500, seed=1)
+    assert ci.low <= ci.value <= ci.high
+    # Binomial standard error as an independent yardstick for the interval's width.
+    se = math.sqrt(ci.value * (1 - ci.value) / len(y))
+    assert 2.5 * se < ci.high - ci.low < 5.5 * se
+    assert bootstrap_ci(y, pred, "accuracy", n_resamples=500, seed=1) == ci  # deterministic
+    small = bootstrap_ci(y[:40], pred[:40], "accuracy", n_resamples=500, seed=1)
+    assert small.high - small.low > ci.high - ci.low  # fewer images, wider interval
+
+
+def test_bootstrap_of_a_perfect_score_is_degenerate_not_nan():
+    y = np.arange(50) % 5
+    ci = bootstrap_ci(y, y, "weighted_f1", n_resamples=200)
+    assert (ci.value, ci.low, ci.high) == (1.0, 1.0, 1.0)
+
+
+def test_mcnemar_exact_p_value():
+    y = np.zeros(30, dtype=int)
+    a = np.zeros(30, dtype=int)
+    b = np.zeros(30, dtype=int)
+    b[:10] = 1   # A right, B wrong on 10 images
+    a[10:12] = 1  # A wrong, B right on 2 images
+    res = mcnemar(y, a, b)
+    assert (res["b"], res["c"]) == (10, 2)
+    expected = 2 * sum(math.comb(12, k) for k in range(3)) / 2**12
+    assert res["p_value"] == pytest.approx(expected)
+    assert mcnemar(y, a, a)["p_value"] == 1.0
+
+
+def test_summarize_mean_and_sample_std():
+    s = summarize([0.8, 0.9, 1.0])
+    assert s["mean"] == pytest.approx(0.9)
+    assert s["std"] == pytest.approx(0.1)
+    assert s["n"] == 3
+    with pytest.raises(ValueError):
+        summarize([])

@@ -1,0 +1,64 @@
+"""Packaging facts: environment.yml agrees with pyproject.toml, pins hold, the CLI is installed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject_deps() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {_name(r): r.replace(" ", "") for r in project["dependencies"]}
+
+
+def _environment_pip_deps() -> dict[str, str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    return {_name(r): r.replace(" ", "") for r in pip if not r.startswith("-e")}
+
+
+def test_environment_yml_matches_pyproject():
+    assert _environment_pip_deps() == _pyproject_deps()
+
+
+def test_pins_agree_with_constraints():
+    deps = _pyproject_deps()
+    constraints = {_name(line): line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()
+                   if line.strip() and not line.startswith("#")}
+    for name in ("torch", "torchvision", "jupyter-book"):
+        assert deps[name] == constraints[name], name
+    assert constraints["torch"] == "torch==2.13.0"
+    assert constraints["torchvision"] == "torchvision==0.28.0"
+    assert constraints["jupyter-book"] == "jupyter-book==1.0.4.post1"
+
+
+def test_requires_python_and_console_script():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.10"
+    assert project["scripts"]["cervix"] == "cervixlib.cli:main"
+    exe = Path(sys.executable).with_name("cervix")
+    cervix = str(exe) if exe.exists() else shutil.which("cervix")
+    assert cervix, "the cervix console script is not installed"
+    out = subprocess.run([cervix, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("synth", "info", "train", "evaluate", "compare"):
+        assert command in out
+
+
+def test_readme_commands_are_the_makefile_targets():
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```")[1]
+    assert "make book" in first_block and "make test" in first_block
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
