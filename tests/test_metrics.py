@@ -81,3 +81,25 @@ def test_summarize_mean_and_sample_std():
     assert s["n"] == 3
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_vectorised_bootstrap_statistics_equal_sklearn_on_every_resample():
+    from cervixlib.metrics import _accuracy_along, _weighted_f1_along
+
+    y, prob = _random_predictions(60, seed=3)
+    pred = prob.argmax(1)
+    pred[:3] = 4  # a class predicted but never true, as small test splits produce
+    idx = np.random.default_rng(0).integers(0, len(y), size=(50, len(y)))
+    acc = _accuracy_along(y[idx], pred[idx])
+    f1 = _weighted_f1_along(y[idx], pred[idx])
+    for r in range(len(idx)):
+        assert acc[r] == pytest.approx(accuracy_score(y[idx[r]], pred[idx[r]]))
+        assert f1[r] == pytest.approx(f1_score(y[idx[r]], pred[idx[r]], average="weighted", zero_division=0))
+
+
+def test_bootstrap_accepts_a_custom_metric():
+    y, prob = _random_predictions(80)
+    pred = prob.argmax(1)
+    macro = lambda t, p: f1_score(t, p, average="macro", zero_division=0)  # noqa: E731
+    ci = bootstrap_ci(y, pred, macro, n_resamples=100)
+    assert ci.low <= ci.value <= ci.high

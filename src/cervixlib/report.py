@@ -60,7 +60,7 @@ def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
             "model": model, "subset": subset, "seeds": len(group),
             "test_n": group[0].metrics["test"]["n"],
             "dataset": dataset_label(group[0]),
-            "paper_accuracy": paper.get(f"{subset}_acc"),
+            "paper_accuracy": f"{paper[f'{subset}_acc']:.2f}" if f"{subset}_acc" in paper else None,
         }
         if len(group) == 1:
             row["accuracy"] = _pct(accs[0])
@@ -70,9 +70,9 @@ def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
             row["accuracy"] = f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f} (n={a['n']})"
             row["weighted_f1"] = f"{100 * f['mean']:.1f} ± {100 * f['std']:.1f} (n={f['n']})"
         per_class = group[0].metrics["test"]["per_class"]
-        row["f1_per_class"] = " ".join(f"{v['f1']:.2f}" for v in per_class.values())
+        row["f1_per_class"] = " ".join(f"{v['f1']:.3f}" for v in per_class.values())
         if subset == "multi" and "multi_f1" in paper:
-            row["paper_f1_per_class"] = " ".join(f"{v:.2f}" for v in paper["multi_f1"])
+            row["paper_f1_per_class"] = " ".join(f"{v:.3f}" for v in paper["multi_f1"])
         rows.append(row)
     return rows
 

@@ -1,0 +1,122 @@
+"""What a notebook needs in one object: the parameters, the data, the runs, the dataset statement.
+
+Each analysis notebook builds one :class:`Study` from its papermill ``parameters`` cell
+and asks it for runs; the study resolves the profile, generates or finds the data,
+trains through the one :func:`cervixlib.train.fit` (cached), and says which dataset the
+numbers come from. So the notebooks stay thin and agree with the command line.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cervixlib.config import Profile, TrainConfig, get_profile
+from cervixlib.runs import Run
+
+__all__ = ["Study", "html_table"]
+
+
+@dataclass
+class Study:
+    """The parameters shared by the five notebooks; ``None`` means the profile's value."""
+
+    profile: str = "default"
+    data_root: str | None = None
+    subset: str = "multi"
+    image_size: int | None = None
+    epochs: int | None = None
+    seed: int = 0
+    runs_dir: str = "runs"
+    progress: bool = False
+    _runs: dict[tuple[str, str], Run] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def settings(self) -> Profile:
+        return get_profile(self.profile)
+
+    def config(self, model: str, subset: str | None = None) -> TrainConfig:
+        """The run configuration of ``model`` on ``subset`` (default: the study's subset)."""
+        return self.settings.config(
+            model, root=self.data_root, subset=subset or self.subset,
+            image_size=self.image_size, epochs=self.epochs, seed=self.seed)
+
+    @cached_property
+    def root(self) -> Path:
+        """The dataset root: the user's, or the embedded synthetic set (generated on first use)."""
+        from cervixlib.data import default_data_root
+
+        if self.data_root:
+            return Path(self.data_root)
+        return default_data_root(scale=self.settings.synth_scale, seed=0)
+
+    @cached_property
+    def index(self) -> Any:
+        from cervixlib.data import load_index
+
+        return load_index(self.root)
+
+    def run(self, model: str, subset: str | None = None) -> Run:
+        """Train ``model`` on ``subset`` (or load the cached run)."""
+        from cervixlib.train import fit
+
+        key = (model, subset or self.subset)
+        if key not in self._runs:
+            self._runs[key] = fit(self.config(model, key[1]), runs_dir=self.runs_dir, progress=self.progress)
+        return self._runs[key]
+
+    def runs(self, models: Iterable[str], subset: str | None = None) -> dict[str, Run]:
+        return {m: self.run(m, subset) for m in models}
+
+    @property
+    def dataset_label(self) -> str:
+        if self.index.synthetic:
+            return "synthetic SIPaKMeD-compatible data (not SIPaKMeD)"
+        return f"SIPaKMeD at {self.root}"
+
+    def statement(self) -> str:
+        """HTML paragraph saying which data and settings produced this notebook's numbers."""
+        cfg = self.config("<model>")
+        settings = (f"profile <code>{html.escape(self.profile)}</code>: {cfg.data.image_size} px, "
+                    f"{cfg.epochs} epochs, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {self.seed}, "
+                    f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
+        if self.index.synthetic:
+            return (
+                '<div class="admonition warning"><p class="admonition-title">Synthetic data: '
+                "these are not SIPaKMeD results</p><p>This notebook ran on the procedurally generated, "
+                f"SIPaKMeD-compatible dataset at <code>{html.escape(str(self.root))}</code> "
+                f"({len(self.index.multi)} multi-cell images, {len(self.index.isolated)} isolated cells). "
+                "Its numbers test the pipeline, not the paper's claims. Rerun with "
+                "<code>data_root</code> pointing at the real SIPaKMeD download to reproduce the paper. "
+                f"Settings: {settings}.</p></div>")
+        return (f'<div class="admonition note"><p class="admonition-title">Data</p><p>SIPaKMeD at '
+                f"<code>{html.escape(str(self.root))}</code> ({len(self.index.multi)} multi-cell images, "
+                f"{len(self.index.isolated)} isolated cells). Settings: {settings}.</p></div>")
+
+    def show_statement(self) -> None:
+        from IPython.display import HTML, display
+
+        display(HTML(self.statement()))
+
+
+def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> str:
+    """Rows of dicts as a small HTML table (renders the same in JupyterLab and in the book)."""
+    if not rows:
+        return "<p><em>(no rows)</em></p>"
+    cols = list(dict.fromkeys(k for row in rows for k in row))
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f'<table class="table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
