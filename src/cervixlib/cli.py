@@ -42,7 +42,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from cervixlib.data import load_index
 
-    print(load_index(args.root, skip_bad=args.skip_bad).describe())
+    print(load_index(args.root, skip_bad=args.skip_bad, verify=args.verify).describe())
     return 0
 
 
@@ -60,6 +60,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("root", type=Path)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable files and list them instead of stopping at the first")
+    p.add_argument("--verify", action="store_true",
+                   help="decode every image fully (slow) instead of checking headers only")
     p.set_defaults(func=_cmd_info)
 
 
@@ -131,12 +133,74 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_compare)
 
 
+# ----------------------------------------------------------------------------- book
+def _parse_param(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` with a YAML value: ``models=[densenet121]``, ``epochs=3``."""
+    import yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"parameter must look like NAME=VALUE, got {text!r}")
+    try:
+        return name, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"parameter {name}: {value!r} is not a YAML value") from None
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from cervixlib.book import BookError, run_book
+
+    try:
+        result = run_book(
+            args.profile, args.data, args.notebooks, args.book, runs_dir=args.runs,
+            only=args.only, params=dict(args.param), build=not args.no_build, force=args.force,
+            progress=sys.stderr.isatty(), log_output=args.log_output,
+        )
+    except BookError as exc:
+        print(f"cervix book: error: {exc}", file=sys.stderr)
+        return 1
+    done = f"{len(result.executed)} notebook(s) executed, {len(result.reused)} up to date"
+    where = f"; site: {result.html_dir / 'index.html'}" if result.html_dir else ""
+    print(f"cervix book: {done} in {result.seconds['total']:.0f} s{where}")
+    return 0
+
+
+def _add_book_command(sub: argparse._SubParsersAction) -> None:
+    from cervixlib.book import PROFILE_NAMES
+
+    p = sub.add_parser("book", help="run the notebooks with papermill and build the book",
+                       description="Execute notebooks/ with papermill into book/ (as "
+                       "book/manifest.yml declares), then build the site with Jupyter Book "
+                       "into book/_build/html.")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default="default",
+                   help="training profile injected into every notebook (default: default)")
+    p.add_argument("--data", type=Path, default=None, metavar="ROOT",
+                   help="SIPaKMeD root (default: the embedded synthetic set)")
+    p.add_argument("--only", nargs="+", action="extend", default=None, metavar="NAME",
+                   help="run only these chapters (name or prefix, e.g. 05); the others "
+                        "must already be executed to build")
+    p.add_argument("-p", "--param", type=_parse_param, action="append", default=[],
+                   metavar="NAME=VALUE", help="override a parameter, e.g. -p 'models=[densenet121]'")
+    p.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR",
+                   help="run cache injected as runs_dir (default: runs)")
+    p.add_argument("--notebooks", type=Path, default=Path("notebooks"), metavar="DIR",
+                   help="source notebooks (default: notebooks)")
+    p.add_argument("--book", type=Path, default=Path("book"), metavar="DIR",
+                   help="book folder: manifest, toc, executed notebooks (default: book)")
+    p.add_argument("--no-build", action="store_true", help="execute only; do not build the site")
+    p.add_argument("--force", action="store_true",
+                   help="re-execute notebooks even when their executed copy is up to date")
+    p.add_argument("--log-output", action="store_true", help="stream the cells' output")
+    p.set_defaults(func=_cmd_book)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cervix", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_engine_commands(sub)
+    _add_book_command(sub)
     return parser
 
 

@@ -1,0 +1,23 @@
+"""Data layer: SIPaKMeD (and class-per-folder) indexing, splits, datasets, masks and
+the procedural SIPaKMeD-compatible generator.
+
+For Wang et al. (2021), "Towards Interpretable Attention Networks for Cervical Cancer
+Analysis". See ``docs/ARCHITECTURE.md`` for the contract these names fulfil.
+"""
+
+from __future__ import annotations
+
+from cervixlib.data.datasets import CACHE_MAX_BYTES, MEAN, STD, CellImageDataset, denormalize, normalize
+from cervixlib.data.errors import DataError
+from cervixlib.data.index import CLASSES, SYNTHETIC_MARKER, Cell, DatasetIndex, Item, load_index
+from cervixlib.data.io import IMAGE_EXTENSIONS, probe_image, read_dat, read_image
+from cervixlib.data.masks import cell_mask
+from cervixlib.data.splits import Split, make_split, repeated_splits
+from cervixlib.data.synth import DEFAULT_IMAGE_SIZE, default_data_root, synthesize
+
+__all__ = [
+    "CACHE_MAX_BYTES", "CLASSES", "DEFAULT_IMAGE_SIZE", "IMAGE_EXTENSIONS", "MEAN", "STD",
+    "SYNTHETIC_MARKER", "Cell", "CellImageDataset", "DataError", "DatasetIndex", "Item", "Split",
+    "cell_mask", "default_data_root", "denormalize", "load_index", "make_split", "normalize",
+    "probe_image", "read_dat", "read_image", "repeated_splits", "synthesize",
+]

@@ -1,0 +1,160 @@
+"""Group-aware, stratified train/validation/test splits (70/20/10 by default).
+
+Wang et al. (2021), "Towards Interpretable Attention Networks for Cervical Cancer
+Analysis", split SIPaKMeD 70/20/10 and report test accuracy; with about 97 multi-cell
+test images one image is about one point of accuracy, so the split must keep each
+class's share and must never put two crops of one source image (one ``group``) on both
+sides. Repeated splits give the spread needed for confidence intervals.
+
+How (and why not scikit-learn): every SIPaKMeD group lies within one class, so
+stratification decomposes by class. Per class, the target counts ``n_c * fraction``
+are rounded to integers by controlled rounding: each split gets the floor or the
+ceiling of its target (so within one item of it), and which splits get the ceilings
+is chosen across classes so that the split totals also stay within about one item of
+``N * fraction`` (a small set still gets a non-empty test split). Groups are then
+dealt in seeded random order, each to a part it still fits in, chosen with
+probability proportional to the room left there (for single-item groups this is a
+uniformly random partition with exactly those counts); a group that fits nowhere goes
+to the part furthest below its quota, overfilling it by less than one group (so a
+part is within one group of its quota; a part can miss it by up to two groups only
+if two others were overfilled, which a stress test of 4500 class-part counts never
+produced). Dealing
+largest groups first would bound the error more tightly but would leave the test
+part with only the smallest groups (images with few crops): a biased test set. ``sklearn.model_selection.StratifiedGroupKFold`` makes equal
+folds only; 70/20/10 from ten folds merges 7, 2 and 1 of them, the per-fold rounding
+errors add up (1.4 items off for SIPaKMeD's multi-cell class counts, breaking the
+"within one item" property tested in ``tests/test_splits.py``), and a class with
+fewer than ten items cannot be split at all (tiny synthetic sets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cervixlib.data.index import Item
+
+__all__ = ["Split", "make_split", "repeated_splits"]
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Sorted int64 indices into the item list for each part of a split."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def __post_init__(self) -> None:
+        for arr in (self.train, self.val, self.test):
+            arr.flags.writeable = False
+
+    def key(self) -> bytes:
+        """Bytes identifying the split (for comparing and deduplicating splits)."""
+        return b"|".join(a.tobytes() for a in (self.train, self.val, self.test))
+
+
+def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6 or fr[0] <= 0:
+        raise ValueError(f"fractions must be three non-negative numbers (train, val, test) summing "
+                         f"to 1 with train > 0, got {tuple(fractions)}")
+    return fr / fr.sum()
+
+
+def _class_quotas(counts: np.ndarray, fr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Integer (n_classes, 3) quotas: each within one of counts*fr, totals near N*fr."""
+    quotas = np.zeros((len(counts), 3), dtype=np.int64)
+    cum_target = np.zeros(3)
+    totals = np.zeros(3)
+    for c in rng.permutation(len(counts)):
+        target = counts[c] * fr
+        q = np.floor(target + _EPS).astype(np.int64)
+        frac = target - q
+        cum_target += target
+        totals += q
+        for _ in range(int(counts[c] - q.sum())):
+            candidates = [s for s in range(3) if frac[s] > _EPS]
+            s = max(candidates, key=lambda k: (round(cum_target[k] - totals[k], 9), frac[k], -k))
+            q[s] += 1
+            totals[s] += 1
+            frac[s] = 0.0
+        quotas[c] = q
+    return quotas
+
+
+def make_split(items: Sequence[Item], *, seed: int = 0,
+               fractions: Sequence[float] = (0.7, 0.2, 0.1)) -> Split:
+    """Stratified, group-aware train/val/test split, deterministic for a seed.
+
+    Args:
+        items: indexed images (anything with ``.label`` and ``.group``).
+        seed: the split's random seed.
+        fractions: train, validation and test shares.
+
+    Returns:
+        A :class:`Split` of indices into ``items``. Per class, each part holds its share
+        within one item (within about one group where groups are larger, see the
+        module docstring); no group is in two parts. A group whose items carry several labels is stratified by its most
+        common label.
+    """
+    fr = _check_fractions(fractions)
+    if len(items) == 0:
+        raise ValueError("cannot split an empty item list")
+    labels = np.asarray([it.label for it in items], dtype=np.int64)
+    group_names, inverse = np.unique(np.asarray([str(it.group) for it in items]), return_inverse=True)
+    n_groups = len(group_names)
+    label_values, label_idx = np.unique(labels, return_inverse=True)
+    table = np.zeros((n_groups, len(label_values)), dtype=np.int64)
+    np.add.at(table, (inverse, label_idx), 1)
+    group_size = table.sum(axis=1)
+    group_class = table.argmax(axis=1)
+    class_counts = np.bincount(group_class, weights=group_size, minlength=len(label_values)).astype(np.int64)
+
+    rng = np.random.default_rng(seed)
+    quotas = _class_quotas(class_counts, fr, rng)
+    assignment = np.empty(n_groups, dtype=np.int64)
+    for c in range(len(label_values)):
+        members = np.flatnonzero(group_class == c)
+        deficit = quotas[c].astype(np.float64)
+        for g in members[rng.permutation(len(members))]:
+            size = group_size[g]
+            room = np.where(deficit >= size, deficit, 0.0)
+            if room.sum() > 0:  # a part it fits in, chosen with probability ~ room left
+                s = int(rng.choice(3, p=room / room.sum()))
+            else:  # fits nowhere: overfill the part furthest below quota (by < one group)
+                s = int(np.argmax(deficit))
+            assignment[g] = s
+            deficit[s] -= size
+    part = assignment[inverse]
+    return Split(*(np.flatnonzero(part == s).astype(np.int64) for s in range(3)))
+
+
+def repeated_splits(items: Sequence[Item], *, n_repeats: int, seed: int = 0,
+                    fractions: Sequence[float] = (0.7, 0.2, 0.1)) -> list[Split]:
+    """``n_repeats`` distinct splits with the properties of :func:`make_split`.
+
+    Repeat ``r`` is ``make_split(items, seed=seed + r)``, except that a seed giving a
+    split already in the list is passed over (possible only for tiny sets).
+
+    Raises:
+        ValueError: the items admit fewer than ``n_repeats`` distinct splits (tried up
+            to ``20 * n_repeats + 20`` seeds).
+    """
+    if n_repeats < 1:
+        raise ValueError(f"n_repeats must be >= 1, got {n_repeats}")
+    splits: list[Split] = []
+    seen: set[bytes] = set()
+    for s in range(seed, seed + 20 * n_repeats + 20):
+        split = make_split(items, seed=s, fractions=fractions)
+        if split.key() not in seen:
+            seen.add(split.key())
+            splits.append(split)
+            if len(splits) == n_repeats:
+                return splits
+    raise ValueError(f"found only {len(splits)} distinct splits of {len(items)} items; "
+                     f"asked for {n_repeats}")

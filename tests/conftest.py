@@ -1,0 +1,99 @@
+"""Shared pytest fixtures. Each section belongs to one part of the library; keep them grouped."""
+
+from __future__ import annotations
+
+import cervixlib  # noqa: F401  (must precede any torchvision import)
+
+import pytest
+
+
+# ============================================================================ data
+# A tiny generated SIPaKMeD-compatible set, built once per test session:
+# scale 0.02 -> 19 multi-cell fields and 80 isolated cells, fields of 256x192 px.
+SYNTH_SCALE = 0.02
+SYNTH_SEED = 0
+SYNTH_IMAGE_SIZE = (256, 192)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """Root folder of a tiny synthetic SIPaKMeD set (read-only: do not modify it)."""
+    from cervixlib.data import synthesize
+
+    out = tmp_path_factory.mktemp("synth") / "sipakmed"
+    return synthesize(out, scale=SYNTH_SCALE, seed=SYNTH_SEED, image_size=SYNTH_IMAGE_SIZE, progress=False)
+
+
+@pytest.fixture(scope="session")
+def synth_index(synth_root):
+    """``load_index`` of :func:`synth_root`."""
+    from cervixlib.data import load_index
+
+    return load_index(synth_root)
+
+
+def _circle(cx: float, cy: float, r: float, n: int = 12):
+    import numpy as np
+
+    t = np.arange(n) * (2 * np.pi / n)
+    return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
+
+
+def _write_dat(path, points, sep: str = ",") -> None:
+    path.write_text("".join(f"{x:.3f}{sep}{y:.3f}\n" for x, y in points))
+
+
+def build_sipakmed_tree(root, *, nested: bool = False, classes=None, n_images: int = 2, n_cells: int = 2,
+                        size: tuple[int, int] = (48, 36), space_dat: bool = False, seed: int = 0):
+    """Write a small SIPaKMeD tree by hand (the real layout, not the generator's code).
+
+    ``root/im_<C>/NNN.bmp`` (or ``root/im_<C>/im_<C>/...`` when ``nested``) with
+    ``NNN_cytMM.dat``/``NNN_nucMM.dat``, and ``CROPPED/NNN_MM.bmp`` cut around each cell
+    with ``NNN_MM_cyt.dat``/``NNN_MM_nuc.dat`` in crop coordinates. With ``space_dat``
+    the first class's boundary files use a space instead of the comma. Returns the
+    expected ``{(class, "multi"|"isolated"): count}``.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from cervixlib.data import CLASSES
+
+    rng = np.random.default_rng(seed)
+    W, H = size
+    expected = {}
+    for ci, cls in enumerate(classes if classes is not None else CLASSES):
+        folder = root / f"im_{cls}"
+        if nested:
+            folder = folder / f"im_{cls}"
+        (folder / "CROPPED").mkdir(parents=True)
+        sep = " " if (space_dat and ci == 0) else ","
+        for n in range(1, n_images + 1):
+            pixels = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{n:03d}.bmp")
+            for m in range(1, n_cells + 1):
+                cx, cy = W * m / (n_cells + 1), H / 2
+                cyt, nuc = _circle(cx, cy, 6.0), _circle(cx, cy, 2.5, 8)
+                _write_dat(folder / f"{n:03d}_cyt{m:02d}.dat", cyt, sep)
+                _write_dat(folder / f"{n:03d}_nuc{m:02d}.dat", nuc, sep)
+                x0, y0 = int(cx) - 9, int(cy) - 9
+                Image.fromarray(pixels[y0:y0 + 18, x0:x0 + 18]).save(folder / "CROPPED" / f"{n:03d}_{m:02d}.bmp")
+                _write_dat(folder / "CROPPED" / f"{n:03d}_{m:02d}_cyt.dat", cyt - [x0, y0], sep)
+                _write_dat(folder / "CROPPED" / f"{n:03d}_{m:02d}_nuc.dat", nuc - [x0, y0], sep)
+        expected[(cls, "multi")] = n_images
+        expected[(cls, "isolated")] = n_images * n_cells
+    return expected
+
+
+@pytest.fixture
+def build_tree():
+    """:func:`build_sipakmed_tree`, for tests that need other shapes of tree."""
+    return build_sipakmed_tree
+
+
+@pytest.fixture
+def sipakmed_tree(tmp_path):
+    """A fresh hand-built SIPaKMeD tree (single nesting) at ``tmp_path / "sipakmed"``."""
+    root = tmp_path / "sipakmed"
+    build_sipakmed_tree(root)
+    return root
+# ========================================================================= end data
