@@ -1,0 +1,507 @@
+"""Reusable checks of the analysis book, for the fixture book and the real one.
+
+Each check raises AssertionError with a message naming the file and the problem:
+- :func:`check_source_notebook`: a notebook as stored in git (clean, one parameters cell);
+- :func:`check_executed_parameters`: papermill injected the expected parameters;
+- :func:`check_built_site`: the HTML has the chapters, every plotly figure, no error
+  output, and loads nothing from another host;
+- :func:`check_in_browser`: headless Chromium draws every figure, the slider and the
+  widgets with the network cut off, requests nothing outside the site, and saves
+  full-page screenshots;
+- :func:`check_jupyterlab`: JupyterLab serves the notebooks and starts a kernel.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from bs4 import BeautifulSoup
+
+__all__ = [
+    "CHROMIUM_HINT",
+    "check_built_site",
+    "check_executed_parameters",
+    "check_in_browser",
+    "check_jupyterlab",
+    "check_source_notebook",
+    "find_chromium",
+]
+
+CHROMIUM_HINT = ("headless Chromium not found: install Debian's package with "
+                 "`sudo apt-get install -y chromium` (or set CHROMIUM=/path/to/chrome)")
+
+# URLs that may appear in inline scripts: sphinx-thebe's constant for its launch
+# button (thebe is off in _config.yml, so no page shows the button or loads it).
+ALLOWED_INLINE_URLS = ("https://unpkg.com/thebe@",)
+# Elements and attributes through which a page loads something by itself
+# (<a href> only navigates when clicked, so links such as arXiv's are allowed).
+_LOADING_ATTRS = {
+    "script": "src", "link": "href", "img": "src", "iframe": "src", "source": "src",
+    "video": "src", "audio": "src", "embed": "src", "object": "data", "track": "src",
+}
+_ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|\b\w*(Error|Exception)\b")
+
+
+def _is_external(url: str) -> bool:
+    return bool(re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*:)?//", url.strip())) and not url.strip().startswith("file:")
+
+
+# ----------------------------------------------------------------------------- notebooks
+def check_source_notebook(path: str | os.PathLike[str]) -> None:
+    """A notebook as committed: valid, no outputs, no execution counts, no widget
+    state, exactly one cell tagged ``parameters``, and a ``python3`` kernelspec."""
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    problems = []
+    for i, cell in enumerate(nb.cells, 1):
+        if cell.cell_type == "code":
+            if cell.get("outputs"):
+                problems.append(f"cell {i} has outputs")
+            if cell.get("execution_count") is not None:
+                problems.append(f"cell {i} has execution count {cell.execution_count}")
+    tagged = [i for i, c in enumerate(nb.cells, 1) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        problems.append(f"{len(tagged)} cells tagged 'parameters' (cells {tagged}), expected 1")
+    elif nb.cells[tagged[0] - 1].cell_type != "code":
+        problems.append(f"the parameters cell {tagged[0]} is not a code cell")
+    if "widgets" in nb.metadata:
+        problems.append("widget state saved in the metadata")
+    if "papermill" in nb.metadata:
+        problems.append("papermill metadata (an executed copy?)")
+    if nb.metadata.get("kernelspec", {}).get("name") != "python3":
+        problems.append(f"kernelspec {nb.metadata.get('kernelspec', {}).get('name')!r}, expected 'python3'")
+    assert not problems, f"{path}: " + "; ".join(problems)
+
+
+def check_executed_parameters(path: str | os.PathLike[str], expected: Mapping[str, Any]) -> None:
+    """The executed notebook ran with ``expected`` parameters: papermill recorded them
+    and its injected cell (right after the ``parameters`` cell) assigns them."""
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    recorded = nb.metadata.get("papermill", {}).get("parameters", {})
+    for key, value in expected.items():
+        assert recorded.get(key) == value, f"{path}: papermill recorded {key}={recorded.get(key)!r}, expected {value!r}"
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
+    i = next(i for i, t in enumerate(tags) if "parameters" in t)
+    assert i + 1 < len(nb.cells) and "injected-parameters" in tags[i + 1], \
+        f"{path}: no injected-parameters cell right after the parameters cell"
+    injected = nb.cells[i + 1].source
+    for key in expected:
+        assert re.search(rf"^{re.escape(key)} = ", injected, re.M), f"{path}: injected cell does not set {key}"
+
+
+# ----------------------------------------------------------------------------- static site
+def _local_target(html_dir: Path, page: Path, url: str) -> Path:
+    url = url.split("#", 1)[0].split("?", 1)[0]
+    return (page.parent / url).resolve() if not url.startswith("/") else (html_dir / url.lstrip("/")).resolve()
+
+
+def check_built_site(html_dir: str | os.PathLike[str], chapters: Sequence[str], *,
+                     min_figures: Mapping[str, int] | None = None) -> dict[str, dict[str, int]]:
+    """Check a built book and return ``{page: {"figures": n, "widgets": m}}``.
+
+    - ``index.html`` and ``<chapter>.html`` for every chapter exist;
+    - no page shows an error (traceback outputs, or stderr naming an Error/Exception);
+    - every ``plotly-graph-div`` has its ``Plotly.newPlot`` call and the page loads
+      the local plotly.js; every widget view has its saved state and the local
+      widget manager; ``min_figures[chapter]`` figures at least;
+    - every script, stylesheet, image or frame a page loads is a file of the site,
+      inline scripts name no other host (but :data:`ALLOWED_INLINE_URLS`), and no
+      stylesheet under ``_static`` imports fonts or styles from another host.
+    """
+    html_dir = Path(html_dir)
+    assert (html_dir / "index.html").is_file(), f"{html_dir}: no index.html"
+    problems: list[str] = []
+    summary: dict[str, dict[str, int]] = {}
+    pages = sorted(p for p in html_dir.glob("*.html") if p.name not in {"genindex.html", "search.html"})
+    for ch in chapters:
+        if not (html_dir / f"{ch}.html").is_file():
+            problems.append(f"chapter {ch}: {html_dir / (ch + '.html')} missing")
+    for page in pages:
+        soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+        where = page.name
+        # resources the page loads by itself
+        for tag, attr in _LOADING_ATTRS.items():
+            for el in soup.find_all(tag):
+                url = el.get(attr)
+                if not url or url.startswith(("data:", "#")):
+                    continue
+                if _is_external(url):
+                    problems.append(f"{where}: <{tag} {attr}={url!r}> loads from another host")
+                elif tag in {"script", "link", "img"} and el.get("rel") != ["canonical"]:
+                    target = _local_target(html_dir, page, url)
+                    if not target.exists():
+                        problems.append(f"{where}: <{tag} {attr}={url!r}> is not in the site")
+        for script in soup.find_all("script", src=False):
+            if script.get("type", "text/javascript") not in {"text/javascript", "module", "application/javascript"}:
+                continue  # JSON data (widget state), thebe config
+            for url in re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"'<>)]*", script.get_text()):
+                if not url.startswith(ALLOWED_INLINE_URLS):
+                    problems.append(f"{where}: inline script names {url}")
+        # errors
+        for out in soup.select("div.cell_output div.output"):
+            classes = out.get("class", [])
+            text = out.get_text(" ", strip=True)
+            if "traceback" in classes or "error" in classes:
+                problems.append(f"{where}: error output: {text[:120]!r}")
+            elif "stderr" in classes and _ERROR_TEXT.search(text):
+                problems.append(f"{where}: stderr output reports an error: {text[:120]!r}")
+        if "Traceback (most recent call last)" in soup.get_text():
+            problems.append(f"{where}: a traceback is shown")
+        # figures
+        scripts_src = [s.get("src", "").split("?", 1)[0] for s in soup.find_all("script", src=True)]
+        divs = soup.select("div.plotly-graph-div")
+        inline = "\n".join(s.get_text() for s in soup.find_all("script", src=False))
+        for div in divs:
+            fid = div.get("id")
+            if not fid or not re.search(r"Plotly\.newPlot\(\s*\"" + re.escape(fid) + '"', inline):
+                problems.append(f"{where}: plotly div {fid!r} has no Plotly.newPlot call")
+        if divs and not any(s.endswith("vendor/plotly.min.js") for s in scripts_src):
+            problems.append(f"{where}: has plotly figures but does not load _static/vendor/plotly.min.js")
+        # widgets
+        views = soup.find_all("script", type="application/vnd.jupyter.widget-view+json")
+        if views:
+            states = soup.find_all("script", type="application/vnd.jupyter.widget-state+json")
+            state = json.loads(states[0].get_text()).get("state", {}) if states else {}
+            for v in views:
+                mid = json.loads(v.get_text()).get("model_id")
+                if mid not in state:
+                    problems.append(f"{where}: widget view {mid} has no saved widget state")
+            if not any(s.endswith("html-manager/embed.js") for s in scripts_src):
+                problems.append(f"{where}: has widgets but does not load the local html-manager embed.js")
+        summary[page.stem] = {"figures": len(divs), "widgets": len(views)}
+    for ch, n in (min_figures or {}).items():
+        got = summary.get(ch, {}).get("figures", 0)
+        if got < n:
+            problems.append(f"{ch}.html: {got} plotly figure(s), expected at least {n}")
+    for css in (html_dir / "_static").rglob("*.css"):
+        text = css.read_text(encoding="utf-8", errors="replace")
+        for m in re.finditer(r"(?:url\(\s*['\"]?|@import\s+['\"])((?:https?:)?//[^'\")\s]+)", text):
+            problems.append(f"{css.relative_to(html_dir)}: loads {m.group(1)}")
+    assert not problems, f"{html_dir}: " + "\n".join(problems)
+    return summary
+
+
+# ----------------------------------------------------------------------------- browser
+def find_chromium() -> str | None:
+    """Path of a Chromium/Chrome binary ($CHROMIUM first), or None."""
+    env = os.environ.get("CHROMIUM")
+    if env:
+        return env if Path(env).exists() else None
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class _DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, ws_url: str) -> None:
+        import websocket  # websocket-client, a jupyter_server dependency
+
+        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    def wait_event(self, method: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if any(e.get("method") == method for e in self.events):
+            return
+        while time.monotonic() < deadline:
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            msg = json.loads(self.ws.recv())
+            self.events.append(msg)
+            if msg.get("method") == method:
+                return
+        raise TimeoutError(method)
+
+    def evaluate(self, expression: str) -> Any:
+        res = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in res:
+            raise RuntimeError(f"page script failed: {res['exceptionDetails'].get('text')}")
+        return res.get("result", {}).get("value")
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+_PAGE_STATE_JS = """(() => {
+  const views = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')];
+  const plots = [...document.querySelectorAll('div.plotly-graph-div')].map(d => ({
+      id: d.id, svg: d.querySelectorAll('svg.main-svg').length > 0,
+      height: d.getBoundingClientRect().height}));
+  return {
+    plotly: typeof window.Plotly !== 'undefined',
+    plots: plots,
+    sliders: document.querySelectorAll('div.plotly-graph-div g.slider-container').length,
+    widget_views: views.length,
+    // the html-manager draws each saved view into the element that holds its script
+    widgets_drawn: views.filter(s => {
+        const w = s.parentElement && s.parentElement.querySelector('.jupyter-widgets');
+        return w && w.getBoundingClientRect().height > 0; }).length,
+    widget_errors: document.querySelectorAll('.jupyter-widgets-error-widget, .widget-error').length,
+    math: document.querySelectorAll('mjx-container').length,
+    ready: document.readyState,
+  };
+})()"""
+
+
+def check_in_browser(html_dir: str | os.PathLike[str], pages: Sequence[str], out_dir: str | os.PathLike[str],
+                     *, sliders: Mapping[str, int] | None = None, timeout: float = 45.0,
+                     chromium: str | None = None) -> dict[str, dict[str, Any]]:
+    """Open ``pages`` (file names under ``html_dir``) in headless Chromium, offline.
+
+    Host names do not resolve (``--host-resolver-rules``), so only the site's own
+    files can load. For each page: every plotly div must contain an ``svg``, every
+    saved widget view must render, ``sliders[page]`` plotly sliders at least must
+    exist, no script may throw, and the page may request nothing but ``file:`` and
+    ``data:`` URLs. A full-page screenshot goes to ``out_dir/<page>.png``. Returns
+    the state read from each page.
+    """
+    exe = chromium or find_chromium()
+    if exe is None:
+        raise FileNotFoundError(CHROMIUM_HINT)
+    html_dir, out_dir = Path(html_dir).resolve(), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    profile = Path(tempfile.mkdtemp(prefix="cervix-chromium-"))
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-extensions", "--no-first-run", "--no-default-browser-check",
+           "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1280,900",
+           f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not port_file.is_file() or not port_file.read_text().strip():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{exe} did not start (exit {proc.poll()})")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
+            target = next(t for t in json.load(resp) if t.get("type") == "page")
+        dt = _DevTools(target["webSocketDebuggerUrl"])
+        try:
+            for method in ("Page.enable", "Network.enable", "Runtime.enable"):
+                dt.call(method)
+            for name in pages:
+                page = html_dir / name
+                assert page.is_file(), f"{page}: missing"
+                # Jupyter Book's index.html only redirects to the first page: open that
+                redirect = re.search(r'http-equiv="Refresh" content="0; url=([^"]+)"',
+                                     page.read_text(encoding="utf-8"), re.I)
+                if redirect:
+                    page = html_dir / redirect.group(1)
+                    assert page.is_file(), f"{name} redirects to {page}, which is missing"
+                dt.events.clear()
+                dt.call("Page.navigate", url=page.as_uri())
+                dt.wait_event("Page.loadEventFired", timeout)
+                deadline = time.monotonic() + timeout
+                while True:  # figures draw at parse time, widgets after the load event
+                    state = dt.evaluate(_PAGE_STATE_JS)
+                    # without plotly.js after the load event, no figure will ever draw
+                    plots_done = not state["plotly"] or all(p["svg"] for p in state["plots"])
+                    done = plots_done and \
+                        (state["widget_views"] == 0 or state["widgets_drawn"] >= state["widget_views"])
+                    if done or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.25)
+                shot = dt.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+                (out_dir / f"{Path(name).stem}.png").write_bytes(base64.b64decode(shot["data"]))
+                dt.call("Runtime.evaluate", expression="0")  # flush pending events
+                urls = [e["params"]["request"]["url"] for e in dt.events
+                        if e.get("method") == "Network.requestWillBeSent"]
+                state["requests"] = urls
+                state["exceptions"] = [e["params"]["exceptionDetails"].get("exception", {}).get("description")
+                                       or e["params"]["exceptionDetails"].get("text")
+                                       for e in dt.events if e.get("method") == "Runtime.exceptionThrown"]
+                results[name] = state
+                external = [u for u in urls if not u.startswith(("file:", "data:", "blob:", "about:"))]
+                if external:
+                    problems.append(f"{name}: requests outside the site: {external[:5]}")
+                if state["exceptions"]:
+                    problems.append(f"{name}: script errors: {state['exceptions'][:3]}")
+                if state["plots"] and not state["plotly"]:
+                    problems.append(f"{name}: plotly.js did not load")
+                for p in state["plots"]:
+                    if not p["svg"] or p["height"] < 50:
+                        problems.append(f"{name}: plotly figure {p['id']} did not draw "
+                                        f"(svg={p['svg']}, height={p['height']:.0f}px)")
+                if state["widget_views"] and state["widgets_drawn"] < state["widget_views"]:
+                    problems.append(f"{name}: {state['widget_views']} widget view(s), "
+                                    f"{state['widgets_drawn']} drawn")
+                if state["widget_errors"]:
+                    problems.append(f"{name}: {state['widget_errors']} widget(s) failed to render")
+                want = (sliders or {}).get(name, 0)
+                if state["sliders"] < want:
+                    problems.append(f"{name}: {state['sliders']} plotly slider(s), expected {want}")
+        finally:
+            dt.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert not problems, "\n".join(problems)
+    return results
+
+
+# ----------------------------------------------------------------------------- JupyterLab
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_in_kernel(ws_url: str, code: str, timeout: float) -> str:
+    """Execute ``code`` over a kernel's websocket (Jupyter's JSON protocol); return stdout."""
+    import uuid
+
+    import websocket
+
+    ws = websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
+    try:
+        msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
+                       "session": session, "date": "", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False},
+        }))
+        out, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                raise AssertionError(f"kernel error: {msg['content']['ename']}: {msg['content']['evalue']}")
+            elif kind == "execute_reply":
+                assert msg["content"]["status"] == "ok", msg["content"]
+                # stdout may trail the reply: wait for the kernel to go idle
+            elif kind == "status" and msg["content"]["execution_state"] == "idle" and out:
+                return "".join(out)
+        raise AssertionError(f"no output from the kernel within {timeout:.0f} s")
+    finally:
+        ws.close()
+
+
+def check_jupyterlab(root_dir: str | os.PathLike[str], notebooks: str = "notebooks",
+                     expected: Sequence[str] = (), *, kernel: str = "python3",
+                     timeout: float = 90.0) -> dict[str, Any]:
+    """Start ``jupyter lab`` on loopback with a random token in ``root_dir``; check
+    that it serves the Lab page and lists and opens the ``expected`` notebooks under
+    ``notebooks`` (GET /api/contents), that a ``kernel`` kernel starts (POST
+    /api/kernels) and runs a cell over its websocket, and that it is deleted; then
+    stop the server. Returns the kernel model, with ``sys_prefix`` of the kernel."""
+    port, token = _free_port(), secrets.token_hex(16)
+    runtime = Path(tempfile.mkdtemp(prefix="cervix-jlab-"))
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(runtime / "config"), "JUPYTER_NO_CONFIG": "1"}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--ServerApp.token={token}", f"--ServerApp.root_dir={Path(root_dir).resolve()}",
+           "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--ServerApp.open_browser=False"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI run as root
+        cmd.append("--allow-root")
+    log = (runtime / "server.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def api(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Authorization": f"token {token}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=15) as resp:
+                raw = resp.read()
+                is_json = resp.headers.get_content_type() == "application/json"
+                return resp.status, (json.loads(raw) if raw and is_json else raw.decode(errors="replace"))
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"jupyter lab exited with {proc.returncode}: "
+                                     f"{(runtime / 'server.log').read_text()[-2000:]}")
+            try:
+                if api("GET", "/api/status")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jupyter lab did not answer on {base} within {timeout:.0f} s")
+            time.sleep(0.5)
+        status, lab = api("GET", "/lab")
+        assert status == 200 and "<title>JupyterLab</title>" in lab, f"GET /lab: {status}"
+        status, listing = api("GET", f"/api/contents/{notebooks}")
+        assert status == 200, f"GET /api/contents/{notebooks}: {status} {listing}"
+        names = {item["name"] for item in listing["content"] if item["type"] == "notebook"}
+        missing = [n for n in expected if n not in names]
+        assert not missing, f"JupyterLab does not list {missing} in {notebooks}/ (it lists {sorted(names)})"
+        for n in expected[:1]:
+            status, model = api("GET", f"/api/contents/{notebooks}/{n}?content=1")
+            assert status == 200 and model["type"] == "notebook", f"GET {n}: {status}"
+        status, km = api("POST", "/api/kernels", {"name": kernel})
+        assert status in (200, 201), f"POST /api/kernels: {status} {km}"
+        assert km.get("execution_state") in {"starting", "idle", "busy"}, f"kernel state: {km}"
+        # run a cell through the kernel's websocket, as the JupyterLab frontend does
+        prefix = _run_in_kernel(f"ws://127.0.0.1:{port}/api/kernels/{km['id']}/channels?token={token}",
+                                "import sys; print(sys.prefix)", timeout=max(5.0, deadline - time.monotonic()))
+        seen = api("GET", f"/api/kernels/{km['id']}")[1]
+        assert seen.get("execution_state") in {"idle", "busy"}, f"kernel state after a cell: {seen}"
+        seen["sys_prefix"] = prefix.strip()
+        status, _ = api("DELETE", f"/api/kernels/{km['id']}")
+        assert status == 204, f"DELETE kernel: {status}"
+        assert api("GET", "/api/kernels")[1] == [], "a kernel is still running"
+        return seen
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(runtime, ignore_errors=True)

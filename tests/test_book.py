@@ -1,0 +1,370 @@
+"""The book machinery (cervixlib.book, _config.yml, _toc.yml, book/), end to end.
+
+A fixture book of two tiny notebooks (tests/fixtures/book) is laid out like the
+repository (root _config.yml and _toc.yml, book/ with links to them) and goes
+through papermill and a real `jupyter-book build`; the built site is then checked
+statically, in headless Chromium with no network, and the notebooks in JupyterLab.
+The check functions live in tests/book_checks.py so that the same checks run on
+the real five chapters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+import book_checks as bc
+from cervixlib import book
+from cervixlib.book import BookError
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "book"
+CHAPTERS = ["01_data_exploration", "02_baselines", "03_attention_models",
+            "04_multicell_vs_isolated", "05_explainability"]
+FIXTURE_CHAPTERS = ["01_figures", "05_explainability"]
+JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
+
+
+def make_project(root: Path, *, toc: Path = FIXTURE / "_toc.yml", notebooks: Path = FIXTURE / "notebooks",
+                 manifest: Path = FIXTURE / "manifest.yml") -> Path:
+    """The repository's book layout at ``root``: its _config.yml, intro and vendored
+    files around ``notebooks``, ``toc`` and ``manifest`` (the fixture's by default;
+    pass the repository's to run the real chapters outside the working tree)."""
+    (root / "book").mkdir(parents=True)
+    shutil.copy(REPO / "_config.yml", root / "_config.yml")
+    shutil.copy(toc, root / "_toc.yml")
+    shutil.copytree(notebooks, root / "notebooks")
+    shutil.copy(manifest, root / "book" / "manifest.yml")
+    shutil.copy(REPO / "book" / "intro.md", root / "book" / "intro.md")
+    shutil.copytree(REPO / "book" / "_vendor", root / "book" / "_vendor")
+    for name in ("_config.yml", "_toc.yml"):  # as in the repository: relative links
+        os.symlink(os.readlink(REPO / "book" / name), root / "book" / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The fixture project after `run_book("smoke")`: (project root, result)."""
+    root = make_project(tmp_path_factory.mktemp("bookproj") / "proj")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        t = time.perf_counter()
+        result = book.run_book("smoke")
+        result.seconds["wall"] = time.perf_counter() - t
+    finally:
+        os.chdir(cwd)
+    return root, result
+
+
+def copy_project(built_root: Path, dest: Path) -> Path:
+    shutil.copytree(built_root, dest, symlinks=True)
+    return dest
+
+
+# ----------------------------------------------------------------------------- repository files
+def test_repository_layout_and_manifest():
+    assert (REPO / "book" / "_config.yml").is_symlink() and (REPO / "book" / "_toc.yml").is_symlink()
+    assert (REPO / "book" / "_config.yml").resolve() == (REPO / "_config.yml").resolve()
+    assert (REPO / "book" / "_toc.yml").resolve() == (REPO / "_toc.yml").resolve()
+    man = book.load_manifest(REPO / "book" / "manifest.yml")
+    assert man.names == CHAPTERS
+    assert book.toc_chapters(REPO / "_toc.yml") == CHAPTERS
+    assert yaml.safe_load((REPO / "_toc.yml").read_text())["root"] == "intro"
+    for nb_path in sorted((REPO / "notebooks").glob("*.ipynb")):  # the lead's notebooks, as they land
+        assert nb_path.stem in man.names, f"{nb_path} is not in book/manifest.yml"
+        bc.check_source_notebook(nb_path)
+
+
+def test_config_is_what_jupyter_book_reads():
+    from jupyter_book.config import get_final_config
+
+    raw = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert raw["execute"]["execute_notebooks"] == "off"  # the string, not YAML's False
+    conf, _ = get_final_config(user_yaml=REPO / "_config.yml", sourcedir=REPO / "book",
+                               cli_config={"latex_individualpages": False})
+    assert conf["nb_execution_mode"] == "off"
+    assert conf["nb_execution_allow_errors"] is False
+    assert "cervixlib.book" in conf["extensions"]
+    assert conf["cervix_warnings_as_errors"] is True and conf["cervix_offline"] is True
+    for pattern in (".venv", "venv", "**/.venv", "_build", "**/_build", "build", "_vendor"):
+        assert pattern in conf["exclude_patterns"], pattern
+    assert conf["external_toc_exclude_missing"] is True
+    # no CDN: widget manager and MathJax are local paths under _static
+    assert list(conf["nb_ipywidgets_js"]) == ["vendor/html-manager/embed.js"]
+    assert not any("://" in k for k in conf["nb_ipywidgets_js"])
+    assert conf["mathjax_path"] == "vendor/mathjax/tex-svg.js"
+    assert conf["html_theme_options"]["launch_buttons"]["thebe"] is False
+    assert "myst.domains" in conf["suppress_warnings"]
+
+
+def test_vendored_files_match_their_record():
+    vendor = REPO / "book" / "_vendor"
+    rows = [ln.split("  ") for ln in (vendor / "SOURCES.txt").read_text().splitlines() if "  " in ln]
+    assert rows, "SOURCES.txt lists no files"
+    for path, digest, *_ in rows:
+        assert (vendor / path).is_file(), path
+        if digest != "-":
+            assert hashlib.sha256((vendor / path).read_bytes()).hexdigest() == digest, f"{path} changed"
+    listed = {r[0] for r in rows}
+    on_disk = {p.relative_to(vendor).as_posix() for p in vendor.rglob("*") if p.is_file()} - {"SOURCES.txt"}
+    assert on_disk == listed, f"unrecorded or missing vendored files: {on_disk ^ listed}"
+    assert "Redistribution and use in source and binary forms" in (vendor / "html-manager" / "LICENSE.txt").read_text()
+    assert "Apache License" in (vendor / "mathjax" / "LICENSE.txt").read_text()
+
+
+# ----------------------------------------------------------------------------- manifest
+@pytest.mark.parametrize("text, problem", [
+    ("notebooks: [{name: a, colour: red}]", "unknown key"),
+    ("notebooks: [{name: a, parameters: {profile: smoke}}]", "set by `cervix book`"),
+    ("notebooks: [{name: a}, {name: a}]", "listed twice"),
+    ("notebooks: [{name: a, profiles: {fast: {}}}]", "unknown profile 'fast'"),
+    ("notebooks: [{name: a.ipynb}]", "without .ipynb"),
+    ("notebooks: []", "non-empty list"),
+    ("chapters: []", "one top-level key 'notebooks'"),
+    ("notebooks: [{name: a}\n  bad: [", "not valid YAML"),
+])
+def test_bad_manifest_is_one_line_naming_the_file(tmp_path, text, problem):
+    path = tmp_path / "manifest.yml"
+    path.write_text(text)
+    with pytest.raises(BookError) as exc:
+        book.load_manifest(path)
+    msg = str(exc.value)
+    assert str(path) in msg and problem in msg and "\n" not in msg
+
+
+def test_manifest_select_and_profile_overrides():
+    man = book.load_manifest(FIXTURE / "manifest.yml")
+    assert [s.name for s in man.select(["05"])] == ["05_explainability"]
+    assert [s.name for s in man.select(["05_explainability.ipynb", "01_figures"])] == FIXTURE_CHAPTERS
+    with pytest.raises(BookError, match="matches none"):
+        man.select(["07"])
+    with pytest.raises(BookError, match="ambiguous"):
+        man.select(["0"])
+    spec = man.select(["01"])[0]
+    assert spec.parameters_for("default")["models"] == ["resnet50", "densenet121"]
+    assert spec.parameters_for("smoke")["subset"] == "isolated"
+    assert "subset" not in spec.parameters_for("paper")
+
+
+def test_toc_and_manifest_must_agree(tmp_path):
+    root = make_project(tmp_path / "p")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: 01_figures\n")
+    with pytest.raises(BookError, match="not in the toc: 05_explainability"):
+        book.run_book("smoke", notebooks_dir=root / "notebooks", book_dir=root / "book", build=False)
+
+
+def test_unknown_parameter_is_refused_before_running(tmp_path):
+    root = make_project(tmp_path / "p")
+    with pytest.raises(BookError, match="modles"):
+        book.run_book("smoke", notebooks_dir=root / "notebooks", book_dir=root / "book",
+                      params={"modles": ["x"]}, build=False)
+    assert not list((root / "book").glob("*.ipynb"))
+
+
+# ----------------------------------------------------------------------------- figures
+def test_figure_mimebundle_is_html_without_plotlyjs_plus_json():
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    fig = go.Figure(go.Scatter(y=[1, 3, 2]))
+    bundle = book.figure_mimebundle(fig)
+    html = bundle["text/html"]
+    assert 'class="plotly-graph-div"' in html and "Plotly.newPlot(" in html
+    assert "<script src" not in html and "cdn" not in html.lower()  # plotly.js comes from the page
+    assert len(html) < 20_000  # not the 4.8 MB plotly.js
+    assert bundle[book.PLOTLY_MIMETYPE]["data"][0]["y"] == [1, 3, 2]
+    assert bundle[book.PLOTLY_MIMETYPE]["config"]["displaylogo"] is False
+    old = pio.renderers.default
+    try:
+        book.use_book_renderer()
+        assert set(fig._repr_mimebundle_()) >= {"text/html", book.PLOTLY_MIMETYPE}
+    finally:
+        pio.renderers.default = old
+
+
+def test_source_fixture_notebooks_are_clean(tmp_path):
+    for path in sorted((FIXTURE / "notebooks").glob("*.ipynb")):
+        bc.check_source_notebook(path)
+    dirty = nbformat.read(FIXTURE / "notebooks" / "01_figures.ipynb", as_version=4)
+    dirty.cells[2].execution_count = 3
+    dirty.cells.append(nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}))
+    nbformat.write(dirty, tmp_path / "dirty.ipynb")
+    with pytest.raises(AssertionError, match="execution count 3.*2 cells tagged"):
+        bc.check_source_notebook(tmp_path / "dirty.ipynb")
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_fixture_book_builds_and_passes_site_checks(built):
+    root, result = built
+    assert [p.name for p in result.executed] == [f"{c}.ipynb" for c in FIXTURE_CHAPTERS]
+    html = root / "book" / "_build" / "html"
+    assert result.html_dir == html.resolve() or result.html_dir == html
+    assert not (root / "_build").exists()  # _build lands in book/, next to book/_config.yml
+    summary = bc.check_built_site(html, FIXTURE_CHAPTERS, min_figures={"01_figures": 1, "05_explainability": 1})
+    assert summary["01_figures"] == {"figures": 1, "widgets": 1}
+    assert summary["05_explainability"] == {"figures": 1, "widgets": 1}
+    import plotly
+
+    assert (html / "_static" / "vendor" / "plotly.min.js").read_bytes() == \
+        (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    assert len(list((html / "_images").glob("*.png"))) == 1  # the matplotlib figure, shown once
+    print(f"fixture book: {result.seconds}")
+
+
+@pytest.mark.slow
+def test_parameters_reach_the_notebook_and_kernel_is_the_venv(built):
+    root, _ = built
+    out = root / "book" / "01_figures.ipynb"
+    bc.check_executed_parameters(out, {"profile": "smoke", "data_root": None, "runs_dir": "../runs",
+                                       "models": ["resnet50", "densenet121"], "subset": "isolated"})
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "profile=smoke models=['resnet50', 'densenet121'] subset=isolated" in text
+    assert f"prefix={sys.prefix}" in text  # papermill's kernel is this venv's python
+    assert nb.metadata["cervix"]["profile"] == "smoke"
+
+
+@pytest.mark.slow
+def test_override_reruns_one_chapter_and_unchanged_ones_are_reused(built, tmp_path):
+    root = copy_project(built[0], tmp_path / "p")
+    nbs, bk = root / "notebooks", root / "book"
+    res = book.run_book("smoke", notebooks_dir=nbs, book_dir=bk, only=["01"],
+                        params={"models": ["densenet121"]}, build=False)
+    assert [p.name for p in res.executed] == ["01_figures.ipynb"]
+    bc.check_executed_parameters(bk / "01_figures.ipynb", {"models": ["densenet121"], "profile": "smoke"})
+    text = json.dumps(nbformat.read(bk / "01_figures.ipynb", as_version=4).cells[3].outputs)
+    assert "models=['densenet121']" in text
+    again = book.run_book("smoke", notebooks_dir=nbs, book_dir=bk, only=["01"],
+                          params={"models": ["densenet121"]}, build=False)
+    assert again.executed == [] and [p.name for p in again.reused] == ["01_figures.ipynb"]
+    # another profile for one chapter only: the build refuses to mix them
+    nb = nbformat.read(bk / "05_explainability.ipynb", as_version=4)
+    nb.metadata["cervix"]["profile"] = "paper"
+    nbformat.write(nb, bk / "05_explainability.ipynb")
+    with pytest.raises(BookError, match="different settings"):
+        book.run_book("smoke", notebooks_dir=nbs, book_dir=bk, only=["01"],
+                      params={"models": ["densenet121"]})
+
+
+@pytest.mark.slow
+def test_failing_notebook_stops_with_one_line_naming_notebook_and_cell(built, tmp_path, monkeypatch, capsys):
+    from cervixlib.cli import build_parser
+
+    root = copy_project(built[0], tmp_path / "p")
+    src = root / "notebooks" / "05_explainability.ipynb"
+    nb = nbformat.read(src, as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell("x = 1\nraise ValueError(f'boom {x}')"))
+    nbformat.write(nb, src)
+    monkeypatch.chdir(root)
+    args = build_parser().parse_args(["book", "--profile", "smoke", "--only", "05"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("cervix book: error: notebooks/05_explainability.ipynb: cell 3 ('x = 1') failed: "
+                             "ValueError: boom 1"), err[0]
+    assert not (root / "book" / "05_explainability.ipynb").exists()  # no stale chapter left
+
+
+@pytest.mark.slow
+def test_plotly_default_renderer_is_refused(tmp_path):
+    src = tmp_path / "nb.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("profile = 'smoke'\ndata_root = None\nruns_dir = 'runs'",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import plotly.graph_objects as go\ngo.Figure(go.Bar(y=[1, 2]))"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, src)
+    with pytest.raises(BookError, match=r"cell 2 .*only as application/vnd.plotly.v1\+json.*show\(fig\)"):
+        book.execute_notebook(src, tmp_path / "out.ipynb", {"profile": "smoke"})
+    assert not (tmp_path / "out.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_plain_jupyter_book_build_as_the_readme_says(built, tmp_path):
+    """`jupyter-book build book/` from the root, no flags: same site, warnings fail it."""
+    root = copy_project(built[0], tmp_path / "p")
+    shutil.rmtree(root / "book" / "_build")
+    proc = subprocess.run([str(JUPYTER_BOOK), "build", "book/"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    html = root / "book" / "_build" / "html"
+    bc.check_built_site(html, FIXTURE_CHAPTERS, min_figures={"05_explainability": 1})
+    assert not (root / "_build").exists()
+
+    # a figure shown with plotly's default renderer, and a script from a CDN: both fail
+    out = root / "book" / "05_explainability.ipynb"
+    nb = nbformat.read(out, as_version=4)
+    slider_cell = next(c for c in nb.cells if c.get("id") == "slider")
+    slider_cell.outputs[0]["data"].pop("text/html")
+    nbformat.write(nb, out)
+    conf = root / "_config.yml"
+    conf.write_text(conf.read_text().replace(
+        "    html_show_sourcelink: false\n",
+        "    html_show_sourcelink: false\n    html_js_files: ['https://cdn.example.org/x.js']\n"))
+    proc = subprocess.run([str(JUPYTER_BOOK), "build", "book/"], cwd=root, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log
+    assert "05_explainability" in log and "cannot render (application/vnd.plotly.v1+json)" in log, log
+    assert "loads https://cdn.example.org/x.js from another host" in log, log
+
+
+@pytest.mark.slow
+def test_browser_draws_figures_and_slider_offline(built):
+    if bc.find_chromium() is None:
+        pytest.skip(bc.CHROMIUM_HINT)
+    html = built[0] / "book" / "_build" / "html"
+    shots = html.parent / "screenshots"
+    state = bc.check_in_browser(html, ["index.html", "01_figures.html", "05_explainability.html"], shots,
+                                sliders={"05_explainability.html": 1})
+    five = state["05_explainability.html"]
+    assert five["sliders"] == 1 and five["widgets_drawn"] == 1
+    assert len(five["plots"]) == 2  # the static slider, and the figure inside the Output widget
+    assert state["01_figures.html"]["widgets_drawn"] == 1 and state["01_figures.html"]["math"] >= 1
+    for name in ("index", "01_figures", "05_explainability"):
+        assert (shots / f"{name}.png").stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_jupyterlab_serves_notebooks_and_starts_a_kernel(built):
+    kernel = bc.check_jupyterlab(built[0], "notebooks", expected=[f"{c}.ipynb" for c in FIXTURE_CHAPTERS])
+    assert kernel["name"] == "python3" and kernel["sys_prefix"] == sys.prefix
+
+
+@pytest.mark.slow
+def test_site_checks_catch_errors_cdn_scripts_and_undrawn_figures(built, tmp_path):
+    """The checks above can fail: a traceback, a CDN script, a figure that cannot draw."""
+    html = shutil.copytree(built[0] / "book" / "_build" / "html", tmp_path / "html")
+    page = html / "05_explainability.html"
+    text = page.read_text()
+    text = text.replace("</head>", '<script src="https://cdn.jsdelivr.net/npm/x.js"></script></head>', 1)
+    text = text.replace('<div class="cell_output docutils container">',
+                        '<div class="cell_output docutils container"><div class="output traceback">'
+                        'Traceback (most recent call last): ValueError</div>', 1)
+    page.write_text(text)
+    with pytest.raises(AssertionError) as exc:
+        bc.check_built_site(html, FIXTURE_CHAPTERS)
+    assert "loads from another host" in str(exc.value) and "error output" in str(exc.value)
+
+    if bc.find_chromium() is None:
+        pytest.skip(bc.CHROMIUM_HINT)
+    (html / "broken.html").write_text(
+        '<html><head><script src="https://cdn.plot.ly/plotly-2.0.0.min.js"></script></head><body>'
+        '<div id="f" class="plotly-graph-div" style="height:300px"></div>'
+        '<script>Plotly.newPlot("f", [{"y": [1, 2]}], {});</script></body></html>')
+    with pytest.raises(AssertionError) as exc:
+        bc.check_in_browser(html, ["broken.html"], tmp_path / "shots")
+    msg = str(exc.value)
+    assert "requests outside the site: ['https://cdn.plot.ly/plotly-2.0.0.min.js']" in msg, msg
+    assert "Plotly is not defined" in msg and "did not draw" in msg, msg
