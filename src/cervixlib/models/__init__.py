@@ -1,0 +1,38 @@
+"""The four architectures of Wang et al. (2021), "Towards Interpretable Attention
+Networks for Cervical Cancer Analysis", behind one registry.
+
+>>> from cervixlib.models import create_model, list_models
+>>> list_models()
+['densenet121', 'ran_resnet50', 'rcan_densenet121', 'resnet50']
+>>> net = create_model("ran_resnet50", num_classes=5)  # weights=None: random init
+
+Every model has ``forward_features``, ``forward_head``, ``get_classifier``,
+``reset_classifier``, ``attribution_layer``, ``num_classes`` and ``model_name``;
+:func:`collect_attention` returns the attention maps of one forward pass.
+"""
+
+from __future__ import annotations
+
+# Importing the builder modules registers them.
+from cervixlib.models import densenet, ran, rcan, resnet  # noqa: F401
+from cervixlib.models._base import CervixModel, collect_attention
+from cervixlib.models._registry import create_model, is_model, list_models, register_model
+from cervixlib.models.weights import (
+    CheckpointError,
+    WeightsNotFoundError,
+    imagenet_weight_files,
+    load_checkpoint,
+)
+
+__all__ = [
+    "CervixModel",
+    "CheckpointError",
+    "WeightsNotFoundError",
+    "collect_attention",
+    "create_model",
+    "imagenet_weight_files",
+    "is_model",
+    "list_models",
+    "load_checkpoint",
+    "register_model",
+]
