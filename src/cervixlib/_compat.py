@@ -72,7 +72,7 @@ def ensure_torchvision() -> bool:
         _library = torch.library.Library("torchvision", "DEF")  # noqa: TOR901
         for schema in _SCHEMAS:
             _library.define(schema)
-        _log.info("torchvision C extension unavailable (CPU torch with a CUDA torchvision wheel); "
+        _log.debug("torchvision C extension unavailable (CPU torch with a CUDA torchvision wheel); "
                   "defined op schemas so that torchvision imports")
     TORCHVISION_EXTENSION_LOADED = loaded
     return loaded

@@ -344,6 +344,7 @@ def fit(
     info = {"data_root": str(data.root.resolve()), "synthetic": bool(data.index.synthetic),
             "layout": data.index.layout, "classes": classes,
             "split_sizes": {n: int(len(getattr(data.split, n))) for n in ("train", "val", "test")},
+            "weights_source": getattr(model, "weights_source", config.weights),
             "device": str(device), "precision": precision, "code_version": store.code_version(),
             "torch": torch.__version__, "python": platform.python_version(),
             "train_seconds": float(sum(h["train_seconds"] for h in history))}

@@ -1,0 +1,477 @@
+"""Figure functions: each returns a figure (plotly ``Figure`` or matplotlib ``(fig, axes)``).
+
+The centrepiece is the layout of Fig. 2 of Wang et al. (2021), "Towards Interpretable
+Attention Networks for Cervical Cancer Analysis": for each image, the original, the
+gradient overlaid on it, the Integrated-Gradients map overlaid on it, the gradient,
+and the IG map. We draw it twice from the same pixels: as a plotly figure for the
+book and notebooks, and as a matplotlib figure for PNG export (no browser needed).
+Rows carry a note, normally the IG convergence delta, so that no map is shown without
+its completeness error.
+
+Maps are shown as ``sum_c |A_c|`` scaled to its 99th percentile (the convention of
+Captum's ``visualize_image_attr``), so that a few extreme pixels do not wash it out.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from PIL import Image
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+    from matplotlib.axes import Axes
+
+    from cervixlib.data import DatasetIndex
+    from cervixlib.explain.attributions import Attribution
+    from cervixlib.explain.faithfulness import InCellStudy
+    from cervixlib.runs import Run
+
+__all__ = [
+    "accuracy_intervals",
+    "attention_overlays",
+    "box_by_class",
+    "channel_weights",
+    "confusion_matrices",
+    "in_cell_shares",
+    "learning_curves",
+    "sample_grid",
+    "FIG2_COLUMNS",
+    "Fig2Row",
+    "attribution_heatmap",
+    "colorize",
+    "fig2_matplotlib",
+    "fig2_plotly",
+    "fig2_rows",
+    "overlay",
+    "png_data_uri",
+    "to_rgb",
+]
+
+FIG2_COLUMNS = ("Original", "Gradient overlay", "IG overlay", "Gradient", "IG")
+HEAT_CMAP = "inferno"
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+# ------------------------------------------------------------------ pixels
+def to_rgb(image: ArrayLike) -> np.ndarray:
+    """An image as ``(H, W, 3)`` float in [0, 1]: from ``(3, H, W)`` or ``(H, W, 3)``,
+    float in [0, 1] or uint8. Normalised tensors must be passed through
+    :func:`cervixlib.data.denormalize` first."""
+    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
+        raise ValueError(f"image must be (3, H, W) or (H, W, 3), got shape {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    return np.clip(arr.astype(np.float32), 0.0, 1.0)
+
+
+def attribution_heatmap(
+    attr: ArrayLike,
+    *,
+    reduce: Literal["abs", "sum", "positive"] = "abs",
+    clip_percentile: float = 99.0,
+) -> np.ndarray:
+    """A map ``(C, H, W)`` or ``(H, W)`` as ``(H, W)`` float in [0, 1].
+
+    Channels are reduced (``abs``: ``sum_c |A_c|``; ``sum``: ``|sum_c A_c|``;
+    ``positive``: ``max(sum_c A_c, 0)``), then divided by the ``clip_percentile``-th
+    percentile and clipped. An all-zero map stays zero.
+    """
+    a = attr.detach().float().cpu().numpy() if isinstance(attr, torch.Tensor) else np.asarray(attr, np.float32)
+    if a.ndim == 3:
+        if reduce == "abs":
+            a = np.abs(a).sum(0)
+        elif reduce == "sum":
+            a = np.abs(a.sum(0))
+        elif reduce == "positive":
+            a = np.clip(a.sum(0), 0, None)
+        else:
+            raise ValueError(f"reduce must be 'abs', 'sum' or 'positive', got {reduce!r}")
+    elif a.ndim == 2:
+        a = np.clip(a, 0, None) if reduce == "positive" else np.abs(a)
+    else:
+        raise ValueError(f"attribution must be (C, H, W) or (H, W), got shape {a.shape}")
+    scale = float(np.percentile(a, clip_percentile)) if a.size else 0.0
+    if scale <= 0:
+        scale = float(a.max())
+    if scale <= 0 or not np.isfinite(scale):
+        return np.zeros_like(a, dtype=np.float32)
+    return np.clip(a / scale, 0.0, 1.0).astype(np.float32)
+
+
+def colorize(heat: np.ndarray, cmap: str = HEAT_CMAP) -> np.ndarray:
+    """``(H, W)`` in [0, 1] -> ``(H, W, 3)`` float RGB through a matplotlib colormap."""
+    return colormaps[cmap](np.clip(heat, 0, 1))[..., :3].astype(np.float32)
+
+
+def overlay(image: ArrayLike, heat: np.ndarray, *, alpha: float = 0.75, cmap: str = HEAT_CMAP) -> np.ndarray:
+    """Blend a heat map over an image: strong pixels take the colormap's colour,
+    weak ones keep the image, so the map reads against the cells beneath it."""
+    rgb = to_rgb(image)
+    if rgb.shape[:2] != heat.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and heat map {heat.shape} differ in size")
+    w = (alpha * np.clip(heat, 0, 1))[..., None]
+    return ((1 - w) * rgb + w * colorize(heat, cmap)).astype(np.float32)
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    """``(H, W, 3)`` float in [0, 1] as a base64 PNG data URI (compact in static HTML)."""
+    arr = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# ------------------------------------------------------------------ Fig. 2
+@dataclass(frozen=True)
+class Fig2Row:
+    """One row of the Fig. 2 layout: an image, its gradient and (optionally) its IG map.
+
+    ``image`` is RGB (see :func:`to_rgb`); ``gradient`` and ``ig`` are attributions
+    ``(C, H, W)`` or ``(H, W)`` at the image's size; ``note`` is printed under the
+    label (for example the IG convergence delta).
+    """
+
+    image: ArrayLike
+    gradient: ArrayLike
+    ig: ArrayLike | None = None
+    label: str = ""
+    note: str = ""
+
+    def panels(self, clip_percentile: float = 99.0) -> list[np.ndarray]:
+        """The row's panels as RGB arrays, in :data:`FIG2_COLUMNS` order."""
+        rgb = to_rgb(self.image)
+        g = attribution_heatmap(self.gradient, clip_percentile=clip_percentile)
+        if self.ig is None:
+            return [rgb, overlay(rgb, g), colorize(g)]
+        h = attribution_heatmap(self.ig, clip_percentile=clip_percentile)
+        return [rgb, overlay(rgb, g), overlay(rgb, h), colorize(g), colorize(h)]
+
+    def columns(self) -> tuple[str, ...]:
+        return FIG2_COLUMNS if self.ig is not None else (FIG2_COLUMNS[0], FIG2_COLUMNS[1], FIG2_COLUMNS[3])
+
+
+def fig2_rows(
+    images: ArrayLike,
+    gradient: Attribution,
+    ig: Attribution | None = None,
+    *,
+    label: str = "",
+    class_names: Sequence[str] | None = None,
+) -> list[Fig2Row]:
+    """Rows for :func:`fig2_plotly` / :func:`fig2_matplotlib` from :func:`cervixlib.explain.attribute`
+    results. ``images`` are RGB ``(N, 3, H, W)`` in [0, 1] (denormalised). The note
+    names the explained class and the IG completeness error."""
+    rows = []
+    for i in range(len(gradient)):
+        t = int(gradient.target[i])
+        name = class_names[t] if class_names is not None else f"class {t}"
+        note = f"target: {name}"
+        if ig is not None:
+            note += (f"; IG {ig.n_steps} steps, {ig.baseline} baseline: "
+                     f"delta {float(ig.delta[i]):+.3g} ({100 * float(ig.relative_delta[i]):.2g}% of F(x)-F(b))")
+        rows.append(Fig2Row(images[i], gradient.attributions[i],
+                            None if ig is None else ig.attributions[i], label=label, note=note))
+    return rows
+
+
+def _as_rows(rows: Fig2Row | Sequence[Fig2Row]) -> list[Fig2Row]:
+    rows = [rows] if isinstance(rows, Fig2Row) else list(rows)
+    if not rows:
+        raise ValueError("no rows to draw")
+    ncols = {len(r.columns()) for r in rows}
+    if len(ncols) != 1:
+        raise ValueError("rows must all have IG maps or all lack them")
+    return rows
+
+
+def fig2_plotly(
+    rows: Fig2Row | Sequence[Fig2Row],
+    *,
+    title: str | None = None,
+    panel_px: int = 190,
+    clip_percentile: float = 99.0,
+) -> go.Figure:
+    """The Fig. 2 layout as a plotly figure: one row per :class:`Fig2Row`, five columns
+    (three without IG). Panels are embedded as PNGs, so the figure stays small in HTML."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = _as_rows(rows)
+    columns = rows[0].columns()
+    R, C = len(rows), len(columns)
+    fig = make_subplots(rows=R, cols=C, column_titles=list(columns),
+                        horizontal_spacing=0.01, vertical_spacing=0.06 if R > 1 else 0.02)
+    for r, row in enumerate(rows, start=1):
+        for c, panel in enumerate(row.panels(clip_percentile), start=1):
+            H, W = panel.shape[:2]
+            fig.add_trace(go.Image(source=png_data_uri(panel), hoverinfo="skip"), row=r, col=c)
+            fig.update_xaxes(range=[0, W], visible=False, row=r, col=c)
+            fig.update_yaxes(range=[H, 0], visible=False, row=r, col=c)
+        text = "<br>".join(s for s in (f"<b>{row.label}</b>" if row.label else "", row.note) if s)
+        if text:
+            ref = (r - 1) * C + 1
+            fig.add_annotation(text=text, xref=f"x{'' if ref == 1 else ref} domain",
+                               yref=f"y{'' if ref == 1 else ref} domain", x=0, y=-0.02,
+                               xanchor="left", yanchor="top", showarrow=False, align="left",
+                               font=dict(size=11))
+    fig.update_layout(
+        title=title, width=panel_px * C + 40, height=int(panel_px * R * 1.18) + (60 if title else 40),
+        margin=dict(l=10, r=10, t=60 if title else 30, b=10), plot_bgcolor="white",
+    )
+    return fig
+
+
+def fig2_matplotlib(
+    rows: Fig2Row | Sequence[Fig2Row],
+    *,
+    title: str | None = None,
+    panel_inches: float = 2.2,
+    clip_percentile: float = 99.0,
+    dpi: int = 150,
+) -> tuple[Figure, np.ndarray]:
+    """The Fig. 2 layout as a static matplotlib figure, for PNG/PDF export.
+
+    Returns ``(fig, axes)`` with ``axes`` of shape ``(rows, columns)``; the figure is
+    not attached to pyplot, so nothing is drawn as a side effect (``fig.savefig(path)``).
+    """
+    rows = _as_rows(rows)
+    columns = rows[0].columns()
+    R, C = len(rows), len(columns)
+    fig = Figure(figsize=(panel_inches * C, panel_inches * R * 1.15 + (0.4 if title else 0.1)), dpi=dpi)
+    axes = np.asarray(fig.subplots(R, C, squeeze=False))
+    for r, row in enumerate(rows):
+        for c, panel in enumerate(row.panels(clip_percentile)):
+            ax: Axes = axes[r, c]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=10)
+        text = "\n".join(s for s in (row.label, row.note) if s)
+        if text:
+            axes[r, 0].text(0.0, -0.04, text, transform=axes[r, 0].transAxes, ha="left", va="top",
+                            fontsize=7, wrap=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.9 if title else 0.94, bottom=0.06,
+                        wspace=0.03, hspace=0.25)
+    return fig, axes
+
+
+# ------------------------------------------------------------------ the study's other figures
+# Fig. 1 (sample images), morphometry, training curves, confusion matrices, attention
+# maps, and intervals. All plotly, all returning the figure.
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def _abbr(name: str) -> str:
+    return name[:3]
+
+
+def sample_grid(index: DatasetIndex, subset: str, *, per_class: int = 3, seed: int = 0,
+                thumb_px: int = 160, title: str | None = None) -> go.Figure:
+    """Fig. 1: ``per_class`` random images of each class (rows) of ``subset``, as thumbnails."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from cervixlib.data import read_image
+
+    items = index.subset(subset)
+    rng = np.random.default_rng(seed)
+    fig = make_subplots(rows=len(index.classes), cols=per_class, horizontal_spacing=0.01,
+                        vertical_spacing=0.02, row_titles=list(index.classes))
+    for k in range(len(index.classes)):
+        members = [it for it in items if it.label == k]
+        picks = rng.choice(len(members), size=min(per_class, len(members)), replace=False) if members else []
+        for col, i in enumerate(picks, start=1):
+            image = read_image(members[i].path)
+            image.thumbnail((thumb_px, thumb_px))
+            rgb = np.asarray(image, dtype=np.float32) / 255
+            fig.add_trace(go.Image(source=png_data_uri(rgb), hovertemplate=f"{members[i].path.name}<extra></extra>"),
+                          row=k + 1, col=col)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(title=title, height=130 * len(index.classes) + 60, width=170 * per_class + 200,
+                      margin=dict(l=10, r=170, t=50, b=10))
+    return fig
+
+
+def box_by_class(rows: Sequence[dict], value: str, class_names: Sequence[str], *, title: str | None = None,
+                 log: bool = False) -> go.Figure:
+    """Box plot of ``row[value]`` per ``row['class']`` (morphometry rows of :mod:`cervixlib.data.stats`)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for k, name in enumerate(class_names):
+        vals = [r[value] for r in rows if r["class"] == name and r[value] == r[value]]
+        fig.add_trace(go.Box(y=vals, name=name, boxpoints=False, marker_color=_PALETTE[k % len(_PALETTE)]))
+    fig.update_layout(title=title, showlegend=False, height=380, margin=dict(t=50, b=40))
+    if log:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def learning_curves(runs: dict[str, Run]) -> go.Figure:
+    """Loss and accuracy per epoch (train dashed, validation solid); the tested epoch is ringed."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
+    for k, (name, run) in enumerate(runs.items()):
+        color = _PALETTE[k % len(_PALETTE)]
+        epochs = [h["epoch"] for h in run.history]
+        for col, key in ((1, "loss"), (2, "accuracy")):
+            for part, dash in (("train", "dash"), ("val", "solid")):
+                fig.add_trace(go.Scatter(x=epochs, y=[h[f"{part}_{key}"] for h in run.history], mode="lines+markers",
+                                         line=dict(color=color, dash=dash), name=f"{name} {part}",
+                                         legendgroup=name, showlegend=col == 1), row=1, col=col)
+        best = run.metrics.get("best_epoch")
+        if best:
+            h = run.history[best - 1]
+            fig.add_trace(go.Scatter(x=[best], y=[h["val_accuracy"]], mode="markers", showlegend=False,
+                                     marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(color=color, width=2)),
+                                     hovertemplate=f"{name}: tested epoch {best}<extra></extra>"), row=1, col=2)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=380, margin=dict(t=50, b=40))
+    return fig
+
+
+def confusion_matrices(runs: dict[str, Run]) -> go.Figure:
+    """Test-split confusion matrices side by side: counts as text, colour by row (recall)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=list(runs), horizontal_spacing=0.08)
+    for col, run in enumerate(runs.values(), start=1):
+        m = run.metrics["test"]
+        cm = np.asarray(m["confusion_matrix"], dtype=float)
+        rate = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        names = [_abbr(c) for c in m["class_names"]]
+        fig.add_trace(go.Heatmap(z=rate, x=names, y=names, text=cm.astype(int), texttemplate="%{text}",
+                                 colorscale="Blues", zmin=0, zmax=1, showscale=col == len(runs),
+                                 hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+    fig.update_xaxes(title_text="predicted")
+    fig.update_yaxes(title_text="true", col=1)
+    fig.update_layout(height=360, width=max(420, 330 * len(runs)), margin=dict(t=50, b=40))
+    return fig
+
+
+def attention_overlays(images: ArrayLike, maps: dict[str, ArrayLike], *, labels: Sequence[str] | None = None,
+                       title: str | None = None) -> go.Figure:
+    """Each image beside its channel-mean attention mask of every module, overlaid at full size."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    import torch.nn.functional as F
+
+    images = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
+    n, (_, h, w) = images.shape[0], images.shape[1:]
+    names = list(maps)
+    fig = make_subplots(rows=n, cols=1 + len(names), horizontal_spacing=0.01, vertical_spacing=0.02,
+                        column_titles=["image", *names])
+    for i in range(n):
+        rgb = to_rgb(images[i])
+        fig.add_trace(go.Image(source=png_data_uri(rgb), hoverinfo="skip"), row=i + 1, col=1)
+        for j, name in enumerate(names, start=2):
+            m = torch.as_tensor(maps[name][i]).float()
+            m = m.mean(0, keepdim=True) if m.ndim == 3 else m[None]
+            m = F.interpolate(m[None], size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+            m = (m - m.min()) / (m.max() - m.min() + 1e-12)
+            fig.add_trace(go.Image(source=png_data_uri(overlay(rgb, m, alpha=0.6)), hoverinfo="skip"),
+                          row=i + 1, col=j)
+        if labels is not None:
+            fig.update_yaxes(title_text=labels[i], row=i + 1, col=1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_layout(title=title, height=150 * n + 80, width=150 * (1 + len(names)) + 80,
+                      margin=dict(l=60, r=10, t=70, b=10))
+    return fig
+
+
+def channel_weights(weights: dict[str, ArrayLike], labels: np.ndarray, class_names: Sequence[str], *,
+                    title: str | None = None) -> go.Figure:
+    """Mean channel-attention weight per true class (rows) and channel (columns), one panel per unit.
+
+    Channels are ordered by how much their mean weight varies between classes, most first.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = list(weights)
+    fig = make_subplots(rows=len(names), cols=1, subplot_titles=names, vertical_spacing=0.08)
+    labels = np.asarray(labels)
+    present = [k for k in range(len(class_names)) if np.any(labels == k)]
+    for row, name in enumerate(names, start=1):
+        w = np.asarray(torch.as_tensor(weights[name]).float().reshape(len(labels), -1))
+        means = np.stack([w[labels == k].mean(0) for k in present])
+        order = np.argsort(-means.std(0))
+        fig.add_trace(go.Heatmap(z=means[:, order], y=[_abbr(class_names[k]) for k in present],
+                                 colorscale="Viridis", zmin=0, zmax=1, showscale=row == 1,
+                                 hovertemplate="%{y}, channel rank %{x}: %{z:.3f}<extra></extra>"),
+                      row=row, col=1)
+    fig.update_xaxes(title_text="channel (sorted by between-class spread)", row=len(names), col=1)
+    fig.update_layout(title=title, height=170 * len(names) + 80, margin=dict(t=70, b=40))
+    return fig
+
+
+def accuracy_intervals(runs: Sequence[Run], *, title: str | None = None) -> go.Figure:
+    """Test accuracy with its 95% bootstrap interval per run; the paper's value as a cross."""
+    import plotly.graph_objects as go
+
+    from cervixlib.metrics import PAPER_TABLE2
+
+    fig = go.Figure()
+    for k, subset in enumerate(sorted({r.config.data.subset for r in runs})):
+        group = [r for r in runs if r.config.data.subset == subset]
+        acc = [r.metrics["test"]["accuracy"] for r in group]
+        x = [r.config.model for r in group]
+        fig.add_trace(go.Scatter(
+            x=x, y=[100 * a["value"] for a in acc], mode="markers", name=f"ours, {subset}",
+            marker=dict(size=10, color=_PALETTE[k]),
+            error_y=dict(type="data", symmetric=False, array=[100 * (a["high"] - a["value"]) for a in acc],
+                         arrayminus=[100 * (a["value"] - a["low"]) for a in acc])))
+        paper = [PAPER_TABLE2.get(m, {}).get(f"{subset}_acc") for m in x]
+        fig.add_trace(go.Scatter(x=x, y=paper, mode="markers", name=f"paper, {subset}",
+                                 marker=dict(symbol="x", size=10, color=_PALETTE[k])))
+    fig.update_layout(title=title, yaxis_title="test accuracy (%)", height=400, margin=dict(t=60, b=40))
+    return fig
+
+
+def in_cell_shares(studies: dict[str, InCellStudy], *, title: str | None = None) -> go.Figure:
+    """Mean share of attribution inside cells, nucleus and cytoplasm (bars, 95% CI) against their area share."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for k, (name, study) in enumerate(studies.items()):
+        summary = study.summary()
+        parts = list(summary)
+        share = [summary[p]["share"] for p in parts]
+        area = [summary[p]["area"] for p in parts]
+        fig.add_trace(go.Bar(x=parts, y=[s.value for s in share], name=f"{name}: attribution share",
+                             marker_color=_PALETTE[k], offsetgroup=str(k),
+                             error_y=dict(type="data", symmetric=False, array=[s.high - s.value for s in share],
+                                          arrayminus=[s.value - s.low for s in share])))
+        fig.add_trace(go.Scatter(x=parts, y=[a.value for a in area], mode="markers", name=f"{name}: area share",
+                                 marker=dict(symbol="line-ew-open", size=28, line=dict(width=3, color=_PALETTE[k]))))
+    fig.update_layout(title=title, barmode="group", yaxis=dict(title="share", range=[0, 1]), height=400,
+                      margin=dict(t=60, b=40))
+    return fig
