@@ -194,12 +194,40 @@ def _add_book_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_book)
 
 
+# ----------------------------------------------------------------------------- explain
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from cervixlib.explain import explain_command
+
+    result = explain_command(args.run, args.image, out=args.out, steps=args.steps, baseline=args.baseline,
+                             method=args.method, target=args.target, precision=args.precision)
+    print(result.summary())
+    return 0
+
+
+def _add_explain_command(sub: argparse._SubParsersAction) -> None:
+    from cervixlib.explain import BASELINES, METHODS
+
+    p = sub.add_parser("explain", help="the Fig. 2 panel (gradient and Integrated Gradients) of one image")
+    p.add_argument("run", type=Path, help="a finished run directory (cervix train prints it)")
+    p.add_argument("--image", type=Path, required=True, help="the image to explain")
+    p.add_argument("--out", type=Path, required=True, help="figure file: .png/.pdf/.svg (static) or .html")
+    p.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (default 50)")
+    p.add_argument("--baseline", choices=BASELINES, default="black")
+    p.add_argument("--method", choices=METHODS, default="ig",
+                   help="ig: gradient and IG columns; saliency: gradient only")
+    p.add_argument("--target", default=None, help="class index or name prefix (default: the predicted class)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+                   help="auto uses bf16 only where the IG convergence delta stays small")
+    p.set_defaults(func=_cmd_explain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cervix", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_engine_commands(sub)
+    _add_explain_command(sub)
     _add_book_command(sub)
     return parser
 
@@ -210,12 +238,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     from cervixlib.data import DataError
+    from cervixlib.models.weights import CheckpointError, WeightsNotFoundError
     from cervixlib.runs import RunError
 
     try:
         return int(args.func(args) or 0)
-    except (DataError, RunError) as exc:  # bad input: one line naming the file, no traceback
+    except (DataError, RunError, CheckpointError, WeightsNotFoundError) as exc:
+        # bad input: one line naming the file, no traceback
         print(f"cervix {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # an invalid option value (e.g. --target, --out suffix); -v shows where
+        if args.verbose:
+            raise
+        print(f"cervix {args.command}: error: {exc} (rerun with -v for the traceback)", file=sys.stderr)
         return 2
 
 

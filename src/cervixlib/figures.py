@@ -51,6 +51,7 @@ __all__ = [
     "fig2_matplotlib",
     "fig2_plotly",
     "fig2_rows",
+    "image_data_uri",
     "overlay",
     "png_data_uri",
     "to_rgb",
@@ -131,11 +132,22 @@ def overlay(image: ArrayLike, heat: np.ndarray, *, alpha: float = 0.75, cmap: st
 
 
 def png_data_uri(rgb: np.ndarray) -> str:
-    """``(H, W, 3)`` float in [0, 1] as a base64 PNG data URI (compact in static HTML)."""
+    """``(H, W, 3)`` float in [0, 1] as a base64 PNG data URI (lossless, compact in static HTML)."""
+    return image_data_uri(rgb, "png")
+
+
+def image_data_uri(rgb: np.ndarray, fmt: Literal["png", "jpeg"] = "png", quality: int = 90) -> str:
+    """``(H, W, 3)`` float in [0, 1] as a base64 data URI: PNG (lossless) or JPEG, which
+    is several times smaller for noisy maps, for figures with many frames."""
     arr = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    if fmt == "png":
+        Image.fromarray(arr).save(buf, format="PNG", optimize=True)
+    elif fmt == "jpeg":
+        Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality), optimize=True)
+    else:
+        raise ValueError(f"fmt must be 'png' or 'jpeg', got {fmt!r}")
+    return f"data:image/{fmt};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 # ------------------------------------------------------------------ Fig. 2

@@ -1,0 +1,388 @@
+"""Saliency and Integrated Gradients through Captum, for any registered model.
+
+Wang et al. (2021), "Towards Interpretable Attention Networks for Cervical Cancer
+Analysis", explain their classifiers with the plain input gradient (Simonyan et al.
+2014) and Integrated Gradients (Sundararajan et al. 2017) in their Fig. 2. This module
+wraps Captum's :class:`~captum.attr.Saliency` and
+:class:`~captum.attr.IntegratedGradients` without reimplementing them: ``n_steps``,
+the baselines, ``internal_batch_size`` and ``return_convergence_delta`` go straight
+through. What it adds is what the paper left out:
+
+- the convergence delta, ``sum(attributions) - (F(x) - F(baseline))`` (the
+  completeness axiom), is always computed in fp32 and returned with the maps;
+- baselines by name (black, blurred, the dataset mean) in the model's normalised space;
+- batching across images, with the model in eval mode and the target the predicted
+  class unless given;
+- bf16 autocast only where the convergence delta shows it stays faithful: with
+  ``precision="auto"`` an image is attributed under bf16 when the device computes bf16
+  natively, and recomputed in fp32 when its relative delta exceeds a tolerance (fp32
+  stays the default: the delta checks a map's sum, not its pixels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from captum.attr import IntegratedGradients, Saliency
+from torch import Tensor, nn
+
+from cervixlib.train import autocast, resolve_precision
+
+__all__ = [
+    "BASELINES",
+    "METHODS",
+    "Attribution",
+    "attribute",
+    "gaussian_blur",
+    "make_baseline",
+    "model_device",
+    "normalisation",
+]
+
+_log = logging.getLogger(__name__)
+
+METHODS = ("ig", "saliency")
+BASELINES = ("black", "blur", "mean")
+Method = Literal["ig", "saliency"]
+BaselineName = Literal["black", "blur", "mean"]
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Attributions of ``N`` images with everything needed to judge them.
+
+    Attributes:
+        attributions: ``(N, C, H, W)`` float32 on the CPU. IG: Captum's attributions
+            (they sum to ``output_diff + delta``); saliency: the signed input
+            gradient of the target logit.
+        target: ``(N,)`` int64, the explained class of each image.
+        delta: ``(N,)`` float32, the completeness gap ``sum(A) - (F(x) - F(b))`` in fp32.
+            For saliency, the gap of its one-step linearisation
+            ``sum(grad * (x - b)) - (F(x) - F(b))``: how far the gradient is from
+            accounting for the output, which IG closes as its steps grow.
+        output_diff: ``(N,)`` float32, ``F(x) - F(b)`` for the target logit, in fp32.
+        method: ``"ig"`` or ``"saliency"``.
+        n_steps: IG steps (1 for saliency).
+        baseline: the baseline's name (``"black"``, ``"blur"``, ``"mean"`` or ``"tensor"``).
+        precision: per image, ``"fp32"`` or ``"bf16"``: the precision its map was computed in.
+        integration: Captum's approximation method (``"gausslegendre"`` by default).
+    """
+
+    attributions: Tensor
+    target: Tensor
+    delta: Tensor
+    output_diff: Tensor
+    method: str
+    n_steps: int
+    baseline: str
+    precision: tuple[str, ...]
+    integration: str = "gausslegendre"
+
+    def __len__(self) -> int:
+        return int(self.attributions.shape[0])
+
+    @property
+    def relative_delta(self) -> Tensor:
+        """``|delta| / |F(x) - F(b)|`` per image: the completeness error as a fraction."""
+        return self.delta.abs() / self.output_diff.abs().clamp_min(1e-12)
+
+    def heatmap(self, reduce: Literal["abs", "sum", "positive"] = "abs") -> Tensor:
+        """``(N, H, W)`` maps with the channels reduced: ``|A|`` summed (default), ``A``
+        summed, or the positive part of the channel sum."""
+        return reduce_channels(self.attributions, reduce)
+
+    def __getitem__(self, index: int | slice | Sequence[int] | Tensor) -> Attribution:
+        if isinstance(index, int):
+            index = [index]
+        idx = torch.arange(len(self))[index]
+        return replace(
+            self, attributions=self.attributions[idx], target=self.target[idx], delta=self.delta[idx],
+            output_diff=self.output_diff[idx], precision=tuple(self.precision[int(i)] for i in idx),
+        )
+
+    @staticmethod
+    def cat(parts: Sequence[Attribution]) -> Attribution:
+        """Concatenate attributions of the same method, steps and baseline along the images."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        first = parts[0]
+        for p in parts[1:]:
+            if (p.method, p.n_steps, p.baseline, p.integration) != (
+                    first.method, first.n_steps, first.baseline, first.integration):
+                raise ValueError("cannot concatenate attributions of different settings")
+        return replace(
+            first,
+            attributions=torch.cat([p.attributions for p in parts]),
+            target=torch.cat([p.target for p in parts]),
+            delta=torch.cat([p.delta for p in parts]),
+            output_diff=torch.cat([p.output_diff for p in parts]),
+            precision=tuple(s for p in parts for s in p.precision),
+        )
+
+
+def reduce_channels(attr: Tensor, reduce: Literal["abs", "sum", "positive"] = "abs") -> Tensor:
+    """``(..., C, H, W) -> (..., H, W)``: sum of ``|A|``, sum of ``A``, or ``max(sum A, 0)``."""
+    if reduce == "abs":
+        return attr.abs().sum(dim=-3)
+    if reduce == "sum":
+        return attr.sum(dim=-3)
+    if reduce == "positive":
+        return attr.sum(dim=-3).clamp_min(0)
+    raise ValueError(f"reduce must be 'abs', 'sum' or 'positive', got {reduce!r}")
+
+
+# ------------------------------------------------------------------ baselines
+def normalisation() -> tuple[Tensor, Tensor]:
+    """The per-channel ``(mean, std)`` the datasets normalise with, as ``(C,)`` tensors."""
+    from cervixlib.data import MEAN, STD
+
+    return torch.as_tensor(MEAN, dtype=torch.float32), torch.as_tensor(STD, dtype=torch.float32)
+
+
+def gaussian_blur(X: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of ``(N, C, H, W)`` with reflected borders.
+
+    The kernel sums to one, so blurring commutes with the per-channel affine
+    normalisation: blurring the normalised tensor equals normalising the blurred image.
+    """
+    if sigma <= 0:
+        return X.clone()
+    H, W = X.shape[-2:]
+    radius = max(1, min(int(math.ceil(3 * sigma)), H - 1, W - 1))
+    coords = torch.arange(-radius, radius + 1, dtype=torch.float32, device=X.device)
+    kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(X.dtype)
+    C = X.shape[1]
+    out = F.pad(X, (radius, radius, 0, 0), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+
+
+def make_baseline(
+    X: Tensor,
+    baseline: BaselineName | Tensor = "black",
+    *,
+    mean: Tensor | Sequence[float] | None = None,
+    std: Tensor | Sequence[float] | None = None,
+    blur_sigma: float | None = None,
+) -> Tensor:
+    """The IG starting point for normalised images ``X`` ``(N, C, H, W)``.
+
+    - ``"black"``: pixel value 0, i.e. ``-mean / std`` after normalisation;
+    - ``"blur"``: ``X`` blurred with a Gaussian of ``blur_sigma`` px (default
+      ``min(H, W) / 16``: 14 px at 224 px, wider than a nucleus), which keeps colour
+      and illumination but removes cell detail (Sturmfels et al., Distill 2020);
+    - ``"mean"``: the dataset-mean colour, i.e. 0 after normalisation;
+    - a tensor broadcastable to ``X``: used as given.
+
+    ``mean``/``std`` default to :data:`cervixlib.data.MEAN` / ``STD``.
+    """
+    if isinstance(baseline, Tensor):
+        return baseline.to(device=X.device, dtype=X.dtype).expand_as(X).clone()
+    if baseline == "mean":
+        return torch.zeros_like(X)
+    if baseline == "black":
+        if mean is None or std is None:
+            d_mean, d_std = normalisation()
+            mean = d_mean if mean is None else mean
+            std = d_std if std is None else std
+        m = torch.as_tensor(mean, dtype=X.dtype, device=X.device).view(1, -1, 1, 1)
+        s = torch.as_tensor(std, dtype=X.dtype, device=X.device).view(1, -1, 1, 1)
+        if m.shape[1] != X.shape[1] or s.shape[1] != X.shape[1]:
+            raise ValueError(f"mean/std have {m.shape[1]}/{s.shape[1]} channels, images have {X.shape[1]}")
+        return (-m / s).expand_as(X).clone()
+    if baseline == "blur":
+        sigma = min(X.shape[-2:]) / 16 if blur_sigma is None else float(blur_sigma)
+        return gaussian_blur(X, sigma)
+    raise ValueError(f"baseline must be one of {BASELINES} or a tensor, got {baseline!r}")
+
+
+# ------------------------------------------------------------------ helpers
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a parameter-free model."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put the model in eval mode (BatchNorm, dropout) and restore its modes afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.train(training)
+
+
+def _check_images(X: Tensor) -> Tensor:
+    if not isinstance(X, Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(X).__name__}")
+    if X.ndim == 3:
+        X = X.unsqueeze(0)
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(f"images must have shape (N, C, H, W) or (C, H, W), got {tuple(X.shape)}")
+    if not torch.isfinite(X).all():
+        raise ValueError("images contain NaN or infinite values")
+    return X.float()
+
+
+def _targets(model: nn.Module, X: Tensor, target: int | Sequence[int] | Tensor | None) -> Tensor:
+    """``(N,)`` targets: the predicted class (fp32 forward) when ``target`` is None."""
+    N = X.shape[0]
+    if target is None:
+        with torch.no_grad():
+            return model(X).float().argmax(dim=1)
+    t = torch.as_tensor(target, dtype=torch.long, device=X.device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(N)
+    if t.numel() != N:
+        raise ValueError(f"got {t.numel()} targets for {N} images")
+    return t.clone()
+
+
+def _chunks(N: int, size: int) -> Iterator[slice]:
+    for start in range(0, N, size):
+        yield slice(start, min(start + size, N))
+
+
+# ------------------------------------------------------------------ attribution
+def _ig_chunk(ig: IntegratedGradients, X: Tensor, B: Tensor, t: Tensor, *, n_steps: int,
+              integration: str, internal_batch_size: int | None, bf16: bool) -> tuple[Tensor, Tensor]:
+    """Captum IG for one chunk; the convergence delta is always evaluated in fp32."""
+    kwargs = dict(baselines=B, target=t, n_steps=n_steps, method=integration,
+                  internal_batch_size=internal_batch_size)
+    if not bf16:
+        attr, delta = ig.attribute(X, return_convergence_delta=True, **kwargs)
+        return attr.detach().float(), delta.detach().float()
+    with autocast(X.device, "bf16"):
+        attr = ig.attribute(X, return_convergence_delta=False, **kwargs)
+    attr = attr.detach().float()
+    delta = ig.compute_convergence_delta(attr, B, X, target=t)  # fp32 forward passes
+    return attr, delta.detach().float()
+
+
+def attribute(
+    model: nn.Module,
+    X: Tensor,
+    *,
+    method: Method = "ig",
+    target: int | Sequence[int] | Tensor | None = None,
+    n_steps: int = 50,
+    baseline: BaselineName | Tensor = "black",
+    internal_batch_size: int | None = None,
+    batch_size: int | None = None,
+    integration: str = "gausslegendre",
+    precision: Precision = "fp32",
+    bf16_tolerance: float = 0.05,
+    blur_sigma: float | None = None,
+) -> Attribution:
+    """Attribute the target logit of ``model`` to the pixels of ``X``.
+
+    Args:
+        model: any classifier ``(N, C, H, W) -> (N, classes)`` logits; run in eval mode
+            (its modes are restored afterwards) on its own device.
+        X: normalised images ``(N, C, H, W)`` (or one ``(C, H, W)``), any device.
+        method: ``"ig"`` (Integrated Gradients) or ``"saliency"`` (the input gradient).
+        target: class index, one per image, or None for each image's predicted class.
+        n_steps: IG integration steps (Captum's ``n_steps``); ignored by saliency.
+        baseline: ``"black"``, ``"blur"``, ``"mean"`` or a tensor (see :func:`make_baseline`).
+        internal_batch_size: Captum's ``internal_batch_size``: at most this many scaled
+            images per forward pass (None: all steps of a chunk at once).
+        batch_size: images per Captum call (None: all images, or ``internal_batch_size``
+            of them when that is set, so that Captum never has to shrink its chunks).
+        integration: Captum's approximation ``method`` (``"gausslegendre"``,
+            ``"riemann_trapezoid"``, ...).
+        precision: ``"fp32"`` (default); ``"bf16"`` (autocast, no fallback); ``"auto"``:
+            bf16 where the device computes it natively, with an image recomputed in fp32
+            whenever its relative delta ``|delta| / |F(x) - F(b)|`` exceeds
+            ``bf16_tolerance``. The delta bounds the sum of a map, not its pixels:
+            ``benchmarks/explain_results.md`` shows a bf16 map within 0.2% on the delta
+            yet visibly different from fp32 pixel by pixel, hence fp32 by default.
+        bf16_tolerance: the largest relative delta accepted from bf16 under ``"auto"``.
+        blur_sigma: the blur baseline's Gaussian sigma in pixels.
+
+    Returns:
+        An :class:`Attribution` with CPU tensors; ``delta`` is always filled.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
+    device = model_device(model)
+    X = _check_images(X).to(device)
+    N = X.shape[0]
+    if batch_size is None:
+        batch_size = N if internal_batch_size is None else max(1, min(N, internal_batch_size))
+    baseline_name = "tensor" if isinstance(baseline, Tensor) else str(baseline)
+
+    with _eval_mode(model):
+        B = make_baseline(X, baseline, blur_sigma=blur_sigma)
+        t = _targets(model, X, target)
+        if method == "saliency":
+            return _saliency(model, X, B, t, batch_size=batch_size, baseline_name=baseline_name)
+
+        use_bf16 = precision == "bf16" or (precision == "auto" and resolve_precision("auto", device) == "bf16")
+        ig = IntegratedGradients(model)
+        attrs, deltas, precs = [], [], []
+        for sl in _chunks(N, batch_size):
+            a, d = _ig_chunk(ig, X[sl], B[sl], t[sl], n_steps=n_steps, integration=integration,
+                             internal_batch_size=internal_batch_size, bf16=use_bf16)
+            prec = ["bf16" if use_bf16 else "fp32"] * a.shape[0]
+            if use_bf16 and precision == "auto":
+                diff = a.flatten(1).sum(1) - d
+                bad = (d.abs() > bf16_tolerance * diff.abs()).nonzero().flatten()
+                if bad.numel():
+                    _log.info("bf16 IG unfaithful for %d of %d images (relative delta > %.3g); "
+                              "recomputing them in fp32", bad.numel(), a.shape[0], bf16_tolerance)
+                    a32, d32 = _ig_chunk(ig, X[sl][bad], B[sl][bad], t[sl][bad], n_steps=n_steps,
+                                         integration=integration, internal_batch_size=internal_batch_size,
+                                         bf16=False)
+                    a[bad], d[bad] = a32, d32
+                    for i in bad.tolist():
+                        prec[i] = "fp32"
+            attrs.append(a.cpu())
+            deltas.append(d.cpu())
+            precs.extend(prec)
+    attr = torch.cat(attrs)
+    delta = torch.cat(deltas)
+    return Attribution(
+        attributions=attr, target=t.cpu(), delta=delta, output_diff=attr.flatten(1).sum(1) - delta,
+        method="ig", n_steps=int(n_steps), baseline=baseline_name, precision=tuple(precs),
+        integration=integration,
+    )
+
+
+def _saliency(model: nn.Module, X: Tensor, B: Tensor, t: Tensor, *, batch_size: int,
+              baseline_name: str) -> Attribution:
+    """Captum Saliency (signed gradient, fp32) plus the completeness gap of its linearisation."""
+    sal = Saliency(model)
+    ig = IntegratedGradients(model)  # only for Captum's compute_convergence_delta
+    grads, deltas, diffs = [], [], []
+    for sl in _chunks(X.shape[0], batch_size):
+        g = sal.attribute(X[sl].clone().requires_grad_(True), target=t[sl], abs=False).detach().float()
+        linear = g * (X[sl] - B[sl])
+        d = ig.compute_convergence_delta(linear, B[sl], X[sl], target=t[sl]).detach().float()
+        grads.append(g.cpu())
+        deltas.append(d.cpu())
+        diffs.append((linear.flatten(1).sum(1) - d).cpu())
+    return Attribution(
+        attributions=torch.cat(grads), target=t.cpu(), delta=torch.cat(deltas), output_diff=torch.cat(diffs),
+        method="saliency", n_steps=1, baseline=baseline_name, precision=("fp32",) * X.shape[0],
+        integration="none",
+    )
