@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -62,3 +63,47 @@ def test_readme_commands_are_the_makefile_targets():
     assert "make book" in first_block and "make test" in first_block
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def _third_party_imports() -> set[str]:
+    """Top-level modules imported anywhere in src/cervixlib that are not stdlib or ours."""
+    names: set[str] = set()
+    for path in (ROOT / "src" / "cervixlib").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("cervixlib", "__future__")}
+
+
+def test_every_direct_import_is_declared_or_comes_with_a_declared_dependency():
+    """A module we import must belong to a declared distribution, or to one that the declared
+    ones pull in (e.g. sphinx through jupyter-book): never to a package that only happens to be
+    installed here."""
+    from importlib import metadata
+
+    declared = set(_pyproject_deps())
+    provided, todo = set(declared), list(declared)
+    while todo:  # the installed closure of what we declare (extras left out)
+        try:
+            reqs = metadata.requires(todo.pop()) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for req in reqs:
+            name = _name(req)
+            if "extra ==" not in req and name not in provided:
+                provided.add(name)
+                todo.append(name)
+    owners = metadata.packages_distributions()
+    unexplained = {}
+    for module in _third_party_imports():
+        dists = {_name(d) for d in owners.get(module, [])}
+        assert dists, f"{module} is imported by cervixlib but not installed"
+        if not dists & provided:
+            unexplained[module] = sorted(dists)
+    assert not unexplained, f"imported but not declared in pyproject.toml: {unexplained}"
+    # what we call directly should be declared directly, not only arrive through another package
+    for module, dist in (("numpy", "numpy"), ("scipy", "scipy"), ("matplotlib", "matplotlib"), ("yaml", "pyyaml")):
+        if module in _third_party_imports():
+            assert dist in declared, f"{module} is imported directly; declare {dist} in pyproject.toml"
