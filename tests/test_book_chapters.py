@@ -1,0 +1,104 @@
+"""The real five chapters, end to end on the smoke profile: papermill, the build, the site, a browser.
+
+This is the CI proof of the analysis book: everything a reader gets from `make book`,
+on smoke-sized synthetic data generated inside the test (fresh data home, fresh run
+store), so nothing cached on the machine can hide a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cervixlib import book
+import book_checks as bc
+from test_book import CHAPTERS, REPO, make_project
+
+pytestmark = pytest.mark.slow
+
+MIN_FIGURES = {"01_data_exploration": 5, "02_baselines": 2, "03_attention_models": 3,
+               "04_multicell_vs_isolated": 1, "05_explainability": 3}
+
+
+@pytest.fixture(scope="module")
+def real_book(tmp_path_factory):
+    """The repository's chapters, manifest and toc in a scratch project, after `run_book("smoke")`."""
+    base = tmp_path_factory.mktemp("realbook")
+    root = make_project(base / "proj", toc=REPO / "_toc.yml", notebooks=REPO / "notebooks",
+                        manifest=REPO / "book" / "manifest.yml")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CERVIX_DATA_HOME", str(base / "data-home"))
+    mp.chdir(root)
+    try:
+        t = time.perf_counter()
+        result = book.run_book("smoke", runs_dir=str(root / "runs"))
+        seconds = time.perf_counter() - t
+    finally:
+        mp.undo()
+    print(f"smoke book, five chapters, fresh data and runs: {seconds:.0f} s")
+    return root, result
+
+
+def test_source_notebooks_are_clean_and_parametrised():
+    for name in CHAPTERS:
+        bc.check_source_notebook(REPO / "notebooks" / f"{name}.ipynb")
+
+
+def test_all_five_chapters_execute_and_build(real_book):
+    root, result = real_book
+    assert [p.name for p in result.executed] == [f"{c}.ipynb" for c in CHAPTERS]
+    html = root / "book" / "_build" / "html"
+    summary = bc.check_built_site(html, CHAPTERS, min_figures=MIN_FIGURES)
+    assert set(summary) >= set(CHAPTERS)
+
+
+def test_every_chapter_says_it_ran_on_synthetic_data(real_book):
+    html = real_book[0] / "book" / "_build" / "html"
+    for name in CHAPTERS:
+        page = (html / f"{name}.html").read_text()
+        assert "these are not SIPaKMeD results" in page, name
+
+
+def test_tables_carry_the_papers_numbers_and_intervals(real_book):
+    html = real_book[0] / "book" / "_build" / "html"
+    page = (html / "03_attention_models.html").read_text()
+    for paper_value in ("85.15", "89.11", "84.16", "91.09"):
+        assert paper_value in page
+    assert "McNemar" in page and "[" in page
+    assert "95.11" in (html / "04_multicell_vs_isolated.html").read_text()
+
+
+def test_parameter_override_reaches_the_notebook(real_book, tmp_path):
+    root = real_book[0]
+    res = book.run_book("smoke", notebooks_dir=root / "notebooks", book_dir=root / "book",
+                        runs_dir=str(root / "runs"), only=["02"], params={"models": ["resnet50"]}, build=False)
+    out = root / "book" / "02_baselines.ipynb"
+    assert [p.name for p in res.executed] == ["02_baselines.ipynb"]
+    bc.check_executed_parameters(out, {"models": ["resnet50"], "profile": "smoke"})
+    nb = nbformat.read(out, as_version=4)
+    outputs = str([c.get("outputs") for c in nb.cells if c.cell_type == "code"])
+    assert "resnet50-multi" in outputs and "densenet121-multi" not in outputs
+
+
+def test_browser_draws_every_figure_and_the_slider(real_book):
+    if bc.find_chromium() is None:
+        pytest.skip(bc.CHROMIUM_HINT)
+    html = real_book[0] / "book" / "_build" / "html"
+    shots = Path(os.environ.get("CERVIX_SCREENSHOTS", html.parent / "screenshots"))
+    pages = ["index.html", *(f"{c}.html" for c in CHAPTERS)]
+    state = bc.check_in_browser(html, pages, shots, sliders={"05_explainability.html": 1})
+    assert state["05_explainability.html"]["sliders"] >= 1
+    for name in CHAPTERS:
+        assert len(state[f"{name}.html"]["plots"]) >= MIN_FIGURES[name], name
+        assert (shots / f"{name}.png").stat().st_size > 20_000
+
+
+def test_jupyterlab_serves_the_chapters_and_starts_a_kernel():
+    import sys
+
+    kernel = bc.check_jupyterlab(REPO, "notebooks", expected=[f"{c}.ipynb" for c in CHAPTERS])
+    assert kernel["name"] == "python3" and kernel["sys_prefix"] == sys.prefix
