@@ -97,3 +97,16 @@ def sipakmed_tree(tmp_path):
     build_sipakmed_tree(root)
     return root
 # ========================================================================= end data
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (use with ``pytest.mark.usefixtures``): on a shared,
+    busy CPU, OpenMP threads spinning against other processes made the model tests several
+    times slower than a single thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

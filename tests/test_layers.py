@@ -18,16 +18,8 @@ from cervixlib.layers import (
     ResidualGroup,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, busy CPU, OpenMP threads spinning against
-    other processes made these tests several times slower than a single thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

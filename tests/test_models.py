@@ -32,16 +32,8 @@ DENSENET121_5 = 6_958_981
 RAN_ADDED = 9_497_920
 RCAN_ADDED = 1_638_518
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, busy CPU, OpenMP threads spinning against
-    other processes made these tests several times slower than a single thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -81,8 +81,8 @@ def _maps(attr: Attribution | Tensor | np.ndarray, reduce: Reduce) -> Tensor:
     return a
 
 
-def _masks(mask: Tensor | np.ndarray, shape: torch.Size) -> Tensor:
-    """Masks as ``(N, H, W)`` bool, broadcast over images when one mask is given."""
+def _bool_masks(mask: Tensor | np.ndarray) -> Tensor:
+    """Masks as bool with a leading image axis: ``(H, W)`` and ``(N, 1, H, W)`` become ``(N, H, W)``."""
     m = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask).cpu()
     if m.dtype != torch.bool:
         m = m > 0.5
@@ -90,6 +90,12 @@ def _masks(mask: Tensor | np.ndarray, shape: torch.Size) -> Tensor:
         m = m[:, 0]
     if m.ndim == 2:
         m = m[None]
+    return m
+
+
+def _masks(mask: Tensor | np.ndarray, shape: torch.Size) -> Tensor:
+    """Masks as ``(N, H, W)`` bool, broadcast over images when one mask is given."""
+    m = _bool_masks(mask)
     if m.ndim != 3 or m.shape[-2:] != shape[-2:]:
         raise ValueError(f"mask of shape {tuple(m.shape)} does not match attributions of shape {tuple(shape)}")
     return m.expand(shape)
@@ -121,14 +127,7 @@ def in_cell_share(
 
 def area_share(mask: Tensor | np.ndarray) -> np.ndarray:
     """The fraction of each image that ``mask`` covers: ``(N,)`` (the share a uniform map would get)."""
-    m = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask).cpu()
-    if m.dtype != torch.bool:
-        m = m > 0.5
-    if m.ndim == 4 and m.shape[1] == 1:
-        m = m[:, 0]
-    if m.ndim == 2:
-        m = m[None]
-    return m.flatten(1).double().mean(1).numpy()
+    return _bool_masks(mask).flatten(1).double().mean(1).numpy()
 
 
 def bootstrap_mean(
