@@ -92,7 +92,7 @@ def test_training_lowers_the_loss_and_overfits_ten_images(smoke_root):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     device = torch.device("cpu")
     precision = train_mod.resolve_precision("auto", device)
-    model.to(memory_format=train_mod._memory_format(device, precision))
+    model.to(memory_format=train_mod.memory_format_for(device))
     history = [train_mod.train_one_epoch(model, loader, optimizer, device=device, precision=precision)
                for _ in range(40)]
     assert history[-1]["loss"] < 0.2 * history[0]["loss"]
