@@ -26,7 +26,18 @@ def test_configs_are_frozen():
 def test_overrides_reach_nested_data_fields_and_none_is_ignored():
     cfg = make_config("resnet50", profile="default", image_size=128, subset="isolated", epochs=None)
     assert cfg.data.image_size == 128 and cfg.data.subset == "isolated"
-    assert cfg.epochs == PROFILES["default"].epochs
+    assert cfg.epochs == PROFILES["default"].epochs_for("isolated")
+
+
+def test_default_profile_trains_isolated_cells_for_fewer_epochs_unless_told():
+    default = PROFILES["default"]
+    assert make_config("resnet50", profile="default").epochs == default.epochs == 10
+    assert make_config("resnet50", profile="default", subset="multi").epochs == 10
+    assert make_config("resnet50", profile="default", subset="isolated").epochs == default.isolated_epochs == 2
+    assert make_config("resnet50", profile="default", subset="isolated", epochs=7).epochs == 7
+    for name in ("smoke", "paper"):  # the paper's protocol: the same 50 epochs on both subsets
+        profile = PROFILES[name]
+        assert profile.epochs_for("isolated") == profile.epochs_for("multi") == profile.epochs
 
 
 def test_paper_profile_is_the_papers_protocol():

@@ -81,8 +81,11 @@ class Study:
     def statement(self) -> str:
         """HTML paragraph saying which data and settings produced this notebook's numbers."""
         cfg = self.config("<model>")
+        epochs = {subset: self.config("<model>", subset).epochs for subset in ("multi", "isolated")}
+        epochs_text = (f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}" if epochs["multi"] == epochs["isolated"] else
+                       f"{epochs['multi']} epochs on multi-cell images and {epochs['isolated']} on isolated cells")
         settings = (f"profile <code>{html.escape(self.profile)}</code>: {cfg.data.image_size} px, "
-                    f"{cfg.epochs} epochs, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {self.seed}, "
+                    f"{epochs_text}, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {self.seed}, "
                     f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
         if self.index.synthetic:
             return (
