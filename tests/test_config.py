@@ -35,7 +35,7 @@ def test_default_profile_trains_isolated_cells_for_fewer_epochs_unless_told():
     assert make_config("resnet50", profile="default", subset="multi").epochs == 10
     assert make_config("resnet50", profile="default", subset="isolated").epochs == default.isolated_epochs == 2
     assert make_config("resnet50", profile="default", subset="isolated", epochs=7).epochs == 7
-    for name in ("smoke", "paper"):  # the paper's protocol: the same 50 epochs on both subsets
+    for name in ("smoke", "paper"):  # both subsets alike (the paper: 50 epochs each)
         profile = PROFILES[name]
         assert profile.epochs_for("isolated") == profile.epochs_for("multi") == profile.epochs
 
