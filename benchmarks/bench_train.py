@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -38,18 +37,9 @@ from cervixlib.config import make_config
 from cervixlib.data import CellImageDataset, synthesize
 from cervixlib.train import fit, memory_format_for, prepare_data, resolve_precision
 
+from _machine import cpu_capabilities, cpu_name  # benchmarks/_machine.py
+
 HERE = Path(__file__).resolve().parent
-
-
-def _cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo where there is one (platform.processor() is often empty)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bare_loop(dataset, *, batch_size: int, bf16: bool, fmt: torch.memory_format, seed: int = 0) -> float:
@@ -127,14 +117,11 @@ def main() -> None:
         verdict_a += (" (this CPU has no native bf16, AVX512-BF16 or AMX, on which the target rests; "
                       "emulated bf16 is far slower than fp32, so fit trains in fp32 here)")
     verdict_b = "PASS" if overhead <= 0.05 else "FAIL"
-    caps = ", ".join(f"{name[4:-10]}={getattr(torch.cpu, name)()}" for name in
-                     ("_is_avx2_supported", "_is_avx512_supported", "_is_avx512_bf16_supported",
-                      "_is_amx_tile_supported") if hasattr(torch.cpu, name))
     lines = [
         "# fit() vs a bare torchvision loop (benchmarks/bench_train.py)",
         "",
-        f"- measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {_cpu_name()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}; {caps}; 1-minute load average "
+        f"- measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu_name()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}; {cpu_capabilities()}; 1-minute load average "
         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after",
         f"- ResNet-50, 5 classes, {len(train_items)} synthetic training images (isolated cells), "
         f"{args.image_size} px, batch 16, one full pass each after warm-up; {args.rounds} interleaved "
