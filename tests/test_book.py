@@ -277,6 +277,50 @@ def test_failing_notebook_stops_with_one_line_naming_notebook_and_cell(built, tm
     assert not (root / "book" / "05_explainability.ipynb").exists()  # no stale chapter left
 
 
+
+def _insert_cell(root: Path, source: str) -> None:
+    src = root / "notebooks" / "01_figures.ipynb"
+    nb = nbformat.read(src, as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, src)
+
+
+def test_a_stalled_cell_is_retried_once_then_the_notebook_runs(built, tmp_path, monkeypatch, caplog):
+    # The first execution sleeps past the limit (as a cell does whose finished reply never
+    # reaches nbclient); the retry finds the flag file and runs through.
+    root = copy_project(built[0], tmp_path / "p")
+    _insert_cell(root, "import os, time\nif not os.path.exists('stalled-once'):\n"
+                       "    open('stalled-once', 'w').close()\n    time.sleep(60)")
+    monkeypatch.chdir(root)
+    t = time.perf_counter()
+    result = book.run_book("smoke", only=["01"], build=False, force=True, cell_timeout=3)
+    assert time.perf_counter() - t < 50
+    assert [p.name for p in result.executed] == ["01_figures.ipynb"]
+    assert (root / "notebooks" / "stalled-once").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("longer than the 3 s limit" in w and "once more" in w for w in warnings), warnings
+
+
+def test_a_cell_over_the_limit_twice_fails_with_one_line(built, tmp_path, monkeypatch):
+    root = copy_project(built[0], tmp_path / "p")
+    _insert_cell(root, "import time\ntime.sleep(60)")
+    monkeypatch.chdir(root)
+    with pytest.raises(book.CellTimeout) as err:
+        book.run_book("smoke", only=["01"], build=False, force=True, cell_timeout=3)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message == ("notebooks/01_figures.ipynb: a cell ran longer than the 3 s limit "
+                       "(cervix book --cell-timeout)")
+    assert not (root / "book" / "01_figures.ipynb").exists()  # no stale chapter left
+
+
+def test_profiles_bound_a_cell_except_the_paper_protocol():
+    from cervixlib.config import PROFILES
+
+    assert PROFILES["smoke"].cell_timeout == 300 and PROFILES["default"].cell_timeout == 1800
+    assert PROFILES["paper"].cell_timeout is None  # 50 epochs on 224 px may take a day on a CPU
+
+
 @pytest.mark.slow
 def test_plotly_default_renderer_is_refused(tmp_path):
     src = tmp_path / "nb.ipynb"

@@ -47,6 +47,7 @@ from cervixlib.config import PROFILES
 
 __all__ = [
     "BookError",
+    "CellTimeout",
     "BookResult",
     "INJECTED_PARAMETERS",
     "Manifest",
@@ -103,6 +104,10 @@ _PLOTLY_CONFIG = {"responsive": True, "displaylogo": False}
 
 class BookError(RuntimeError):
     """A notebook, the manifest or the site build failed; the message is one line."""
+
+
+class CellTimeout(BookError):
+    """A notebook cell ran longer than the allowed time (``cell_timeout``)."""
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -382,6 +387,7 @@ def execute_notebook(
     progress: bool = False,
     log_output: bool = False,
     scratch: str | os.PathLike[str] | None = None,
+    cell_timeout: float | None = None,
 ) -> Path:
     """Execute ``source`` with papermill and write it to ``output``, only on success.
 
@@ -389,10 +395,12 @@ def execute_notebook(
     and moved to ``output`` once it ran without error and passed the output checks;
     ``metadata`` is stored under the notebook's ``metadata.cervix``. On failure a
     stale ``output`` is removed and :class:`BookError` names the notebook, the cell
-    (1-based, counted in ``source``) and the exception.
+    (1-based, counted in ``source``) and the exception. A cell that runs longer than
+    ``cell_timeout`` seconds (None: no limit) raises :class:`CellTimeout`.
     """
     import nbformat
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
     source, output = Path(source), Path(output)
@@ -404,8 +412,12 @@ def execute_notebook(
         pm.execute_notebook(
             str(source), str(scratch), parameters=dict(parameters), kernel_name=kernel,
             cwd=str(cwd), progress_bar=progress, log_output=log_output,
-            request_save_on_cell_execute=False,
+            request_save_on_cell_execute=False, execution_timeout=cell_timeout,
         )
+    except CellTimeoutError:
+        output.unlink(missing_ok=True)
+        raise CellTimeout(f"{source}: a cell ran longer than the {cell_timeout:g} s limit "
+                          "(cervix book --cell-timeout)") from None
     except PapermillExecutionError as exc:
         output.unlink(missing_ok=True)
         nb = nbformat.read(scratch, as_version=4)
@@ -460,6 +472,7 @@ def run_book(
     kernel_name: str | None = None,
     progress: bool = False,
     log_output: bool = False,
+    cell_timeout: float | None = None,
 ) -> BookResult:
     """Execute the book's notebooks with papermill into ``book_dir``, then build the site.
 
@@ -480,6 +493,12 @@ def run_book(
             notebook, parameters and cervixlib sources).
         kernel_name: default :func:`resolve_kernel`.
         progress, log_output: papermill's progress bar and cell output streaming.
+        cell_timeout: the longest one cell may run, in seconds; None: the profile's
+            (:attr:`cervixlib.config.Profile.cell_timeout`), 0: no limit. A notebook
+            with a cell over the limit is executed once more before the build fails:
+            nbclient can wait forever for the reply to a cell that the kernel has
+            finished (seen with the ipywidgets explorer, jupyter/nbclient#312), and
+            trained runs are cached, so the second try costs little.
 
     Raises:
         BookError: one line naming the notebook and cell, or the file and problem.
@@ -520,6 +539,10 @@ def run_book(
         raise BookError(f"parameter(s) {', '.join(unused)} are not in the parameters cell of "
                         f"{', '.join(s.name for s in selected)}")
 
+    if cell_timeout is None:
+        from cervixlib.config import get_profile
+
+        cell_timeout = get_profile(profile).cell_timeout
     kernel = resolve_kernel(kernel_name)
     digest = _library_digest()
     result = BookResult()
@@ -535,12 +558,21 @@ def run_book(
             continue
         _log.info("%s: executing with %s", spec.name, _short(parameters))
         t = time.perf_counter()
-        execute_notebook(
-            src, out, parameters, kernel_name=kernel, cwd=notebooks_dir,
-            metadata={"key": key, "profile": profile, "data_root": parameters["data_root"],
-                      "parameters": parameters, "cervixlib": __version__},
-            progress=progress, log_output=log_output, scratch=scratch_dir / f"{spec.name}.ipynb",
-        )
+        for attempt in (1, 2):
+            try:
+                execute_notebook(
+                    src, out, parameters, kernel_name=kernel, cwd=notebooks_dir,
+                    metadata={"key": key, "profile": profile, "data_root": parameters["data_root"],
+                              "parameters": parameters, "cervixlib": __version__},
+                    progress=progress, log_output=log_output, scratch=scratch_dir / f"{spec.name}.ipynb",
+                    cell_timeout=cell_timeout or None,
+                )
+                break
+            except CellTimeout as exc:
+                if attempt == 2:
+                    raise
+                _log.warning("%s; executing %s once more (a finished cell whose reply never "
+                             "arrives looks the same: jupyter/nbclient#312)", exc, spec.name)
         result.seconds[spec.name] = time.perf_counter() - t
         _log.info("%s: done in %.1f s", spec.name, result.seconds[spec.name])
         result.executed.append(out)

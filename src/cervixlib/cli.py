@@ -154,7 +154,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
         result = run_book(
             args.profile, args.data, args.notebooks, args.book, runs_dir=args.runs,
             only=args.only, params=dict(args.param), build=not args.no_build, force=args.force,
-            progress=sys.stderr.isatty(), log_output=args.log_output,
+            progress=sys.stderr.isatty(), log_output=args.log_output, cell_timeout=args.cell_timeout,
         )
     except BookError as exc:
         print(f"cervix book: error: {exc}", file=sys.stderr)
@@ -191,6 +191,9 @@ def _add_book_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="re-execute notebooks even when their executed copy is up to date")
     p.add_argument("--log-output", action="store_true", help="stream the cells' output")
+    p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="fail a cell that runs longer (after one retry of its notebook); "
+                        "default: the profile's, 0: no limit")
     p.set_defaults(func=_cmd_book)
 
 

@@ -111,6 +111,8 @@ class Profile:
     ``isolated_epochs``, when set, replaces ``epochs`` on the isolated cells: they have
     about four times as many images as the multi-cell set, hence four times as many
     updates per epoch, and on a CPU they are most of a profile's training time.
+    ``cell_timeout`` bounds one notebook cell under ``cervix book`` (seconds; None: no
+    bound), so that a stalled kernel fails the build instead of hanging it.
     """
 
     name: str
@@ -124,6 +126,7 @@ class Profile:
     seeds: tuple[int, ...] = (0,)
     explain_steps: int = 50
     explain_images: int = 24
+    cell_timeout: float | None = None
 
     def epochs_for(self, subset: str) -> int:
         """The profile's number of epochs on ``subset``."""
@@ -155,6 +158,7 @@ PROFILES: dict[str, Profile] = {
             name="smoke",
             description="seconds per run, for tests and CI: a tiny synthetic set, 64 px, one epoch",
             image_size=64, epochs=1, synth_scale=0.03, explain_steps=8, explain_images=4,
+            cell_timeout=300,  # its slowest cell took under 60 s on a 2-core CPU
         ),
         Profile(
             name="default",
@@ -162,7 +166,7 @@ PROFILES: dict[str, Profile] = {
                         "10 epochs on multi-cell images and 2 on isolated cells (about 110 and 90 "
                         "updates): the whole book in under half an hour on a 2-core CPU",
             image_size=96, epochs=10, isolated_epochs=2, synth_scale=0.25, explain_steps=32,
-            explain_images=16,
+            explain_images=16, cell_timeout=1800,  # its slowest cell took 530 s on a 2-core CPU
         ),
         Profile(
             name="paper",
