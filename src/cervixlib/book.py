@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from cervixlib import __version__
+from cervixlib._kernel import BookKernelManager
 from cervixlib.config import PROFILES
 
 __all__ = [
@@ -413,6 +414,7 @@ def execute_notebook(
             str(source), str(scratch), parameters=dict(parameters), kernel_name=kernel,
             cwd=str(cwd), progress_bar=progress, log_output=log_output,
             request_save_on_cell_execute=False, execution_timeout=cell_timeout,
+            kernel_manager_class=BookKernelManager,
         )
     except CellTimeoutError:
         output.unlink(missing_ok=True)

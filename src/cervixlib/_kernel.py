@@ -1,0 +1,64 @@
+"""The Jupyter kernel manager ``cervix book`` executes notebooks with.
+
+Two changes to jupyter_client's stock ``AsyncKernelManager``, both through its public,
+configurable traits:
+
+* **Bounded waits on the kernel's sockets.** nbclient waits for a cell's reply with
+  ``shell_channel.get_msg(timeout=T)``, where T is the cell limit (None: for ever), and
+  for its output with ``iopub_channel.get_msg(timeout=None)``. On some runs the reply
+  is already in the socket's queue while the wait goes on until T expires: the zmq
+  file descriptor is edge-triggered and the wake-up is missed (jupyter/nbclient#312,
+  with ipywidgets cells). The cell then seems to take T seconds (1,800 in the default
+  book) and no error is raised, because at the deadline the queue is polled once more
+  and the reply is found. :class:`SlicedChannel` waits in slices of at most
+  :data:`POLL_SLICE` seconds, each ending with that same poll, so a missed wake-up
+  costs a fraction of a second instead of the whole limit. The overall timeout
+  keeps its meaning.
+* **IPC transport.** The kernel and the client share one machine, so Unix sockets
+  replace loopback TCP; no port is opened, and ipykernel no longer prints its "running
+  over TCP without encryption" warning into the user's terminal at every start.
+"""
+
+from __future__ import annotations
+
+import time
+from queue import Empty
+from typing import Any
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import CaselessStrEnum, DottedObjectName, Type
+
+__all__ = ["POLL_SLICE", "BookKernelClient", "BookKernelManager", "SlicedChannel"]
+
+#: The longest single wait on a kernel socket, in seconds.
+POLL_SLICE = 0.5
+
+
+class SlicedChannel(AsyncZMQSocketChannel):
+    """A kernel channel whose ``get_msg(timeout)`` waits in slices of :data:`POLL_SLICE`."""
+
+    async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:  # type: ignore[override]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = POLL_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await super().get_msg(timeout=min(POLL_SLICE, left))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+
+class BookKernelClient(AsyncKernelClient):
+    """``AsyncKernelClient`` whose shell and IOPub waits are sliced (:class:`SlicedChannel`)."""
+
+    shell_channel_class = Type(SlicedChannel)  # type: ignore[assignment]
+    iopub_channel_class = Type(SlicedChannel)  # type: ignore[assignment]
+
+
+class BookKernelManager(AsyncKernelManager):
+    """``AsyncKernelManager`` over IPC whose clients are :class:`BookKernelClient`."""
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    client_class = DottedObjectName("cervixlib._kernel.BookKernelClient")
