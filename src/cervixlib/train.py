@@ -13,6 +13,7 @@ cached in the run store (:mod:`cervixlib.runs`).
 from __future__ import annotations
 
 import contextlib
+import os
 import logging
 import platform
 import random
@@ -64,7 +65,19 @@ def select_device(prefer: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+#: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) under which its kernels have no native bf16.
+_ISAS_WITHOUT_BF16 = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni"})
+
+
 def _cpu_has_native_bf16() -> bool:
+    """True where the CPU has AVX512-BF16 or AMX and oneDNN is allowed to use them.
+
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` (with ``ATEN_CPU_CAPABILITY=avx2``) makes a newer CPU
+    compute like an AVX2-only one, which is how the benchmarks time the slow case.
+    """
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").lower()
+    if cap in _ISAS_WITHOUT_BF16:
+        return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
