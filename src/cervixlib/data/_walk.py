@@ -116,7 +116,11 @@ def _scan(folder: Path, warn=None) -> tuple[list[Path], list[Path], list[Path]]:
         if entry.name.startswith("."):
             continue
         path = Path(entry.path)
-        if entry.is_dir():
+        try:
+            is_dir = entry.is_dir()
+        except OSError:  # a link loop: treated as a file, whose reading then says so
+            is_dir = False
+        if is_dir:
             if _loops_back(path, folder):
                 if warn is not None:
                     warn(path, "symbolic link to this folder or one above it (a loop); ignored")
