@@ -1,7 +1,7 @@
 """Walking a dataset tree for :func:`cervixlib.data.index.load_index`: find the layout,
 read every image header and ``.dat`` file, and collect every problem on the way.
 
-Nothing here stops at the first bad file: a :class:`_Reader` records each one (a bad
+Nothing here stops at the first bad file: a :class:`Reader` records each one (a bad
 image or boundary file, which ``skip_bad`` may leave out) or each structural problem
 (an empty or unreadable class folder, which no option can skip), so that
 ``load_index`` reports them all at once. Oddities that do not stop indexing (a
@@ -45,7 +45,7 @@ def _image_number(stem: str) -> str:
     return str(int(stem)) if stem.isdigit() else stem
 
 
-class _Reader:
+class Reader:
     """Reads files for the index and records every problem instead of raising.
 
     ``bad``: bad files (``skip_bad`` leaves them out); ``fatal``: structural problems
@@ -140,7 +140,7 @@ def _outside(points: np.ndarray, size: tuple[int, int]) -> bool:
     return bool(lo[0] < -tol or lo[1] < -tol or hi[0] > size[0] - 1 + tol or hi[1] > size[1] - 1 + tol)
 
 
-def _make_cells(reader: _Reader, parts: dict[str, dict[str, Path]], image: Path,
+def _make_cells(reader: Reader, parts: dict[str, dict[str, Path]], image: Path,
                 size: tuple[int, int]) -> tuple[Cell, ...]:
     """Cells from ``{cell id: {"cyt": path, "nuc": path}}`` (sorted by cell id)."""
     cells = []
@@ -164,7 +164,7 @@ def _make_cells(reader: _Reader, parts: dict[str, dict[str, Path]], image: Path,
     return tuple(cells)
 
 
-def _index_crops(reader: _Reader, cropped: Path, label: int, name: str) -> tuple[list[Item], int]:
+def _index_crops(reader: Reader, cropped: Path, label: int, name: str) -> tuple[list[Item], int]:
     """The isolated cells in a ``CROPPED`` folder, and how many image files it holds."""
     crop_images, crop_dats, crop_dirs = reader.scan(cropped)
     for d in crop_dirs:
@@ -193,7 +193,7 @@ def _index_crops(reader: _Reader, cropped: Path, label: int, name: str) -> tuple
     return isolated, len(crop_images)
 
 
-def index_sipakmed_class(reader: _Reader, class_dir: Path, label: int, name: str
+def index_sipakmed_class(reader: Reader, class_dir: Path, label: int, name: str
                          ) -> tuple[list[Item], list[Item]]:
     """The multi-cell images and isolated cells of one ``im_<Class>`` folder."""
     images, dats, dirs = reader.scan(class_dir)
@@ -284,7 +284,7 @@ def _nested(class_dir: Path) -> Path | None:
     return None
 
 
-def index_sipakmed(reader: _Reader, base: Path, found: dict[str, Path]) -> tuple[str, list[Item], list[Item]]:
+def index_sipakmed(reader: Reader, base: Path, found: dict[str, Path]) -> tuple[str, list[Item], list[Item]]:
     """Layout name, multi-cell images and isolated cells of a SIPaKMeD base folder."""
     missing = [c for c in CLASSES if c not in found]
     if missing:
@@ -318,7 +318,7 @@ def index_sipakmed(reader: _Reader, base: Path, found: dict[str, Path]) -> tuple
     return ("sipakmed-nested" if any_nested else "sipakmed"), multi, isolated
 
 
-def index_class_folders(reader: _Reader, root: Path) -> tuple[tuple[str, ...], list[Item]]:
+def index_class_folders(reader: Reader, root: Path) -> tuple[tuple[str, ...], list[Item]]:
     """Class names and images of a class-per-folder set (``ROOT/<class>/*.png``, ...)."""
     _, _, dirs = _scan(root, reader.warn)
     folders = [(d, *reader.scan(d)) for d in dirs]

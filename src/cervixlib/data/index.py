@@ -219,7 +219,7 @@ class DatasetIndex:
         return "\n".join(lines)
 
 
-def _read_marker(reader: _walk._Reader, folders: Iterable[Path]) -> tuple[bool, dict[str, Any] | None]:
+def _read_marker(reader: _walk.Reader, folders: Iterable[Path]) -> tuple[bool, dict[str, Any] | None]:
     for folder in folders:
         marker = folder / SYNTHETIC_MARKER
         if marker.is_file():
@@ -274,7 +274,7 @@ def load_index(root: str | os.PathLike[str], *, skip_bad: bool = False, verify: 
         raise DataError(root, "no such folder")
     if not root.is_dir():
         raise DataError(root, "not a folder; give the dataset's root folder")
-    reader = _walk._Reader(verify=verify)
+    reader = _walk.Reader(verify=verify)
     found = _walk.find_sipakmed(root)
     images: list[Item] = []
     if found is not None:
