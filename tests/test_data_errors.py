@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cervixlib.cli import main as cli_main
-from cervixlib.data import CLASSES, CellImageDataset, DataError, load_index, probe_image, read_dat, read_image
+from cervixlib.data import CLASSES, BadFilesError, CellImageDataset, DataError, load_index, probe_image, read_dat, read_image
 
 
 def _assert_one_line(exc: DataError, path, *words):
@@ -138,7 +138,7 @@ def test_truncated_tiff_is_found_when_read(tmp_path):
     bad.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     assert probe_image(bad).size == (80, 60)
     index = load_index(tmp_path)
-    ds = CellImageDataset(index.isolated, image_size=16, train=False)
+    ds = CellImageDataset(index.images, image_size=16, train=False)
     with pytest.raises(DataError) as err:
         ds[0]
     _assert_one_line(err.value, bad, "truncated")
@@ -245,8 +245,12 @@ def test_skip_bad_lists_every_skipped_file(sipakmed_tree, caplog, capsys):
     Image.fromarray(_rgb(18, 18)).save(paths[2], format="PNG")
     paths[3].write_text("1,2\noops\n3,4\n")
     paths[4].write_text("1,2\n3,4\n")
-    with pytest.raises(DataError):
+    with pytest.raises(BadFilesError) as err:  # without skip_bad: all five at once, one line each
         load_index(sipakmed_tree)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"{sipakmed_tree}: 5 bad files") and "--skip-bad" in lines[0]
+    assert sorted(lines[1:]) == sorted(f"  {p}: {why}" for p, why in err.value.problems)
+    assert {p for p, _ in err.value.problems} == set(bad)
     with caplog.at_level(logging.WARNING, logger="cervixlib.data.index"):
         index = load_index(sipakmed_tree, skip_bad=True)
     skipped = dict(index.skipped)
@@ -269,9 +273,15 @@ def test_skip_bad_lists_every_skipped_file(sipakmed_tree, caplog, capsys):
     assert "Skipped      5 bad file(s)" in out
     for path in bad:
         assert str(path) in out
+    # by default too, `cervix info` lists every bad file, then fails
     assert cli_main(["info", str(sipakmed_tree)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("cervix info: error: ") and str(sipakmed_tree) in err
+    captured = capsys.readouterr()
+    assert "Skipped      5 bad file(s)" in captured.out
+    for path in bad:
+        assert str(path) in captured.out
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cervix info: error: 5 bad files")
+    assert "Traceback" not in captured.err
 
 
 def test_data_error_is_one_line_and_pickles(tmp_path):

@@ -149,16 +149,19 @@ def test_class_folder_collection(tmp_path):
     index = load_index(tmp_path)
     assert index.layout == "class-folders"
     assert index.classes == ("Dyskeratotic", "Parabasal", "Zeta cells")  # canonical SIPaKMeD names
-    assert index.multi == [] and len(index.isolated) == 9
-    assert index.class_counts("isolated") == {"Dyskeratotic": 3, "Parabasal": 3, "Zeta cells": 3}
-    assert all(it.cells == () and it.size == (30, 20) for it in index.isolated)
-    assert len({it.group for it in index.isolated}) == 9
-    assert len(index.subset("isolated")) == 9
-    with pytest.raises(DataError, match="no multi images"):
-        index.subset("multi")
+    # not known to be single cells: the neutral subset "images", the set's only and default one
+    assert index.multi == [] and index.isolated == [] and len(index.images) == 9
+    assert index.subsets == ("images",) and index.default_subset == "images"
+    assert index.class_counts("images") == {"Dyskeratotic": 3, "Parabasal": 3, "Zeta cells": 3}
+    assert all(it.cells == () and it.size == (30, 20) for it in index.images)
+    assert len({it.group for it in index.images}) == 9
+    assert index.subset() == index.subset("images") == index.images
+    for other in ("multi", "isolated"):
+        with pytest.raises(DataError, match="a class-per-folder set has one subset, 'images'"):
+            index.subset(other)
     with pytest.raises(DataError, match="no cell boundaries"):
-        cell_mask(index.isolated[0])
-    ds = CellImageDataset(index.isolated, image_size=16, train=True)
+        cell_mask(index.images[0])
+    ds = CellImageDataset(index.images, image_size=16, train=True)
     X, y = ds[0]
     assert X.shape == (3, 16, 16) and y == 0
 
@@ -269,3 +272,42 @@ def test_dataset_reports_a_bad_file_by_name(tmp_path, synth_index):
     ds = CellImageDataset([replace(item, path=bad)], image_size=16, train=False)
     with pytest.raises(DataError, match="001_01.bmp: truncated image"):
         ds[0]
+
+
+# ----------------------------------------------------------------------------- subsets
+def test_subset_names_agree_between_config_and_data():
+    from cervixlib import config, data
+
+    assert config.SUBSETS == data.SUBSETS
+
+
+def test_each_layout_has_its_own_default_subset(tmp_path, sipakmed_tree, capsys):
+    from cervixlib.config import make_config
+    from cervixlib.data import default_subset
+
+    folders = tmp_path / "folders"
+    for name in ("a", "b"):
+        (folders / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folders / name / f"{i}.png")
+    assert default_subset(sipakmed_tree) == "multi" and default_subset(folders) == "images"
+    assert default_subset(tmp_path / "missing") == "multi"  # load_index reports it later
+    assert make_config("resnet50", profile="smoke", root=str(folders)).data.subset == "images"
+    assert make_config("resnet50", profile="smoke", root=str(sipakmed_tree)).data.subset == "multi"
+    assert make_config("resnet50", profile="smoke").data.subset == "multi"  # the synthetic set
+    assert make_config("resnet50", profile="smoke", root=str(sipakmed_tree),
+                       subset="isolated").data.subset == "isolated"
+    sipakmed = load_index(sipakmed_tree)
+    assert sipakmed.subset() == sipakmed.multi
+    with pytest.raises(DataError, match="'images' belongs to class-per-folder sets"):
+        sipakmed.subset("images")
+    # `cervix info` names the images neutrally, not as isolated cells
+    assert cli_main(["info", str(folders)]) == 0
+    out = capsys.readouterr().out
+    assert "Subsets      images (default)" in out and "isolated" not in out and "multi" not in out
+    assert "total                4" in out
+    # `cervix train --data <class-per-folder set>` without --subset: the data path training uses
+    from cervixlib.train import prepare_data
+
+    config = make_config("resnet50", profile="smoke", root=str(folders), fractions=(0.5, 0.25, 0.25))
+    assert len(prepare_data(config.data).items) == 4

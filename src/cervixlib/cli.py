@@ -42,7 +42,14 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from cervixlib.data import load_index
 
-    print(load_index(args.root, skip_bad=args.skip_bad, verify=args.verify).describe())
+    index = load_index(args.root, skip_bad=True, verify=args.verify)  # every bad file, listed
+    print(index.describe())
+    if index.skipped and not args.skip_bad:
+        n = len(index.skipped)
+        print(f"cervix info: error: {n} bad file{'s' * (n != 1)} (listed above under Skipped); fix or "
+              f"remove {'them' if n > 1 else 'it'}, or leave {'them' if n > 1 else 'it'} out with --skip-bad",
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -56,10 +63,13 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                    help="multi-cell image size WxH (default: the generator's, well below 2048x1536)")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("info", help="summarise a SIPaKMeD (or class-per-folder) dataset")
+    p = sub.add_parser("info", help="summarise a SIPaKMeD (or class-per-folder) dataset and list every problem",
+                       description="Print images per class and subset, then every bad file and warning. "
+                                   "Exits with status 2 when a file is bad (unless --skip-bad) or a class "
+                                   "folder is empty, missing or unreadable.")
     p.add_argument("root", type=Path)
     p.add_argument("--skip-bad", action="store_true",
-                   help="skip unreadable files and list them instead of stopping at the first")
+                   help="accept bad files: they are still listed, but left out and the exit status is 0")
     p.add_argument("--verify", action="store_true",
                    help="decode every image fully (slow) instead of checking headers only")
     p.set_defaults(func=_cmd_info)
@@ -109,7 +119,9 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="architecture name (see cervixlib.models.list_models())")
     p.add_argument("--data", type=Path, default=None,
                    help="dataset root (default: the embedded synthetic set, generated on first use)")
-    p.add_argument("--subset", choices=SUBSETS, default=None, help="multi-cell images or isolated cells")
+    p.add_argument("--subset", choices=SUBSETS, default=None,
+                   help="SIPaKMeD: multi (multi-cell images, the default) or isolated (isolated cells); "
+                        "a class-per-folder set has one subset, images, used without this option")
     p.add_argument("--profile", choices=sorted(PROFILES), default="default")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

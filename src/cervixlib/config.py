@@ -25,9 +25,11 @@ __all__ = [
     "PRECISIONS",
 ]
 
-SUBSETS = ("multi", "isolated")
+#: SIPaKMeD's multi-cell images and isolated cells, and the images of a class-per-folder
+#: set; the same as ``cervixlib.data.SUBSETS`` (kept here so the CLI parser needs no torch).
+SUBSETS = ("multi", "isolated", "images")
 PRECISIONS = ("auto", "fp32", "bf16")
-Subset = Literal["multi", "isolated"]
+Subset = Literal["multi", "isolated", "images"]
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,16 @@ class Profile:
     def config(self, model: str, **overrides: Any) -> TrainConfig:
         """Build the :class:`TrainConfig` of this profile for ``model``; ``None`` overrides are ignored.
 
-        An explicit ``epochs`` wins over the profile's, on either subset.
+        An explicit ``epochs`` wins over the profile's, on either subset. Without a
+        ``subset``, a ``root`` gets its own (:func:`cervixlib.data.default_subset`:
+        ``"multi"`` for SIPaKMeD, ``"images"`` for a class-per-folder set); the embedded
+        synthetic set gets ``"multi"``.
         """
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        if "subset" not in overrides and overrides.get("root"):
+            from cervixlib.data import default_subset
+
+            overrides["subset"] = default_subset(overrides["root"])
         data = DataConfig(image_size=self.image_size, synth_scale=self.synth_scale)
         base = TrainConfig(
             model=model,

@@ -27,7 +27,7 @@ class Study:
 
     profile: str = "default"
     data_root: str | None = None
-    subset: str = "multi"
+    subset: str | None = None  # None: the data's own (multi for SIPaKMeD, images for a class-per-folder set)
     image_size: int | None = None
     epochs: int | None = None
     seed: int = 0
@@ -64,9 +64,10 @@ class Study:
         """Train ``model`` on ``subset`` (or load the cached run)."""
         from cervixlib.train import fit
 
-        key = (model, subset or self.subset)
+        config = self.config(model, subset)
+        key = (model, config.data.subset)
         if key not in self._runs:
-            self._runs[key] = fit(self.config(model, key[1]), runs_dir=self.runs_dir, progress=self.progress)
+            self._runs[key] = fit(config, runs_dir=self.runs_dir, progress=self.progress)
         return self._runs[key]
 
     def runs(self, models: Iterable[str], subset: str | None = None) -> dict[str, Run]:

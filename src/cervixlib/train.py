@@ -136,12 +136,16 @@ class PreparedData:
         return [self.items[i] for i in getattr(self.split, name)]
 
 
-def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Resolve the data root (generating the embedded synthetic set if needed), index it and split it."""
+def prepare_data(cfg: DataConfig, *, skip_bad: bool = False) -> PreparedData:
+    """Resolve the data root (generating the embedded synthetic set if needed), index it and split it.
+
+    Bad files raise one error that lists them all, unless ``skip_bad`` leaves them out;
+    ``len(result.index.skipped)`` then says how many were left out.
+    """
     from cervixlib.data import default_data_root, load_index, make_split
 
     root = Path(cfg.root) if cfg.root else default_data_root(scale=cfg.synth_scale, seed=cfg.synth_seed)
-    index = load_index(root)
+    index = load_index(root, skip_bad=skip_bad)
     items = index.subset(cfg.subset)
     split = make_split(items, seed=cfg.split_seed, fractions=cfg.fractions)
     for name in ("train", "val", "test"):

@@ -8,16 +8,17 @@ Analysis". See ``docs/ARCHITECTURE.md`` for the contract these names fulfil.
 from __future__ import annotations
 
 from cervixlib.data.datasets import CACHE_MAX_BYTES, MEAN, STD, CellImageDataset, denormalize, normalize
-from cervixlib.data.errors import DataError
-from cervixlib.data.index import CLASSES, SYNTHETIC_MARKER, Cell, DatasetIndex, Item, load_index
+from cervixlib.data.errors import BadFilesError, DataError
+from cervixlib.data.index import (CLASSES, SUBSETS, SYNTHETIC_MARKER, Cell, DatasetIndex, Item, default_subset,
+                                 load_index)
 from cervixlib.data.io import IMAGE_EXTENSIONS, probe_image, read_dat, read_image
 from cervixlib.data.masks import cell_mask
 from cervixlib.data.splits import Split, make_split, repeated_splits
 from cervixlib.data.synth import DEFAULT_IMAGE_SIZE, default_data_root, synthesize
 
 __all__ = [
-    "CACHE_MAX_BYTES", "CLASSES", "DEFAULT_IMAGE_SIZE", "IMAGE_EXTENSIONS", "MEAN", "STD",
-    "SYNTHETIC_MARKER", "Cell", "CellImageDataset", "DataError", "DatasetIndex", "Item", "Split",
-    "cell_mask", "default_data_root", "denormalize", "load_index", "make_split", "normalize",
+    "CACHE_MAX_BYTES", "CLASSES", "DEFAULT_IMAGE_SIZE", "IMAGE_EXTENSIONS", "MEAN", "STD", "SUBSETS",
+    "SYNTHETIC_MARKER", "BadFilesError", "Cell", "CellImageDataset", "DataError", "DatasetIndex", "Item",
+    "Split", "cell_mask", "default_data_root", "default_subset", "denormalize", "load_index", "make_split", "normalize",
     "probe_image", "read_dat", "read_image", "repeated_splits", "synthesize",
 ]

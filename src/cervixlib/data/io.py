@@ -19,6 +19,7 @@ Where problems are found:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cervixlib.data.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageInfo", "probe_image", "read_image", "read_dat"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageInfo", "os_problem", "probe_image", "read_image", "read_dat"]
 
 #: Image file extensions the loaders look at (lower case), with the formats PIL may
 #: report for content that honestly matches each.
@@ -71,22 +72,39 @@ def _expected_formats(path: Path) -> frozenset[str]:
                               f"expected one of {', '.join(sorted(IMAGE_EXTENSIONS))}") from None
 
 
+def os_problem(path: Path, exc: OSError) -> DataError:
+    """A DataError for a file the operating system would not open or read.
+
+    Says which of the usual causes it is (permission, a broken or looping symbolic
+    link, a folder where a file belongs) in words, and the system's text otherwise.
+    """
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        return DataError(path, f"broken symbolic link (to {os.readlink(path)!r}, which does not exist)")
+    if exc.errno == errno.ENOENT:
+        return DataError(path, "no such file")
+    if exc.errno == errno.ELOOP:
+        return DataError(path, "symbolic link loop: the link leads back to itself")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return DataError(path, "permission denied: the file cannot be read by this user")
+    if exc.errno == errno.EISDIR:
+        return DataError(path, "is a folder, expected a file")
+    return DataError(path, f"cannot read ({exc.strerror or exc})")
+
+
 def _open(path: Path) -> Image.Image:
     """``Image.open`` with every failure turned into a one-line DataError."""
     try:
         return Image.open(path)
-    except FileNotFoundError:
-        raise DataError(path, "no such file") from None
-    except IsADirectoryError:
-        raise DataError(path, "is a folder, expected an image file") from None
-    except PermissionError:
-        raise DataError(path, "permission denied") from None
     except UnidentifiedImageError:
         size = _file_size(path)
         what = "empty file (0 bytes)" if size == 0 else "corrupt image: not a format PIL can read"
         raise DataError(path, what) from None
     except Image.DecompressionBombError as exc:
         raise DataError(path, f"image too large to open safely ({exc})") from None
+    except OSError as exc:
+        if exc.errno is not None:  # the system refused the file (permission, link, ...)
+            raise os_problem(path, exc) from None
+        raise DataError(path, f"corrupt image header (OSError: {exc})") from None
     except Exception as exc:  # PIL plugins raise many types (OSError, SyntaxError, struct.error)
         raise DataError(path, f"corrupt image header ({type(exc).__name__}: {exc})") from None
 
@@ -217,8 +235,10 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
     return rgb
 
 
-_SEPARATORS = re.compile(r"[,\s]+")
-_NON_EMPTY_LINE = re.compile(r"[^\s,][^\n]*")
+# A point is two numbers separated by a comma, semicolon, spaces or tabs (tools differ;
+# DATA.md). A decimal comma ("1,5;2,5") then gives four fields and is rejected, never misread.
+_SEPARATORS = re.compile(r"[,;\s]+")
+_NON_EMPTY_LINE = re.compile(r"[^\s,;][^\n]*")
 
 
 def _dat_problem_line(path: Path, text: str) -> DataError:
@@ -228,7 +248,9 @@ def _dat_problem_line(path: Path, text: str) -> DataError:
             continue
         fields = [f for f in _SEPARATORS.split(line.strip()) if f]
         if len(fields) != 2:
-            return DataError(path, f"line {number}: expected two numbers 'x,y', got {line.strip()[:40]!r}")
+            hint = ("; decimal commas are not supported, write 1.5,2.5" if ";" in line and "," in line
+                    else "")
+            return DataError(path, f"line {number}: expected two numbers 'x,y', got {line.strip()[:40]!r}{hint}")
         try:
             x, y = float(fields[0]), float(fields[1])
         except ValueError:
@@ -239,7 +261,10 @@ def _dat_problem_line(path: Path, text: str) -> DataError:
 
 
 def read_dat(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a SIPaKMeD boundary file: one point a line, ``x,y`` (or ``x y``) in pixels.
+    """Read a SIPaKMeD boundary file: one point a line, ``x,y`` in pixels.
+
+    The two numbers may also be separated by a semicolon, spaces or a tab, as some
+    tools write them; a number with a decimal comma is rejected, not guessed at.
 
     Returns:
         float32 array (N, 2) of x, y coordinates, N >= 3.
@@ -251,14 +276,12 @@ def read_dat(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "no such file") from None
     except UnicodeDecodeError:
         raise DataError(path, "not a text file; expected one 'x,y' point a line") from None
     except OSError as exc:
-        raise DataError(path, f"cannot read ({exc.strerror or exc})") from None
+        raise os_problem(path, exc) from None
     n_lines = len(_NON_EMPTY_LINE.findall(text))
-    tokens = text.replace(",", " ").split()
+    tokens = text.replace(",", " ").replace(";", " ").split()
     if n_lines == 0:
         raise DataError(path, "empty boundary file; expected one 'x,y' point a line")
     if len(tokens) != 2 * n_lines:

@@ -52,7 +52,14 @@ def cells_per_image(items: Sequence[Item], class_names: Sequence[str]) -> list[d
 
 
 def table1_rows(index: DatasetIndex) -> list[dict[str, Any]]:
-    """Images per class in both subsets, beside SIPaKMeD's published counts (Table I)."""
+    """Images per class in both subsets, beside SIPaKMeD's published counts (Table I).
+
+    A class-per-folder set has neither subset: its rows give its ``images`` per class.
+    """
+    if index.layout == "class-folders":
+        counts = index.class_counts("images")
+        return [*({"class": c, "images": n} for c, n in counts.items()),
+                {"class": "total", "images": sum(counts.values())}]
     multi = Counter(index.classes[it.label] for it in index.multi)
     isolated = Counter(index.classes[it.label] for it in index.isolated)
     rows = [{"class": c, "multi-cell images": multi[c], "isolated cells": isolated[c],

@@ -1,0 +1,349 @@
+"""Walking a dataset tree for :func:`cervixlib.data.index.load_index`: find the layout,
+read every image header and ``.dat`` file, and collect every problem on the way.
+
+Nothing here stops at the first bad file: a :class:`Reader` records each one (a bad
+image or boundary file, which ``skip_bad`` may leave out) or each structural problem
+(an empty or unreadable class folder, which no option can skip), so that
+``load_index`` reports them all at once. Oddities that do not stop indexing (a
+boundary file without its image, an unknown folder beside the class folders, a
+symbolic link that loops back to a folder above it) become warnings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from cervixlib.data.errors import DataError
+from cervixlib.data.io import IMAGE_EXTENSIONS, ImageInfo, os_problem, probe_image, read_dat, read_image
+from cervixlib.data.items import CLASSES, Cell, Item
+
+__all__: list[str] = []  # private to cervixlib.data.index
+
+_MULTI_DAT = re.compile(r"^(?P<image>.+?)_(?P<part>cyt|nuc)(?P<cell>\d+)\.dat$", re.IGNORECASE)
+_CROP_DAT = re.compile(r"^(?P<image>.+)_(?P<part>cyt|nuc)\.dat$", re.IGNORECASE)
+_CROP_STEM = re.compile(r"^(?P<source>\d+)_(?P<cell>\d+)$")
+
+
+def _norm(name: str) -> str:
+    """Class-name key: lower case, letters and digits only ("Superficial_intermediate")."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+_CLASS_KEYS = {_norm(c): c for c in CLASSES}
+
+
+def _natural_key(name: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name))
+
+
+def _image_number(stem: str) -> str:
+    """``"007"`` -> ``"7"`` so that ``007.bmp`` and crop ``007_01.bmp`` share a group."""
+    return str(int(stem)) if stem.isdigit() else stem
+
+
+class Reader:
+    """Reads files for the index and records every problem instead of raising.
+
+    ``bad``: bad files (``skip_bad`` leaves them out); ``fatal``: structural problems
+    that make the set unusable whatever the options; ``warnings``: oddities only.
+    """
+
+    def __init__(self, verify: bool) -> None:
+        self.verify = verify
+        self.bad: list[tuple[Path, str]] = []
+        self.fatal: list[tuple[Path, str]] = []
+        self.warnings: list[tuple[Path, str]] = []
+
+    def image(self, path: Path) -> ImageInfo | None:
+        try:
+            info = probe_image(path)
+            if self.verify:
+                read_image(path)
+            return info
+        except DataError as exc:
+            self.bad.append((exc.path, exc.problem))
+            return None
+
+    def dat(self, path: Path) -> np.ndarray | None:
+        try:
+            return read_dat(path)
+        except DataError as exc:
+            self.bad.append((exc.path, exc.problem))
+            return None
+
+    def fail(self, path: Path, problem: str) -> None:
+        self.fatal.append((path, problem))
+
+    def warn(self, path: Path, problem: str) -> None:
+        self.warnings.append((path, problem))
+
+    def scan(self, folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+        """:func:`_scan`, recording an unreadable folder as a structural problem."""
+        try:
+            return _scan(folder, self.warn)
+        except DataError as exc:
+            self.fail(exc.path, exc.problem)
+            return [], [], []
+
+
+def _loops_back(path: Path, folder: Path) -> bool:
+    """True for a symbolic link in ``folder`` that points at ``folder`` or a folder above it."""
+    if not path.is_symlink():
+        return False
+    try:
+        target, here = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a loop on Python < 3.13
+        return True
+    return target == here or target in here.parents
+
+
+def _scan(folder: Path, warn=None) -> tuple[list[Path], list[Path], list[Path]]:
+    """Images, ``.dat`` files and sub-folders directly in ``folder``, naturally sorted.
+
+    Hidden entries are ignored; a folder link that loops back to ``folder`` or above is
+    left out (and passed to ``warn(path, problem)`` when given), so no walk can cycle.
+    """
+    images, dats, dirs = [], [], []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise DataError(folder, f"cannot list folder: {os_problem(folder, exc).problem}") from None
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()
+        except OSError:  # a link loop: treated as a file, whose reading then says so
+            is_dir = False
+        if is_dir:
+            if _loops_back(path, folder):
+                if warn is not None:
+                    warn(path, "symbolic link to this folder or one above it (a loop); ignored")
+                continue
+            dirs.append(path)
+        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+            images.append(path)
+        elif path.suffix.lower() == ".dat":
+            dats.append(path)
+    key = lambda p: _natural_key(p.name)  # noqa: E731
+    return sorted(images, key=key), sorted(dats, key=key), sorted(dirs, key=key)
+
+
+def _outside(points: np.ndarray, size: tuple[int, int]) -> bool:
+    tol = 2.0 + 0.01 * max(size)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return bool(lo[0] < -tol or lo[1] < -tol or hi[0] > size[0] - 1 + tol or hi[1] > size[1] - 1 + tol)
+
+
+def _make_cells(reader: Reader, parts: dict[str, dict[str, Path]], image: Path,
+                size: tuple[int, int]) -> tuple[Cell, ...]:
+    """Cells from ``{cell id: {"cyt": path, "nuc": path}}`` (sorted by cell id)."""
+    cells = []
+    for cell_id in sorted(parts, key=_natural_key):
+        files = parts[cell_id]
+        cyt = reader.dat(files["cyt"]) if "cyt" in files else None
+        nuc = reader.dat(files["nuc"]) if "nuc" in files else None
+        if cyt is None:
+            if "cyt" not in files and nuc is not None:
+                reader.warn(files["nuc"], "nucleus boundary without a cytoplasm boundary; "
+                                          "this cell is left out of the masks")
+            continue  # a bad cytoplasm file is already in `bad`
+        for poly, part in ((cyt, "cyt"), (nuc, "nuc")):
+            if poly is not None and _outside(poly, size):
+                reader.warn(files[part], f"boundary reaches outside its image {image.name} "
+                                         f"({size[0]}x{size[1]})")
+        for arr in (cyt, nuc):
+            if arr is not None:
+                arr.flags.writeable = False
+        cells.append(Cell(cytoplasm=cyt, nucleus=nuc))
+    return tuple(cells)
+
+
+def _index_crops(reader: Reader, cropped: Path, label: int, name: str) -> tuple[list[Item], int]:
+    """The isolated cells in a ``CROPPED`` folder, and how many image files it holds."""
+    crop_images, crop_dats, crop_dirs = reader.scan(cropped)
+    for d in crop_dirs:
+        reader.warn(d, "folder inside CROPPED; ignored (its images are not indexed)")
+    crop_parts: dict[str, dict[str, Path]] = {}
+    for dat in crop_dats:
+        m = _CROP_DAT.match(dat.name)
+        if m is None:
+            reader.warn(dat, "boundary file name not of the form NNN_MM_cyt.dat / NNN_MM_nuc.dat; ignored")
+            continue
+        crop_parts.setdefault(m["image"], {})[m["part"].lower()] = dat
+    isolated = []
+    for path in crop_images:
+        info = reader.image(path)
+        if info is None:
+            continue
+        m = _CROP_STEM.match(path.stem)
+        source = _image_number(m["source"]) if m else path.stem
+        parts = {"1": crop_parts[path.stem]} if path.stem in crop_parts else {}
+        cells = _make_cells(reader, parts, path, info.size)
+        isolated.append(Item(path, label, f"{name}/{source}", cells, info.size))
+    crop_stems = {p.stem for p in crop_images}
+    for stem, parts in crop_parts.items():
+        if stem not in crop_stems:
+            reader.warn(next(iter(parts.values())), f"boundary file for crop {stem!r}, which is not in the folder")
+    return isolated, len(crop_images)
+
+
+def index_sipakmed_class(reader: Reader, class_dir: Path, label: int, name: str
+                         ) -> tuple[list[Item], list[Item]]:
+    """The multi-cell images and isolated cells of one ``im_<Class>`` folder."""
+    images, dats, dirs = reader.scan(class_dir)
+    annotations: dict[str, dict[str, dict[str, Path]]] = {}
+    for dat in dats:
+        m = _MULTI_DAT.match(dat.name)
+        if m is None:
+            reader.warn(dat, "boundary file name not of the form NNN_cytMM.dat / NNN_nucMM.dat; ignored")
+            continue
+        annotations.setdefault(m["image"], {}).setdefault(m["cell"], {})[m["part"].lower()] = dat
+    multi = []
+    stems = {p.stem for p in images}
+    for path in images:
+        info = reader.image(path)
+        if info is None:
+            continue
+        cells = _make_cells(reader, annotations.get(path.stem, {}), path, info.size)
+        multi.append(Item(path, label, f"{name}/{_image_number(path.stem)}", cells, info.size))
+    for stem, parts in annotations.items():
+        if stem not in stems:
+            first = next(iter(next(iter(parts.values())).values()))
+            reader.warn(first, f"boundary files for image {stem!r}, which is not in the folder")
+
+    cropped = [d for d in dirs if d.name.lower() == "cropped"]
+    for d in dirs:
+        if d.name.lower() != "cropped":
+            reader.warn(d, "unknown folder in a class folder (only CROPPED is read); ignored")
+    isolated: list[Item] = []
+    n_crop_files = 0
+    if not cropped:
+        if images:
+            reader.warn(class_dir, "no CROPPED folder: this class has no isolated cells")
+    else:
+        isolated, n_crop_files = _index_crops(reader, cropped[0], label, name)
+        if not n_crop_files and images:
+            reader.warn(cropped[0], "CROPPED folder holds no images: this class has no isolated cells")
+    if not images and not n_crop_files and class_dir not in {p for p, _ in reader.fatal}:
+        reader.fail(class_dir, f"empty class folder: no images of class {name} "
+                               f"(expected NNN.bmp and CROPPED/NNN_MM.bmp)")
+    return multi, isolated
+
+
+def _sipakmed_classes(base: Path) -> dict[str, Path]:
+    """``{class name: folder}`` for the ``im_<Class>`` folders directly in ``base``."""
+    found = {}
+    try:
+        children = [p for p in base.iterdir() if p.is_dir()]
+    except OSError:
+        return {}
+    for child in sorted(children, key=lambda p: _natural_key(p.name)):
+        key = _norm(child.name[3:])
+        if child.name.lower().startswith("im_") and key in _CLASS_KEYS:
+            found.setdefault(_CLASS_KEYS[key], child)
+    return found
+
+
+def find_sipakmed(root: Path) -> tuple[Path, dict[str, Path]] | None:
+    """The SIPaKMeD base folder (``root`` or one child) and its class folders, or None.
+
+    Reads folder names only. Raises DataError when two children both look like roots.
+    """
+    found = _sipakmed_classes(root)
+    if found:
+        return root, found
+    candidates = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        sub = _sipakmed_classes(child)
+        if sub:
+            candidates.append((len(sub), child, sub))
+    if not candidates:
+        return None
+    candidates.sort(key=lambda t: -t[0])
+    if len(candidates) > 1 and candidates[0][0] == candidates[1][0]:
+        raise DataError(root, f"several SIPaKMeD roots inside ({candidates[0][1].name}, "
+                              f"{candidates[1][1].name}); point to one of them")
+    return candidates[0][1], candidates[0][2]
+
+
+def _nested(class_dir: Path) -> Path | None:
+    """``im_X/im_X`` (the twice-nested redistribution), matched case-insensitively."""
+    try:
+        children = list(class_dir.iterdir())
+    except OSError:
+        return None  # reported when the folder itself is scanned
+    for child in children:
+        if child.is_dir() and child.name.lower() == class_dir.name.lower():
+            return child
+    return None
+
+
+def index_sipakmed(reader: Reader, base: Path, found: dict[str, Path]) -> tuple[str, list[Item], list[Item]]:
+    """Layout name, multi-cell images and isolated cells of a SIPaKMeD base folder."""
+    missing = [c for c in CLASSES if c not in found]
+    if missing:
+        reader.fail(base / f"im_{missing[0]}",
+                    f"missing class folder for {', '.join(missing)}; a SIPaKMeD root holds "
+                    f"all five: {', '.join('im_' + c for c in CLASSES)}")
+    known = set(found.values())
+    _, _, dirs = reader.scan(base)
+    for d in dirs:
+        if d in known:
+            continue
+        key = _norm(d.name[3:])
+        if d.name.lower().startswith("im_") and key in _CLASS_KEYS:
+            reader.warn(d, f"a second folder of class {_CLASS_KEYS[key]} besides "
+                           f"{found[_CLASS_KEYS[key]].name}; ignored")
+        else:
+            reader.warn(d, "not a SIPaKMeD class folder (im_Dyskeratotic, ...); ignored")
+    multi: list[Item] = []
+    isolated: list[Item] = []
+    any_nested = False
+    for label, name in enumerate(CLASSES):
+        if name not in found:
+            continue
+        class_dir = found[name]
+        inner = _nested(class_dir)
+        if inner is not None:
+            class_dir, any_nested = inner, True
+        m, i = index_sipakmed_class(reader, class_dir, label, name)
+        multi += m
+        isolated += i
+    return ("sipakmed-nested" if any_nested else "sipakmed"), multi, isolated
+
+
+def index_class_folders(reader: Reader, root: Path) -> tuple[tuple[str, ...], list[Item]]:
+    """Class names and images of a class-per-folder set (``ROOT/<class>/*.png``, ...)."""
+    _, _, dirs = _scan(root, reader.warn)
+    folders = [(d, *reader.scan(d)) for d in dirs]
+    if not any(images for _, images, _, _ in folders) and not reader.fatal:
+        raise DataError(root, "no SIPaKMeD class folders (im_Dyskeratotic, ...) and no class-per-folder "
+                              "images (<class>/*.bmp|png|jpg|jpeg|tif|tiff) found")
+    names: dict[str, Path] = {}
+    for d, images, _, subdirs in folders:
+        if not images:
+            if d not in {p for p, _ in reader.fatal}:
+                reader.fail(d, "empty class folder: no images (.bmp, .png, .jpg, .jpeg, .tif, .tiff) "
+                               "directly inside" + (" (sub-folders are not searched)" if subdirs else ""))
+            continue
+        key = _norm(d.name[3:] if d.name.lower().startswith("im_") else d.name)
+        name = _CLASS_KEYS.get(key, d.name)
+        if name in names:
+            reader.fail(d, f"two folders name class {name!r}: {names[name].name} and {d.name}")
+            continue
+        names[name] = d
+    classes = tuple(sorted(names))
+    items = []
+    by_dir = {d: images for d, images, _, _ in folders}
+    for label, name in enumerate(classes):
+        for path in by_dir[names[name]]:
+            info = reader.image(path)
+            if info is not None:
+                items.append(Item(path, label, f"{name}/{path.stem}", (), info.size))
+    return classes, items

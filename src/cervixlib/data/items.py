@@ -1,0 +1,53 @@
+"""What an index is made of: the class names, the subset names, one image (:class:`Item`)
+and its annotated cells (:class:`Cell`).
+
+SIPaKMeD (Plissiti et al., ICIP 2018), the dataset of Wang et al. (2021), has two
+subsets: multi-cell images (``"multi"``) and isolated cells cut from them
+(``"isolated"``). A class-per-folder set brought by the user has one, ``"images"``:
+its images are not known to be either, so they are named neutrally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+__all__ = ["CLASSES", "SUBSETS", "Subset", "Cell", "Item"]
+
+#: The five SIPaKMeD classes, in label order (label = position).
+CLASSES: tuple[str, ...] = ("Dyskeratotic", "Koilocytotic", "Metaplastic", "Parabasal",
+                            "Superficial-Intermediate")
+
+#: Subset names: SIPaKMeD's multi-cell images and isolated cells, and the images of a
+#: class-per-folder set (not known to be single cells). ``cervixlib.config.SUBSETS``
+#: repeats them for the light-weight command-line parser; a test keeps the two equal.
+SUBSETS: tuple[str, ...] = ("multi", "isolated", "images")
+Subset = Literal["multi", "isolated", "images"]
+
+
+@dataclass(frozen=True, eq=False)
+class Cell:
+    """One annotated cell: boundary polygons as float32 (N, 2) x,y arrays in the pixel
+    coordinates of the item they belong to (a crop's own coordinates for a crop)."""
+
+    cytoplasm: np.ndarray
+    nucleus: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image: its file, class label, split group and annotated cells.
+
+    ``group`` is ``"<class>/<source image number>"``: a crop and the multi-cell image it
+    was cut from share it, so group-aware splits keep them together. ``size`` is
+    ``(width, height)`` from the file header.
+    """
+
+    path: Path
+    label: int
+    group: str
+    cells: tuple[Cell, ...]
+    size: tuple[int, int]
