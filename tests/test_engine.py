@@ -154,8 +154,10 @@ def test_killed_run_leaves_a_valid_store_and_resumes_to_the_same_result(smoke_ro
     finally:
         proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    finished = [p for p in runs.iterdir() if not p.name.startswith(".") and not p.name.endswith(".partial")]
+    finished = [p for p in runs.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and not p.name.endswith(".partial")]
     assert finished == [], "a killed run must not leave a finished-looking directory"
+    assert [p.suffix for p in runs.iterdir() if not p.is_dir()] == [".lock"]  # released by the kill
     (partial,) = runs.glob("*.partial")
     with pytest.raises(RunError, match="unfinished run"):
         load_run(partial)

@@ -104,6 +104,7 @@ def test_every_direct_import_is_declared_or_comes_with_a_declared_dependency():
             unexplained[module] = sorted(dists)
     assert not unexplained, f"imported but not declared in pyproject.toml: {unexplained}"
     # what we call directly should be declared directly, not only arrive through another package
-    for module, dist in (("numpy", "numpy"), ("scipy", "scipy"), ("matplotlib", "matplotlib"), ("yaml", "pyyaml")):
+    for module, dist in (("numpy", "numpy"), ("scipy", "scipy"), ("matplotlib", "matplotlib"), ("yaml", "pyyaml"),
+                         ("filelock", "filelock")):
         if module in _third_party_imports():
             assert dist in declared, f"{module} is imported directly; declare {dist} in pyproject.toml"

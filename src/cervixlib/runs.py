@@ -1,4 +1,4 @@
-"""The run store: one directory per trained configuration, written atomically.
+"""The run store: one directory per trained configuration, written atomically, trained once.
 
 A run's directory name ends in a hash of everything that determines its numbers: the
 whole :class:`~cervixlib.config.TrainConfig` (less the data path), the data fingerprint
@@ -6,20 +6,37 @@ and the version of the code that matters. It holds ``config.json``, ``metrics.js
 ``history.json``, ``predictions.npz`` and the best checkpoint ``best.pt`` (a
 state_dict, loaded with ``weights_only=True``).
 
-Training happens in ``<name>.partial/``; every file there is written to a temporary
-name and renamed, and the finished directory is renamed into place last. So a process
-killed at any moment leaves either a complete run or none (plus a ``.partial`` that a
-resumed fit continues from its last epoch checkpoint, or a fresh fit replaces).
+Crash safety. Training happens in ``<name>.partial/``; every file there is written
+through :func:`atomic_write_bytes` (a temporary file unique to the writing process,
+fsynced, then renamed over the target), and :func:`finish_run` renames the finished
+directory into place last. So a process killed at any moment leaves either a complete
+run or none (plus a ``.partial`` that a resumed fit continues from its last epoch
+checkpoint, or a fresh fit replaces).
+
+Concurrency. Two processes may ask for the same configuration at once (a JupyterLab
+session and a papermill run can). A finished run is never modified, so loading one
+needs no lock. Everything else -- checking for the finished run again, resuming or
+starting ``.partial``, training, finishing -- happens under :func:`run_lock`, one
+``filelock.FileLock`` per run at ``<runs>/<name>.lock``: one process trains, the others
+log that they wait for it, then load the run it finished. The lock is flock(2), which
+the kernel releases when its holder dies, so a killed trainer never blocks the next
+one. Lock files stay in place after release (unlinking one would let two processes lock
+two different files of the same name); they are empty and harmless.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
+import logging
 import os
+import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 
 from cervixlib.config import TrainConfig
 
@@ -42,14 +60,26 @@ __all__ = [
     "run_dir_name",
     "find_run",
     "load_run",
+    "load_finished",
+    "lock_path",
+    "run_lock",
+    "start_partial",
+    "finish_run",
+    "partial_dir",
+    "discard",
     "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_write_npz",
     "atomic_torch_save",
     "safe_torch_load",
 ]
 
+_log = logging.getLogger(__name__)
+
 RUN_FILES = ("config.json", "metrics.json", "history.json", "predictions.npz", "best.pt")
 PARTIAL_SUFFIX = ".partial"
+LOCK_SUFFIX = ".lock"
+_TMP_SUFFIX = ".tmp"
 
 # Source files whose edits can change a trained model or its numbers. Editing any of
 # them changes the code version, hence every run key: stale runs are never reused.
@@ -90,15 +120,21 @@ def run_key(config: TrainConfig, data_fingerprint: str, version: str | None = No
 
 
 def run_dir_name(config: TrainConfig, key: str) -> str:
+    """The directory name of a run: readable settings, then the start of its key."""
     d = config.data
     return f"{config.model}-{d.subset}-{d.image_size}px-e{config.epochs}-s{config.seed}-{key[:10]}"
 
 
 # ------------------------------------------------------------------ atomic writes
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    The temporary file is created by ``mkstemp`` (O_EXCL, a random name), so two
+    writers of the same path never share, truncate or rename away each other's
+    temporary file; the last rename wins.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -111,10 +147,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
+    """:func:`atomic_write_bytes` of ``obj`` as indented, key-sorted JSON."""
     atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
+def atomic_write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """:func:`atomic_write_bytes` of ``arrays`` as an uncompressed ``.npz`` (read with ``allow_pickle=False``)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_torch_save(path: Path, obj: Any) -> None:
+    """:func:`atomic_write_bytes` of ``torch.save(obj)``."""
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -236,12 +281,128 @@ def find_run(runs_dir: Path, config: TrainConfig, key: str) -> Path:
 
 
 def partial_dir(final: Path) -> Path:
+    """Where the run that will live at ``final`` is trained: ``<name>.partial``."""
     return final.with_name(final.name + PARTIAL_SUFFIX)
 
 
 def discard(path: Path) -> None:
-    """Remove a run or partial directory (rename first, so a crash leaves no half-deleted run)."""
-    if path.exists():
-        trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
+    """Remove a run or partial directory (rename first, so a crash leaves no half-deleted run).
+
+    The trash name is unique to this call, so two callers never collide on it.
+    """
+    trash = path.with_name(f".trash-{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
         os.replace(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ one trainer per run
+def lock_path(final: Path) -> Path:
+    """The lock file of the run that lives (or will live) at ``final``: ``<name>.lock``."""
+    return final.with_name(final.name + LOCK_SUFFIX)
+
+
+@contextlib.contextmanager
+def run_lock(final: Path, *, timeout: float | None = None) -> Iterator[None]:
+    """Hold the run's lock for this block; while another process holds it, log once and wait.
+
+    Wait at most ``timeout`` seconds (``None``: until the other process finishes or dies),
+    then raise :class:`RunError`. Locks are per open file, so two threads of one process
+    exclude each other too.
+    """
+    final = Path(final)
+    path = lock_path(final)
+    # FileLock is flock(2) here (fcntl.flock on Linux and macOS, msvcrt on Windows): the
+    # kernel releases it when the holder's file is closed, which happens when the holder
+    # dies, even by SIGKILL. So a killed trainer never leaves a lock that blocks the next
+    # process, and no stale-lock guessing (age, pid) is needed. SoftFileLock (a file whose
+    # existence is the lock) would outlive a killed holder and block every later process
+    # forever; fallback_to_soft=False stops filelock from switching to it silently on a
+    # filesystem without flock (ENOSYS): we report that instead.
+    lock = FileLock(path, fallback_to_soft=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
+            _log.info("waiting for another process training run %s (lock %s)", final.name, path)
+            lock.acquire(timeout=-1 if timeout is None else timeout)
+    except Timeout:
+        raise RunError(f"{path}: still locked by another process training {final.name} "
+                       f"after {timeout:g} s") from None
+    except OSError as exc:
+        why = "the filesystem does not support flock(2)" if exc.errno == errno.ENOSYS else exc.strerror
+        raise RunError(f"{path}: cannot lock the run ({why}); put the run store on a local disk") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def load_finished(final: Path, *, discard_corrupt: bool = False) -> Run | None:
+    """The finished run at ``final``, or ``None`` if there is none (yet).
+
+    Without the run's lock this only reads (a finished run is never modified, so that is
+    safe). With ``discard_corrupt`` -- only under :func:`run_lock` -- a corrupt run is
+    reported, discarded and ``None`` returned, so that the caller trains it again.
+    """
+    if not final.exists():
+        return None
+    try:
+        return load_run(final)
+    except RunError as exc:
+        if not discard_corrupt:
+            _log.debug("%s -- not loading it without the run's lock", exc)
+            return None
+        _log.warning("%s -- discarding it and training again", exc)
+        discard(final)
+        return None
+
+
+def start_partial(final: Path, *, resume: bool = False) -> tuple[Path, Any | None]:
+    """The ``.partial`` directory to train the run at ``final`` in, and the state to resume from.
+
+    With ``resume`` and a readable ``last.pt`` the partial directory is kept and its
+    checkpoint returned; otherwise a leftover one is discarded and ``(part, None)``
+    returned. Call it under :func:`run_lock`.
+    """
+    part = partial_dir(final)
+    state = None
+    if resume and (part / "last.pt").is_file():
+        try:
+            state = safe_torch_load(part / "last.pt")
+            _log.info("resuming %s after epoch %d", part, state["epoch"])
+        except RunError as exc:
+            _log.warning("%s -- starting the run from scratch", exc)
+    if state is None:
+        discard(part)
+    part.mkdir(parents=True, exist_ok=True)
+    return part, state
+
+
+def finish_run(part: Path, final: Path, *, config: TrainConfig, key: str, info: Mapping[str, Any],
+               metrics: Mapping[str, Any], history: list[dict[str, Any]],
+               predictions: Mapping[str, np.ndarray]) -> Run:
+    """Write the remaining files of a trained run into ``part``, move it to ``final`` and load it.
+
+    ``part`` must already hold ``best.pt``. Every file is written atomically and the
+    rename comes last, so a kill before it leaves the resumable ``.partial`` (its
+    ``last.pt`` is removed only after the rename) and a kill after it a complete run.
+    Call it under :func:`run_lock`.
+    """
+    atomic_write_npz(part / "predictions.npz", predictions)
+    atomic_write_json(part / "metrics.json", dict(metrics))
+    atomic_write_json(part / "history.json", history)
+    atomic_write_json(part / "config.json", {"config": config.to_dict(), "key": key, "info": dict(info)})
+    for tmp in part.glob(f".*{_TMP_SUFFIX}"):  # left by a writer killed in an earlier attempt
+        tmp.unlink(missing_ok=True)
+    try:
+        os.rename(part, final)
+    except OSError:  # a finished run is already there (written without the lock): keep it
+        _log.warning("%s: already exists -- keeping it and discarding %s", final, part.name)
+        discard(part)
+    else:
+        (final / "last.pt").unlink(missing_ok=True)
+    return load_run(final)

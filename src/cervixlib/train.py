@@ -284,33 +284,30 @@ def fit(
 
     ``resume=True`` continues an interrupted run from its last epoch checkpoint;
     otherwise a leftover ``.partial`` directory is discarded and training starts clean.
-    A corrupt finished run is reported and retrained.
+    A corrupt finished run is reported and retrained. While another process trains the
+    same configuration, this call waits for it and loads its run (see :mod:`cervixlib.runs`).
     """
-    from cervixlib.models import create_model
-
     data = prepare_data(config.data)
     key = store.run_key(config, data.index.fingerprint())
     final = store.find_run(Path(runs_dir), config, key)
-    if final.exists():
-        try:
-            run = store.load_run(final)
-            _log.info("cached run %s", final)
+    run = store.load_finished(final)
+    if run is not None:
+        _log.info("cached run %s", final)
+        return run
+    with store.run_lock(final):
+        # Check again under the lock: another process may have finished it meanwhile.
+        run = store.load_finished(final, discard_corrupt=True)
+        if run is not None:
+            _log.info("run %s was finished by another process; loaded it", final)
             return run
-        except store.RunError as exc:
-            _log.warning("%s -- discarding it and training again", exc)
-            store.discard(final)
+        part, state = store.start_partial(final, resume=resume)
+        return _train(config, data, key, part, final, state=state, progress=progress, device=device)
 
-    part = store.partial_dir(final)
-    state = None
-    if part.exists() and resume and (part / "last.pt").is_file():
-        try:
-            state = store.safe_torch_load(part / "last.pt")
-            _log.info("resuming %s after epoch %d", part, state["epoch"])
-        except store.RunError as exc:
-            _log.warning("%s -- starting the run from scratch", exc)
-    if state is None:
-        store.discard(part)
-    part.mkdir(parents=True, exist_ok=True)
+
+def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final: Path, *,
+           state: dict[str, Any] | None, progress: bool, device: str | torch.device | None) -> store.Run:
+    """The training loop of :func:`fit` in ``part`` (from ``state`` if resuming); the store finishes the run."""
+    from cervixlib.models import create_model
 
     device = select_device(device)
     precision = resolve_precision(config.precision, device)
@@ -361,12 +358,10 @@ def fit(
     metrics = {"test": classification_metrics(test.y_true, test.y_prob, classes, seed=config.seed),
                "val": classification_metrics(val.y_true, val.y_prob, classes, seed=config.seed),
                "best_epoch": best["epoch"] if best else None}
-    np.savez(part / "predictions.npz.tmp.npz",
-             test_index=np.asarray(data.split.test), test_y=test.y_true, test_prob=test.y_prob,
-             val_index=np.asarray(data.split.val), val_y=val.y_true, val_prob=val.y_prob,
-             test_paths=np.asarray([str(Path(data.items[i].path).relative_to(data.root))
-                                    for i in data.split.test]))
-    (part / "predictions.npz.tmp.npz").replace(part / "predictions.npz")
+    predictions = {
+        "test_index": np.asarray(data.split.test), "test_y": test.y_true, "test_prob": test.y_prob,
+        "val_index": np.asarray(data.split.val), "val_y": val.y_true, "val_prob": val.y_prob,
+        "test_paths": np.asarray([str(Path(data.items[i].path).relative_to(data.root)) for i in data.split.test])}
     info = {"data_root": str(data.root.resolve()), "synthetic": bool(data.index.synthetic),
             "layout": data.index.layout, "classes": classes,
             "split_sizes": {n: int(len(getattr(data.split, n))) for n in ("train", "val", "test")},
@@ -374,15 +369,8 @@ def fit(
             "device": str(device), "precision": precision, "code_version": store.code_version(),
             "torch": torch.__version__, "python": platform.python_version(),
             "train_seconds": float(sum(h["train_seconds"] for h in history))}
-    store.atomic_write_json(part / "metrics.json", metrics)
-    store.atomic_write_json(part / "history.json", history)
-    store.atomic_write_json(part / "config.json", {"config": config.to_dict(), "key": key, "info": info})
-    (part / "last.pt").unlink(missing_ok=True)
-    try:
-        part.rename(final)
-    except OSError:  # another process finished the same run first: keep theirs
-        store.discard(part)
-    return store.load_run(final)
+    return store.finish_run(part, final, config=config, key=key, info=info, metrics=metrics,
+                            history=history, predictions=predictions)
 
 
 def evaluate_run(run: store.Run, *, device: str | torch.device | None = None) -> dict[str, float]:
