@@ -212,6 +212,30 @@ def test_every_problem_at_once_in_a_real_process(tmp_path, sipakmed_tree):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_skip_bad_trains_without_them_and_the_run_says_how_many(capsys, tmp_path, build_tree):
+    """`--skip-bad` trains on the rest; the run records the count, and reloads with the same choice."""
+    from cervixlib.runs import load_run
+    from cervixlib.study import Study
+
+    sipakmed_tree = tmp_path / "sipakmed"
+    build_tree(sipakmed_tree, n_images=10, n_cells=1)  # 10 source images a class: a grouped split with a test part
+    bad = sipakmed_tree / "im_Parabasal" / "CROPPED" / "002_01.bmp"
+    bad.write_bytes(b"")
+    argv = ["train", "--model", "resnet50", "--profile", "smoke", "--data", str(sipakmed_tree),
+            "--subset", "isolated", "--runs", str(tmp_path / "runs"), "--quiet"]
+    assert cli_main(argv) == 2  # refused by default, naming the file
+    assert f"{bad}: empty file" in capsys.readouterr().err
+    assert cli_main([*argv, "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert "Traceback" not in out and "(1 bad file left out, --skip-bad)" in out
+    run = load_run(next(p for p in (tmp_path / "runs").iterdir() if p.is_dir()))
+    assert run.info["skipped_files"] == 1 and run.config.data.skip_bad
+    assert [p for p, _ in run.dataset_index.skipped] == [bad]
+    assert len(run.items()) == 49
+    statement = Study(profile="smoke", data_root=str(sipakmed_tree), skip_bad=True).statement()
+    assert "1 bad file left out (skip_bad)" in statement
+
+
 # ----------------------------------------------------------------------------- the file system
 def _run_as_nobody() -> list[str] | None:
     """The command prefix that runs a process as an unprivileged user, or None."""

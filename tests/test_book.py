@@ -278,6 +278,25 @@ def test_failing_notebook_stops_with_one_line_naming_notebook_and_cell(built, tm
 
 
 
+def test_bad_data_is_refused_before_any_notebook_runs(tmp_path, monkeypatch, build_tree):
+    root = make_project(tmp_path / "p")
+    data = tmp_path / "sipakmed"
+    build_tree(data)
+    bad = [data / "im_Dyskeratotic" / "001.bmp", data / "im_Parabasal" / "002_nuc01.dat"]
+    bad[0].write_bytes(b"")
+    bad[1].write_text("nan,1\n2,3\n4,5\n")
+    monkeypatch.chdir(root)
+    t = time.perf_counter()
+    with pytest.raises(BookError) as err:
+        book.run_book("smoke", data=data, build=False)
+    assert time.perf_counter() - t < 20  # no kernel was started
+    message = str(err.value)
+    assert message.splitlines()[0].endswith("2 bad files, listed below; fix or remove them, or leave them "
+                                            "out with --skip-bad (skip_bad=True)")
+    assert all(f"{path}: " in message for path in bad)
+    assert not list((root / "book").glob("*.ipynb"))
+
+
 def _insert_cell(root: Path, source: str) -> None:
     src = root / "notebooks" / "01_figures.ipynb"
     nb = nbformat.read(src, as_version=4)

@@ -540,6 +540,13 @@ def run_book(
     if unused:
         raise BookError(f"parameter(s) {', '.join(unused)} are not in the parameters cell of "
                         f"{', '.join(s.name for s in selected)}")
+    if data is not None:  # every bad file now, not a failed cell after an hour of training
+        from cervixlib.data import DataError, load_index
+
+        try:
+            load_index(data, skip_bad=bool(overrides.get("skip_bad", False)))
+        except DataError as exc:
+            raise BookError(str(exc)) from None
 
     if cell_timeout is None:
         from cervixlib.config import get_profile

@@ -84,7 +84,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = make_config(
         args.model, profile=args.profile, root=str(args.data) if args.data else None,
         subset=args.subset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        image_size=args.image_size, seed=args.seed, weights=args.weights, precision=args.precision)
+        image_size=args.image_size, seed=args.seed, weights=args.weights, precision=args.precision,
+        skip_bad=args.skip_bad)
     run = fit(config, runs_dir=args.runs, resume=args.resume, progress=not args.quiet)
     print(format_run(run))
     return 0
@@ -132,6 +133,8 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default=None)
     p.add_argument("--runs", type=Path, default=Path("runs"), help="run store directory (default: runs/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave bad files out instead of refusing the dataset (the run records how many)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
 
@@ -165,7 +168,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
     try:
         result = run_book(
             args.profile, args.data, args.notebooks, args.book, runs_dir=args.runs,
-            only=args.only, params=dict(args.param), build=not args.no_build, force=args.force,
+            only=args.only, params={**dict(args.param), **({"skip_bad": True} if args.skip_bad else {})},
+            build=not args.no_build, force=args.force,
             progress=sys.stderr.isatty(), log_output=args.log_output, cell_timeout=args.cell_timeout,
         )
     except BookError as exc:
@@ -199,6 +203,9 @@ def _add_book_command(sub: argparse._SubParsersAction) -> None:
                    help="source notebooks (default: notebooks)")
     p.add_argument("--book", type=Path, default=Path("book"), metavar="DIR",
                    help="book folder: manifest, toc, executed notebooks (default: book)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave bad files out instead of refusing the dataset (-p skip_bad=true); "
+                        "each chapter's settings line says how many")
     p.add_argument("--no-build", action="store_true", help="execute only; do not build the site")
     p.add_argument("--force", action="store_true",
                    help="re-execute notebooks even when their executed copy is up to date")

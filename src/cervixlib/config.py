@@ -37,7 +37,8 @@ class DataConfig:
     """Which images a run sees and how they are split and sized.
 
     ``root=None`` means the embedded synthetic SIPaKMeD-compatible set, generated on
-    first use at ``synth_scale`` of the real class counts.
+    first use at ``synth_scale`` of the real class counts. ``skip_bad`` leaves bad files
+    out instead of refusing the set (``--skip-bad``); a run records how many it left out.
     """
 
     root: str | None = None
@@ -47,6 +48,7 @@ class DataConfig:
     fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
     synth_scale: float = 0.25
     synth_seed: int = 0
+    skip_bad: bool = False
 
     def __post_init__(self) -> None:
         if self.subset not in SUBSETS:

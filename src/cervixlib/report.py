@@ -31,13 +31,18 @@ def _pct(interval: dict[str, float]) -> str:
     return f"{100 * interval['value']:.1f} [{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"
 
 
+def _skipped_text(run: Run) -> str:
+    n = int(run.info.get("skipped_files", 0))
+    return f"  ({n} bad file{'s' * (n != 1)} left out, --skip-bad)" if n else ""
+
+
 def format_run(run: Run) -> str:
     """A plain-text metrics table of one run's test split."""
     m = run.metrics["test"]
     lines = [f"run       {run.dir}",
              f"model     {run.config.model}  subset {run.config.data.subset}  "
              f"{run.config.data.image_size}px  epochs {run.config.epochs}  seed {run.config.seed}",
-             f"data      {dataset_label(run)}",
+             f"data      {dataset_label(run)}" + _skipped_text(run),
              f"test n={m['n']}  accuracy {_pct(m['accuracy'])}%  weighted F1 {_pct(m['weighted_f1'])}% "
              f"(95% bootstrap CI)  best epoch {run.metrics.get('best_epoch')}",
              f"{'class':<26}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}"]

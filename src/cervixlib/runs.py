@@ -85,7 +85,8 @@ _TMP_SUFFIX = ".tmp"
 # them changes the code version, hence every run key: stale runs are never reused.
 _CODE_THAT_MATTERS = (
     "config.py", "train.py", "metrics.py", "layers", "models",
-    "data/datasets.py", "data/splits.py", "data/io.py", "data/index.py",
+    "data/datasets.py", "data/splits.py", "data/io.py", "data/index.py", "data/items.py",
+    "data/_walk.py",
 )
 
 
@@ -215,7 +216,7 @@ class Run:
     def dataset_index(self) -> DatasetIndex:
         from cervixlib.data import load_index
 
-        return load_index(self.data_root)
+        return load_index(self.data_root, skip_bad=self.config.data.skip_bad)
 
     def items(self) -> list[Item]:
         return self.dataset_index.subset(self.config.data.subset)

@@ -27,6 +27,7 @@ class Study:
 
     profile: str = "default"
     data_root: str | None = None
+    skip_bad: bool = False  # leave bad files out instead of refusing the data; the statement says how many
     subset: str | None = None  # None: the data's own (multi for SIPaKMeD, images for a class-per-folder set)
     image_size: int | None = None
     epochs: int | None = None
@@ -43,7 +44,7 @@ class Study:
         """The run configuration of ``model`` on ``subset`` (default: the study's subset)."""
         return self.settings.config(
             model, root=self.data_root, subset=subset or self.subset,
-            image_size=self.image_size, epochs=self.epochs, seed=self.seed)
+            image_size=self.image_size, epochs=self.epochs, seed=self.seed, skip_bad=self.skip_bad)
 
     @cached_property
     def root(self) -> Path:
@@ -58,7 +59,7 @@ class Study:
     def index(self) -> Any:
         from cervixlib.data import load_index
 
-        return load_index(self.root)
+        return load_index(self.root, skip_bad=self.skip_bad)
 
     def run(self, model: str, subset: str | None = None) -> Run:
         """Train ``model`` on ``subset`` (or load the cached run)."""
@@ -88,6 +89,9 @@ class Study:
         settings = (f"profile <code>{html.escape(self.profile)}</code>: {cfg.data.image_size} px, "
                     f"{epochs_text}, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {self.seed}, "
                     f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
+        if self.index.skipped:
+            n = len(self.index.skipped)
+            settings += f", {n} bad file{'s' * (n != 1)} left out (skip_bad)"
         if self.index.synthetic:
             return (
                 '<div class="admonition warning"><p class="admonition-title">Synthetic data: '

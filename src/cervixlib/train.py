@@ -136,16 +136,16 @@ class PreparedData:
         return [self.items[i] for i in getattr(self.split, name)]
 
 
-def prepare_data(cfg: DataConfig, *, skip_bad: bool = False) -> PreparedData:
+def prepare_data(cfg: DataConfig) -> PreparedData:
     """Resolve the data root (generating the embedded synthetic set if needed), index it and split it.
 
-    Bad files raise one error that lists them all, unless ``skip_bad`` leaves them out;
-    ``len(result.index.skipped)`` then says how many were left out.
+    Bad files raise one error that lists them all, unless ``cfg.skip_bad`` leaves them
+    out; ``len(result.index.skipped)`` then says how many were left out.
     """
     from cervixlib.data import default_data_root, load_index, make_split
 
     root = Path(cfg.root) if cfg.root else default_data_root(scale=cfg.synth_scale, seed=cfg.synth_seed)
-    index = load_index(root, skip_bad=skip_bad)
+    index = load_index(root, skip_bad=cfg.skip_bad)
     items = index.subset(cfg.subset)
     split = make_split(items, seed=cfg.split_seed, fractions=cfg.fractions)
     for name in ("train", "val", "test"):
@@ -364,6 +364,7 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
         "test_paths": np.asarray([str(Path(data.items[i].path).relative_to(data.root)) for i in data.split.test])}
     info = {"data_root": str(data.root.resolve()), "synthetic": bool(data.index.synthetic),
             "layout": data.index.layout, "classes": classes,
+            "skipped_files": len(data.index.skipped),
             "split_sizes": {n: int(len(getattr(data.split, n))) for n in ("train", "val", "test")},
             "weights_source": getattr(model, "weights_source", config.weights),
             "device": str(device), "precision": precision, "code_version": store.code_version(),
