@@ -336,7 +336,7 @@ def test_a_cell_over_the_limit_twice_fails_with_one_line(built, tmp_path, monkey
 def test_profiles_bound_a_cell_except_the_paper_protocol():
     from cervixlib.config import PROFILES
 
-    assert PROFILES["smoke"].cell_timeout == 300 and PROFILES["default"].cell_timeout == 1800
+    assert PROFILES["smoke"].cell_timeout == 300 and PROFILES["default"].cell_timeout == 900
     assert PROFILES["paper"].cell_timeout is None  # 50 epochs on 224 px may take a day on a CPU
 
 

@@ -59,3 +59,12 @@ def test_unknown_profile_and_fields_are_reported():
         get_profile("fast")
     with pytest.raises(ValueError, match="unknown TrainConfig fields"):
         TrainConfig.from_dict({"model": "resnet50", "epoch": 3})
+
+
+def test_isolated_cells_take_the_profiles_isolated_image_size_unless_given():
+    default = PROFILES["default"]
+    assert make_config("resnet50", profile="default", subset="isolated").data.image_size == 64
+    assert make_config("resnet50", profile="default", subset="multi").data.image_size == default.image_size == 80
+    assert make_config("resnet50", profile="default", subset="isolated", image_size=96).data.image_size == 96
+    for profile in (PROFILES["smoke"], PROFILES["paper"]):
+        assert profile.image_size_for("isolated") == profile.image_size_for("multi") == profile.image_size

@@ -83,10 +83,13 @@ class Study:
     def statement(self) -> str:
         """HTML paragraph saying which data and settings produced this notebook's numbers."""
         cfg = self.config("<model>")
-        epochs = {subset: self.config("<model>", subset).epochs for subset in ("multi", "isolated")}
+        both = {subset: self.config("<model>", subset) for subset in ("multi", "isolated")}
+        epochs, sizes = ({s: c.epochs for s, c in both.items()}, {s: c.data.image_size for s, c in both.items()})
         epochs_text = (f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}" if epochs["multi"] == epochs["isolated"] else
                        f"{epochs['multi']} epochs on multi-cell images and {epochs['isolated']} on isolated cells")
-        settings = (f"profile <code>{html.escape(self.profile)}</code>: {cfg.data.image_size} px, "
+        size_text = (f"{cfg.data.image_size} px" if sizes["multi"] == sizes["isolated"] else
+                     f"{sizes['multi']} px multi-cell images, {sizes['isolated']} px isolated cells")
+        settings = (f"profile <code>{html.escape(self.profile)}</code>: {size_text}, "
                     f"{epochs_text}, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {self.seed}, "
                     f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
         if self.index.skipped:
