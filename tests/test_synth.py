@@ -12,8 +12,8 @@ import pytest
 from cervixlib.cli import main as cli_main
 from cervixlib.data import CLASSES, DataError, default_data_root, load_index, synthesize
 from cervixlib.data import synth as synth_module
-from cervixlib.data.synth import (DEFAULT_IMAGE_SIZE, GENERATOR_VERSION, ISOLATED_COUNTS, MULTI_COUNTS,
-                                  synthetic_counts)
+from cervixlib.data.synth import DEFAULT_IMAGE_SIZE, GENERATOR_VERSION, synthetic_counts
+from cervixlib.facts import ISOLATED_COUNTS, MULTI_COUNTS
 
 SMALL = (128, 96)
 

@@ -26,6 +26,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
 
+from cervixlib.facts import abbreviation
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
     from matplotlib.axes import Axes
@@ -293,10 +295,6 @@ def fig2_matplotlib(
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
-def _abbr(name: str) -> str:
-    return name[:3]
-
-
 def sample_grid(index: DatasetIndex, subset: str, *, per_class: int = 3, seed: int = 0,
                 thumb_px: int = 160, title: str | None = None) -> go.Figure:
     """Fig. 1: ``per_class`` random images of each class (rows) of ``subset``, as thumbnails."""
@@ -376,7 +374,7 @@ def confusion_matrices(runs: dict[str, Run]) -> go.Figure:
         m = run.metrics["test"]
         cm = np.asarray(m["confusion_matrix"], dtype=float)
         rate = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        names = [_abbr(c) for c in m["class_names"]]
+        names = [abbreviation(c) for c in m["class_names"]]
         fig.add_trace(go.Heatmap(z=rate, x=names, y=names, text=cm.astype(int), texttemplate="%{text}",
                                  colorscale="Blues", zmin=0, zmax=1, showscale=col == len(runs),
                                  hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"),
@@ -449,7 +447,7 @@ def accuracy_intervals(runs: Sequence[Run], *, title: str | None = None) -> go.F
     """Test accuracy with its 95% bootstrap interval per run; the paper's value as a cross."""
     import plotly.graph_objects as go
 
-    from cervixlib.metrics import PAPER_TABLE2
+    from cervixlib.facts import PAPER_TABLE2
 
     fig = go.Figure()
     for k, subset in enumerate(sorted({r.config.data.subset for r in runs})):

@@ -22,6 +22,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from cervixlib.facts import PAPER_TABLE2  # re-exported: report and notebooks read it here too
+
 __all__ = [
     "PAPER_TABLE2",
     "Interval",
@@ -31,16 +33,6 @@ __all__ = [
     "summarize",
     "weighted_f1",
 ]
-
-# Wang et al. (2021), Table II (shared/DATA.md): test accuracy in %, per-class F1 on
-# multi-cell images in the order Dys, Koi, Met, Par, Sup.
-PAPER_TABLE2: dict[str, dict[str, Any]] = {
-    "resnet50": {"isolated_acc": 95.11, "multi_acc": 85.15, "multi_f1": (0.869, 0.744, 0.839, 0.96, 0.846)},
-    "densenet121": {"isolated_acc": 95.84, "multi_acc": 89.11, "multi_f1": (0.898, 0.809, 0.929, 0.957, 0.889)},
-    "ran_resnet50": {"isolated_acc": 94.13, "multi_acc": 84.16, "multi_f1": (0.851, 0.783, 0.877, 0.88, 0.815)},
-    "rcan_densenet121": {"isolated_acc": 96.33, "multi_acc": 91.09, "multi_f1": (0.978, 0.869, 0.896, 1.0, 0.889)},
-}
-
 
 @dataclass(frozen=True)
 class Interval:

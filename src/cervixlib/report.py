@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from itertools import combinations
 from typing import Any
 
-from cervixlib.metrics import PAPER_TABLE2, mcnemar, summarize
+from cervixlib.facts import CLASS_ABBREVIATIONS, PAPER_TABLE2
+from cervixlib.metrics import mcnemar, summarize
 from cervixlib.runs import Run
 
 __all__ = ["dataset_label", "format_run", "table2_rows", "format_table", "mcnemar_rows", "compare_text"]
 
-_ABBR = ("Dys", "Koi", "Met", "Par", "Sup")
 
 
 def dataset_label(run: Run) -> str:
@@ -113,7 +113,7 @@ def compare_text(runs: Sequence[Run]) -> str:
     """The text printed by ``cervix compare``: Table II beside the paper, then McNemar tests."""
     datasets = sorted({dataset_label(r) for r in runs})
     parts = [f"Table II (ours beside Wang et al. 2021). Test accuracy and weighted F1 in %, "
-             f"95% bootstrap CI. Per-class F1 order: {' '.join(_ABBR)}.",
+             f"95% bootstrap CI. Per-class F1 order: {' '.join(CLASS_ABBREVIATIONS)}.",
              f"Dataset: {'; '.join(datasets)}"]
     if any(r.synthetic for r in runs):
         parts.append("NOTE: synthetic data -- these are not SIPaKMeD results; the paper's column is for reference only.")

@@ -84,7 +84,7 @@ _TMP_SUFFIX = ".tmp"
 # Source files whose edits can change a trained model or its numbers. Editing any of
 # them changes the code version, hence every run key: stale runs are never reused.
 _CODE_THAT_MATTERS = (
-    "config.py", "train.py", "metrics.py", "layers", "models",
+    "config.py", "facts.py", "train.py", "metrics.py", "layers", "models",
     "data/datasets.py", "data/splits.py", "data/io.py", "data/index.py", "data/items.py",
     "data/_walk.py",
 )

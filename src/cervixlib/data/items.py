@@ -15,11 +15,10 @@ from typing import Literal
 
 import numpy as np
 
+from cervixlib.facts import CLASSES
+
 __all__ = ["CLASSES", "SUBSETS", "Subset", "Cell", "Item"]
 
-#: The five SIPaKMeD classes, in label order (label = position).
-CLASSES: tuple[str, ...] = ("Dyskeratotic", "Koilocytotic", "Metaplastic", "Parabasal",
-                            "Superficial-Intermediate")
 
 #: Subset names: SIPaKMeD's multi-cell images and isolated cells, and the images of a
 #: class-per-folder set (not known to be single cells). ``cervixlib.config.SUBSETS``

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from cervixlib.data.index import DatasetIndex, Item
-from cervixlib.data.synth import ISOLATED_COUNTS, MULTI_COUNTS
+from cervixlib.facts import ISOLATED_COUNTS, MULTI_COUNTS
 
 __all__ = ["polygon_area", "cell_statistics", "cells_per_image", "table1_rows"]
 

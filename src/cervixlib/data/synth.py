@@ -66,10 +66,11 @@ from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
 
 from cervixlib.data.errors import DataError
-from cervixlib.data.index import CLASSES, SYNTHETIC_MARKER
+from cervixlib.data.index import SYNTHETIC_MARKER
+from cervixlib.facts import CLASSES, ISOLATED_COUNTS, MULTI_COUNTS
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "GENERATOR_NAME", "GENERATOR_VERSION", "MULTI_COUNTS",
-           "ISOLATED_COUNTS", "synthesize", "default_data_root", "synthetic_counts"]
+__all__ = ["DEFAULT_IMAGE_SIZE", "GENERATOR_NAME", "GENERATOR_VERSION", "synthesize", "default_data_root",
+           "synthetic_counts"]
 
 _log = logging.getLogger(__name__)
 
@@ -79,9 +80,6 @@ GENERATOR_VERSION = "1"
 #: Default multi-cell field size (width, height): a quarter of SIPaKMeD's 2048x1536 a
 #: side, so the default book trains fast on a CPU.
 DEFAULT_IMAGE_SIZE: tuple[int, int] = (512, 384)
-#: SIPaKMeD's multi-cell images and isolated cells per class (DATA.md).
-MULTI_COUNTS: dict[str, int] = dict(zip(CLASSES, (223, 238, 271, 108, 126)))
-ISOLATED_COUNTS: dict[str, int] = dict(zip(CLASSES, (813, 825, 793, 787, 813)))
 
 _REF_SIZE = (512, 384)
 _MIN_SIDE = 96

@@ -1,0 +1,49 @@
+"""The facts of SIPaKMeD and of Wang et al. (2021), in one place.
+
+Everything here is published (Plissiti et al., ICIP 2018; Wang et al., "Towards
+Interpretable Attention Networks for Cervical Cancer Analysis", IEEE EMBC 2021) or read
+from the authors' released code; ``shared/DATA.md`` gives the sources. Other modules
+import these names instead of writing the numbers again. No heavy imports: the
+command-line parser and the data layer read this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CLASSES",
+    "CLASS_ABBREVIATIONS",
+    "ISOLATED_COUNTS",
+    "MULTI_COUNTS",
+    "PAPER_FRACTIONS",
+    "PAPER_TABLE2",
+    "abbreviation",
+]
+
+#: The five SIPaKMeD classes, in label order (label = position).
+CLASSES: tuple[str, ...] = ("Dyskeratotic", "Koilocytotic", "Metaplastic", "Parabasal",
+                            "Superficial-Intermediate")
+#: The paper's short class names, in label order (its per-class F1 columns).
+CLASS_ABBREVIATIONS: tuple[str, ...] = ("Dys", "Koi", "Met", "Par", "Sup")
+
+#: SIPaKMeD's multi-cell images and isolated cells per class (DATA.md).
+MULTI_COUNTS: dict[str, int] = dict(zip(CLASSES, (223, 238, 271, 108, 126)))
+ISOLATED_COUNTS: dict[str, int] = dict(zip(CLASSES, (813, 825, 793, 787, 813)))
+
+#: The paper's split: 70% train, 20% validation, 10% test.
+PAPER_FRACTIONS: tuple[float, float, float] = (0.7, 0.2, 0.1)
+
+#: Wang et al. (2021), Table II: test accuracy in %, per-class F1 on multi-cell images in
+#: the order of :data:`CLASS_ABBREVIATIONS`.
+PAPER_TABLE2: dict[str, dict[str, Any]] = {
+    "resnet50": {"isolated_acc": 95.11, "multi_acc": 85.15, "multi_f1": (0.869, 0.744, 0.839, 0.96, 0.846)},
+    "densenet121": {"isolated_acc": 95.84, "multi_acc": 89.11, "multi_f1": (0.898, 0.809, 0.929, 0.957, 0.889)},
+    "ran_resnet50": {"isolated_acc": 94.13, "multi_acc": 84.16, "multi_f1": (0.851, 0.783, 0.877, 0.88, 0.815)},
+    "rcan_densenet121": {"isolated_acc": 96.33, "multi_acc": 91.09, "multi_f1": (0.978, 0.869, 0.896, 1.0, 0.889)},
+}
+
+
+def abbreviation(name: str) -> str:
+    """The paper's short name of a SIPaKMeD class; the first three letters of any other class."""
+    return dict(zip(CLASSES, CLASS_ABBREVIATIONS)).get(name, name[:3])
