@@ -6,6 +6,7 @@ against independent references (torchvision, layer formulas)."""
 from __future__ import annotations
 
 import functools
+import urllib.error
 
 import cervixlib  # noqa: F401  (before torchvision)
 import pytest
@@ -349,7 +350,7 @@ def test_released_rcan_dropout_before_the_head():
     assert isinstance(create_model("densenet121").head_drop, nn.Identity)
 
 
-# --- pretrained weights, offline -----------------------------------------------------
+# --- pretrained weights (tests never download) ---------------------------------------
 
 RESNET50_FILE = "resnet50-0676ba61.pth"  # torchvision's IMAGENET1K_V1 file names
 DENSENET121_FILE = "densenet121-a639ec97.pth"
@@ -411,15 +412,23 @@ def _old_densenet_keys(state):
             for k, v in state.items()}
 
 
-def test_imagenet_weights_missing_offline_says_where_and_how(tmp_path, monkeypatch,
-                                                              no_download):
+def test_imagenet_weights_missing_offline_says_where_and_how(tmp_path, monkeypatch):
+    """No file and no network (torch.hub's loader raises URLError): one line naming the
+    file, the URL and the folder."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsNotFoundError) as info:
         create_model("resnet50", weights="imagenet")
     msg = str(info.value)
     assert isinstance(info.value, FileNotFoundError) and "\n" not in msg
     assert str(tmp_path / "checkpoints" / RESNET50_FILE) in msg  # where it looked
     assert f"https://download.pytorch.org/models/{RESNET50_FILE}" in msg  # what to get
+    assert f"put {RESNET50_FILE} in {tmp_path / 'checkpoints'}/" in msg  # where to put it
+    assert "URLError" in msg and "name resolution" in msg  # why the download failed
     assert "weights=" in msg  # how to pass a file instead
     with pytest.raises(WeightsNotFoundError, match="nowhere.pth: weights file not found"):
         create_model("densenet121", weights=str(tmp_path / "nowhere.pth"))
@@ -432,6 +441,45 @@ def torch_home(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", None)  # as if torch.hub.set_dir was never called
     assert torch.hub.get_dir() == str(tmp_path / "torch" / "hub")
     return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_imagenet_downloaded_into_the_hub_cache_as_torchvision_does(torch_home, monkeypatch):
+    """The real torch.hub.load_state_dict_from_url runs; only its transfer is replaced by
+    writing a file made from the backbone's own state_dict (so nothing is downloaded)."""
+    url = torchvision.models.DenseNet121_Weights.IMAGENET1K_V1.url
+    torch.manual_seed(123)
+    state = torchvision.models.densenet121().state_dict()
+    calls = []
+
+    def fake_transfer(src, dst, hash_prefix=None, progress=True):
+        calls.append((src, dst, hash_prefix, progress))
+        torch.save(_old_densenet_keys(state), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_transfer)
+    torch.manual_seed(7)
+    model = create_model("rcan_densenet121_released", weights="imagenet")
+    path = torch_home / DENSENET121_FILE
+    # torchvision's URL, into the hub cache, with the file name's SHA-256 prefix checked
+    assert calls == [(url, str(path), "a639ec97", True)]
+    _check_loaded(model, "rcan_densenet121_released", state, seed=7)
+    assert model.weights_source == str(path)
+    # the second time, the cached file is read and nothing is fetched
+    create_model("densenet121", weights="imagenet")
+    assert len(calls) == 1
+
+
+def test_imagenet_download_unreachable_network(torch_home, monkeypatch):
+    def unreachable(src, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", unreachable)
+    with pytest.raises(WeightsNotFoundError) as info:
+        create_model("rcan_densenet121_released", weights="imagenet")
+    msg = str(info.value)
+    assert "\n" not in msg and "Network is unreachable" in msg
+    assert torchvision.models.DenseNet121_Weights.IMAGENET1K_V1.url in msg
+    assert f"put {DENSENET121_FILE} in {torch_home}/" in msg
+    assert not (torch_home / DENSENET121_FILE).exists()
 
 
 def test_released_rcan_imagenet_from_the_hub_cache(torch_home, no_download):
