@@ -15,6 +15,7 @@ forward multiply-accumulates of convolutions and linear layers (exact, load-free
     .venv/bin/python benchmarks/bench_models.py --quick    # 128 px, 2 timed steps
     .venv/bin/python benchmarks/bench_models.py --design   # attention design candidates
                                                            #   -> models_design.md
+    .venv/bin/python benchmarks/bench_models.py --static   # parameters and GMACs only
 
 On a shared machine absolute numbers are noisy; quote the ratios within one run.
 """
@@ -42,8 +43,10 @@ from cervixlib.models import create_model, list_models
 
 _log = logging.getLogger("bench_models")
 HERE = Path(__file__).resolve().parent
-BACKBONE = {"ran_resnet50": "resnet50", "rcan_densenet121": "densenet121"}
-ORDER = ["resnet50", "ran_resnet50", "densenet121", "rcan_densenet121"]
+BACKBONE = {"ran_resnet50": "resnet50", "rcan_densenet121": "densenet121",
+            "rcan_densenet121_released": "densenet121"}  # ran92: from scratch, none
+ORDER = ["resnet50", "ran_resnet50", "densenet121", "rcan_densenet121",
+         "rcan_densenet121_released", "ran92"]
 SETTINGS = {"fp32": False, "bf16+CL": True}  # name -> bf16 autocast + channels_last
 
 # Attention designs compared by --design: label -> (model, builder kwargs, timed?).
@@ -214,6 +217,17 @@ def design_table(rows: list[dict[str, Any]], size: int) -> str:
     return "\n".join(lines)
 
 
+def static_table(models: list[str], sizes: list[int]) -> str:
+    """Parameters and forward GMACs per image of each model (no timing, seconds)."""
+    lines = ["| model | params | " + " | ".join(f"GMACs/img, {s} px" for s in sizes) + " |",
+             "|---|---|" + "---|" * len(sizes)]
+    for model in models:
+        costs = [static_cost(model, size) for size in sizes]
+        lines.append(f"| {model} | {costs[0][0]:,} | "
+                     + " | ".join(f"{g:.2f}" for _p, g in costs) + " |")
+    return "\n".join(lines)
+
+
 def _write(path: Path, title: str, table: str, meta: dict[str, Any], rows: Any) -> None:
     cpu = meta["cpu_report"]
     flags = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in cpu["flags"].items())
@@ -240,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="128 px only, 2 warm-up, 2 steps")
     parser.add_argument("--design", action="store_true",
                         help="compare attention design candidates (fp32) instead")
+    parser.add_argument("--static", action="store_true",
+                        help="print parameters and GMACs of --models at --sizes, no timing")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
     parser.add_argument("--models", nargs="+", default=ORDER, choices=list_models())
     parser.add_argument("--batch", type=int, default=16)
@@ -252,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
                              "models_design.md with --design); raw numbers go to a .json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.static:
+        print(static_table(args.models, args.sizes))
+        return
     if args.quick:
         args.sizes, args.warmup, args.steps = [128], 2, 2
     if args.threads:

@@ -15,6 +15,7 @@ from cervixlib.layers import (
     AttentionModule,
     ChannelAttention,
     PreActBottleneck,
+    RANAttentionModule,
     ResidualGroup,
 )
 
@@ -177,3 +178,80 @@ def test_attention_module_parameter_count():
 def test_attention_module_rejects_bad_arguments():
     with pytest.raises(ValueError, match="mask_depth"):
         AttentionModule(16, 0)
+
+
+# --- RAN-92's unit and module (the released design) ----------------------------------
+
+@pytest.mark.parametrize("shape", [(8, 8), (7, 5)])
+def test_preact_bottleneck_projection_matches_formula(shape):
+    """A unit that changes width and stride: the 1x1 shortcut (with the stride) takes the
+    pre-activated input, as in pre-activation ResNets and the released RAN-92."""
+    torch.manual_seed(0)
+    unit = PreActBottleneck(16, out_channels=32, stride=2)
+    _randomise(unit)
+    unit.eval()
+    x = torch.randn(2, 16, *shape)
+    pre = F.relu(unit.bn1(x))
+    body = unit.conv1(pre)
+    body = unit.conv2(F.relu(unit.bn2(body)))
+    body = unit.conv3(F.relu(unit.bn3(body)))
+    with torch.no_grad():
+        out = unit(x)
+        torch.testing.assert_close(out, body + unit.shortcut(pre))
+    assert out.shape == (2, 32, (shape[0] + 1) // 2, (shape[1] + 1) // 2)
+    m = 32 // 4  # bottleneck width from the output channels
+    assert n_params(unit) == 2 * 16 + 16 * m + 2 * m + 9 * m * m + 2 * m + m * 32 + 16 * 32
+    assert PreActBottleneck(16).shortcut is None
+
+
+def _ran92_reference(mod: RANAttentionModule, x: torch.Tensor) -> torch.Tensor:
+    """The released AttentionModule_stage2 (mask depth 2), written out step by step."""
+    def up(h, ref):
+        return F.interpolate(h, size=ref.shape[-2:], mode="bilinear", align_corners=True)
+
+    def pool(h):
+        return F.max_pool2d(h, 3, 2, 1)
+
+    x = mod.pre(x)
+    trunk = mod.trunk(x)
+    softmax1 = mod.down[0](pool(x))
+    skip1 = mod.skip[0](softmax1)
+    softmax2 = mod.down[1](pool(softmax1))  # two units at the bottom
+    out = up(softmax2, softmax1) + softmax1 + skip1
+    softmax3 = mod.up[0](out)
+    mask = torch.sigmoid(mod.mask_out(up(softmax3, trunk) + trunk))
+    return mod.post((1 + mask) * trunk)
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (9, 14), (2, 2), (1, 1)])
+def test_ran92_attention_module_matches_released_structure(shape):
+    torch.manual_seed(0)
+    module = RANAttentionModule(16, 2)
+    _randomise(module)
+    module.eval()
+    x = torch.randn(2, 16, *shape)
+    with torch.no_grad():
+        out, mask = _mask_of(module, x)
+        torch.testing.assert_close(out, _ran92_reference(module, x))
+    assert out.shape == x.shape and mask.shape == x.shape
+    assert ((mask >= 0) & (mask <= 1)).all()
+    assert [len(level) for level in module.down] == [1, 2]
+    assert (len(module.skip), len(module.up), len(module.pre), len(module.trunk),
+            len(module.post)) == (1, 1, 1, 2, 1)
+
+
+def test_ran92_attention_module_count_and_gradient():
+    def unit(c):
+        m = c // 4
+        return c * m + 9 * m * m + m * c + 2 * c + 4 * m
+
+    c = 32
+    for depth, units in ((1, 6), (2, 9), (3, 12)):  # as the released stage3, 2, 1 modules
+        assert n_params(RANAttentionModule(c, depth)) == units * unit(c) + 4 * c + 2 * c * c
+    module = RANAttentionModule(c, 3)
+    x = torch.randn(2, c, 14, 10, requires_grad=True)
+    module(x).square().mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in module.parameters())
+    with pytest.raises(ValueError, match="mask_depth"):
+        RANAttentionModule(16, 0)

@@ -1,10 +1,12 @@
-"""The model registry: the four architectures at any input size from 64 px, gradients
-to the input (Integrated Gradients needs them), checkpoints, offline weights, and
-parameter counts against independent references (torchvision, layer formulas)."""
+"""The model registry: the four architectures and the two released designs at any input
+size from 64 px, gradients to the input (Integrated Gradients needs them), checkpoints,
+ImageNet weights from the hub cache (never downloaded here), and parameter counts
+against independent references (torchvision, layer formulas)."""
 
 from __future__ import annotations
 
 import functools
+import urllib.error
 
 import cervixlib  # noqa: F401  (before torchvision)
 import pytest
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from cervixlib.layers import PreActBottleneck
 from cervixlib.models import (
     CheckpointError,
     WeightsNotFoundError,
@@ -22,9 +25,11 @@ from cervixlib.models import (
     load_checkpoint,
 )
 
-NAMES = ["densenet121", "ran_resnet50", "rcan_densenet121", "resnet50"]
+NAMES = ["densenet121", "ran92", "ran_resnet50", "rcan_densenet121",
+         "rcan_densenet121_released", "resnet50"]
 BACKBONE = {"resnet50": "resnet50", "densenet121": "densenet121",
-            "ran_resnet50": "resnet50", "rcan_densenet121": "densenet121"}
+            "ran_resnet50": "resnet50", "rcan_densenet121": "densenet121",
+            "rcan_densenet121_released": "densenet121"}  # ran92 has no pretrained backbone
 # Independent references: torchvision's builders with a 5-class head ...
 RESNET50_5 = 23_518_277
 DENSENET121_5 = 6_958_981
@@ -53,11 +58,11 @@ def test_registry_names_and_unknown_name():
 
 
 @pytest.mark.parametrize("name", list_models())
-@pytest.mark.parametrize("size", [64, 128, 224])
+@pytest.mark.parametrize("size", [(64, 64), (128, 128), (224, 224), (96, 64)])
 def test_output_shape_at_any_size(name, size):
     model = _shared(name)
     with torch.no_grad():
-        out = model(torch.randn(2, 3, size, size))
+        out = model(torch.randn(2, 3, *size))
     assert out.shape == (2, 5) and not torch.isnan(out).any()
 
 
@@ -103,7 +108,8 @@ def test_common_surface(name):
     torch.testing.assert_close(logits, head(pooled))
 
 
-@pytest.mark.parametrize("name", ["resnet50", "rcan_densenet121"])
+@pytest.mark.parametrize("name", ["resnet50", "rcan_densenet121",
+                                  "rcan_densenet121_released", "ran92"])
 def test_reset_classifier(name):
     model = create_model(name).eval()
     model.reset_classifier(3)
@@ -198,7 +204,59 @@ def test_attention_additions_match_layer_formulas_and_docs():
     assert n_params(_shared("rcan_densenet121")) == DENSENET121_5 + RCAN_ADDED
 
 
-@pytest.mark.parametrize("name", ["ran_resnet50", "rcan_densenet121"])
+# The released designs. RCAN as released: torchvision's DenseNet-121 with a 5-class head
+# and one channel attention 32 -> 2 -> 32 (weights and biases of two 1x1 convs).
+RCAN_RELEASED_ADDED = 32 * 2 + 2 + 2 * 32 + 32
+# RAN-92 (Attention-92), counted from its definition in the RAN paper (Table 2) and the
+# released ResidualAttentionModel_92, 5-class head; see _ran92_count.
+RAN92_5 = 50_427_589
+# The released code builds a 1x1 shortcut conv in every residual unit and uses it only
+# where the shape changes: 32,768,000 parameters that never run (docs/models.md).
+RAN92_RELEASED_UNUSED = 32_768_000
+
+
+def _unit(cin: int, cout: int, stride: int = 1) -> int:
+    """Pre-activation bottleneck, width cout/4; a 1x1 shortcut where the shape changes."""
+    m = cout // 4
+    body = 2 * cin + cin * m + 2 * m + 9 * m * m + 2 * m + m * cout
+    return body + (cin * cout if (cin != cout or stride != 1) else 0)
+
+
+def _ran92_module_units(depth: int) -> int:
+    """Residual units of one attention module with p=1, t=2, r=1 and ``depth`` poolings:
+    1 before, 2 trunk, 1 per level down with 2 at the bottom, 1 per skip connection and
+    1 per level up (the levels above the bottom), 1 after."""
+    return 1 + 2 + (depth + 1) + (depth - 1) + (depth - 1) + 1
+
+
+def _ran92_count(num_classes: int) -> int:
+    total = 3 * 64 * 7 * 7 + 2 * 64  # stem conv7x7 (no bias) and BN
+    c_in = 64
+    for c, n, depth, stride in ((256, 1, 3, 1), (512, 2, 2, 2), (1024, 3, 1, 2)):
+        mask_out = 2 * (2 * c) + 2 * c * c  # BN, 1x1, BN, 1x1 (no biases)
+        total += _unit(c_in, c, stride) + n * (_ran92_module_units(depth) * _unit(c, c)
+                                               + mask_out)
+        c_in = c
+    total += _unit(1024, 2048, 2) + 2 * _unit(2048, 2048)  # stage 4
+    return total + 2 * 2048 + 2048 * num_classes + num_classes  # final BN, head
+
+
+def test_released_designs_parameter_counts():
+    assert _ran92_module_units(3) == 12  # stage 1 of Attention-92, as released
+    assert _ran92_count(5) == RAN92_5
+    assert n_params(_shared("ran92")) == RAN92_5
+    assert n_params(create_model("ran92", num_classes=1000)) == _ran92_count(1000)
+    assert n_params(_shared("rcan_densenet121_released")) == (
+        DENSENET121_5 + RCAN_RELEASED_ADDED) == 6_959_143
+    # the released RAN-92 also builds a shortcut conv (C x C) in every identity unit
+    identity_units = [m for m in _shared("ran92").modules()
+                      if isinstance(m, PreActBottleneck) and m.shortcut is None]
+    unused = sum(m.bn1.num_features ** 2 for m in identity_units)
+    assert len(identity_units) == 12 + 2 * 9 + 3 * 6 + 2 and unused == RAN92_RELEASED_UNUSED
+
+
+@pytest.mark.parametrize("name", ["ran_resnet50", "rcan_densenet121",
+                                  "rcan_densenet121_released"])
 def test_attention_variant_contains_backbone_unchanged(name):
     plain = _shared(BACKBONE[name]).state_dict()
     variant = _shared(name).state_dict()
@@ -243,7 +301,56 @@ def test_collect_attention_rcan_channel_weights():
     assert collect_attention(_shared("resnet50"), X) == {}
 
 
-# --- pretrained weights, offline -----------------------------------------------------
+def test_collect_attention_ran92_masks():
+    model = _shared("ran92")
+    X = torch.randn(2, 3, 64, 96)
+    maps = collect_attention(model, X)
+    expected = {"stage1.attn1": (256, 16, 24), "stage2.attn1": (512, 8, 12),
+                "stage2.attn2": (512, 8, 12), "stage3.attn1": (1024, 4, 6),
+                "stage3.attn2": (1024, 4, 6), "stage3.attn3": (1024, 4, 6)}
+    assert {k: tuple(v.shape[1:]) for k, v in maps.items()} == expected
+    assert all(((m >= 0) & (m <= 1)).all() and not m.requires_grad for m in maps.values())
+
+
+def test_released_rcan_rescales_the_last_32_channels_of_block4():
+    """Against plain DenseNet-121 with the same weights: dense block 4's output is the
+    same except its last 32 channels (those of denselayer16), which are rescaled by the
+    attention weights collect_attention returns."""
+    released = _shared("rcan_densenet121_released")
+    plain = create_model("densenet121").eval()
+    plain.load_state_dict({k: v for k, v in released.state_dict().items()
+                           if not k.startswith("attn")})
+    X = torch.randn(2, 3, 64, 64)
+    outs = {}
+    hooks = [m.features.denseblock4.register_forward_hook(
+        lambda _m, _i, o, key=key: outs.update({key: o})) for key, m in
+        (("released", released), ("plain", plain))]
+    try:
+        weights = collect_attention(released, X)
+        with torch.no_grad():
+            plain(X)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert list(weights) == ["attn1"] and weights["attn1"].shape == (2, 32)
+    assert outs["released"].shape == outs["plain"].shape == (2, 1024, 2, 2)
+    torch.testing.assert_close(outs["released"][:, :992], outs["plain"][:, :992])
+    torch.testing.assert_close(outs["released"][:, 992:],
+                               outs["plain"][:, 992:] * weights["attn1"][:, :, None, None])
+
+
+def test_released_rcan_dropout_before_the_head():
+    model = create_model("rcan_densenet121_released")
+    assert isinstance(model.head_drop, nn.Dropout) and model.head_drop.p == 0.5
+    feats = torch.randn(4, model.num_features, 2, 2)
+    with torch.no_grad():
+        assert torch.equal(model.eval().forward_head(feats), model.forward_head(feats))
+        model.train()
+        assert not torch.equal(model.forward_head(feats), model.forward_head(feats))
+    assert isinstance(create_model("densenet121").head_drop, nn.Identity)
+
+
+# --- pretrained weights (tests never download) ---------------------------------------
 
 RESNET50_FILE = "resnet50-0676ba61.pth"  # torchvision's IMAGENET1K_V1 file names
 DENSENET121_FILE = "densenet121-a639ec97.pth"
@@ -288,10 +395,7 @@ def test_imagenet_weights_from_the_hub_cache(tmp_path, monkeypatch, no_download)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     torch.manual_seed(123)
     state = torchvision.models.densenet121().state_dict()
-    # torchvision's real DenseNet files use the old names: "denselayer1.norm.1.weight"
-    old = {k.replace(".norm1.", ".norm.1.").replace(".conv1.", ".conv.1.")
-           .replace(".norm2.", ".norm.2.").replace(".conv2.", ".conv.2."): v
-           for k, v in state.items()}
+    old = _old_densenet_keys(state)
     assert old.keys() != state.keys()
     (tmp_path / "checkpoints").mkdir()
     torch.save(old, tmp_path / "checkpoints" / DENSENET121_FILE)
@@ -301,18 +405,97 @@ def test_imagenet_weights_from_the_hub_cache(tmp_path, monkeypatch, no_download)
     assert model.weights_source == str(tmp_path / "checkpoints" / DENSENET121_FILE)
 
 
-def test_imagenet_weights_missing_offline_says_where_and_how(tmp_path, monkeypatch,
-                                                              no_download):
+def _old_densenet_keys(state):
+    """torchvision's real DenseNet files use the old names: "denselayer1.norm.1.weight"."""
+    return {k.replace(".norm1.", ".norm.1.").replace(".conv1.", ".conv.1.")
+            .replace(".norm2.", ".norm.2.").replace(".conv2.", ".conv.2."): v
+            for k, v in state.items()}
+
+
+def test_imagenet_weights_missing_offline_says_where_and_how(tmp_path, monkeypatch):
+    """No file and no network (torch.hub's loader raises URLError): one line naming the
+    file, the URL and the folder."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsNotFoundError) as info:
         create_model("resnet50", weights="imagenet")
     msg = str(info.value)
     assert isinstance(info.value, FileNotFoundError) and "\n" not in msg
     assert str(tmp_path / "checkpoints" / RESNET50_FILE) in msg  # where it looked
     assert f"https://download.pytorch.org/models/{RESNET50_FILE}" in msg  # what to get
+    assert f"put {RESNET50_FILE} in {tmp_path / 'checkpoints'}/" in msg  # where to put it
+    assert "URLError" in msg and "name resolution" in msg  # why the download failed
     assert "weights=" in msg  # how to pass a file instead
     with pytest.raises(WeightsNotFoundError, match="nowhere.pth: weights file not found"):
         create_model("densenet121", weights=str(tmp_path / "nowhere.pth"))
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """A fresh $TORCH_HOME: torch.hub.get_dir() is <it>/hub, the cache <it>/hub/checkpoints."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # as if torch.hub.set_dir was never called
+    assert torch.hub.get_dir() == str(tmp_path / "torch" / "hub")
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_imagenet_downloaded_into_the_hub_cache_as_torchvision_does(torch_home, monkeypatch):
+    """The real torch.hub.load_state_dict_from_url runs; only its transfer is replaced by
+    writing a file made from the backbone's own state_dict (so nothing is downloaded)."""
+    url = torchvision.models.DenseNet121_Weights.IMAGENET1K_V1.url
+    torch.manual_seed(123)
+    state = torchvision.models.densenet121().state_dict()
+    calls = []
+
+    def fake_transfer(src, dst, hash_prefix=None, progress=True):
+        calls.append((src, dst, hash_prefix, progress))
+        torch.save(_old_densenet_keys(state), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_transfer)
+    torch.manual_seed(7)
+    model = create_model("rcan_densenet121_released", weights="imagenet")
+    path = torch_home / DENSENET121_FILE
+    # torchvision's URL, into the hub cache, with the file name's SHA-256 prefix checked
+    assert calls == [(url, str(path), "a639ec97", True)]
+    _check_loaded(model, "rcan_densenet121_released", state, seed=7)
+    assert model.weights_source == str(path)
+    # the second time, the cached file is read and nothing is fetched
+    create_model("densenet121", weights="imagenet")
+    assert len(calls) == 1
+
+
+def test_imagenet_download_unreachable_network(torch_home, monkeypatch):
+    def unreachable(src, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", unreachable)
+    with pytest.raises(WeightsNotFoundError) as info:
+        create_model("rcan_densenet121_released", weights="imagenet")
+    msg = str(info.value)
+    assert "\n" not in msg and "Network is unreachable" in msg
+    assert torchvision.models.DenseNet121_Weights.IMAGENET1K_V1.url in msg
+    assert f"put {DENSENET121_FILE} in {torch_home}/" in msg
+    assert not (torch_home / DENSENET121_FILE).exists()
+
+
+def test_released_rcan_imagenet_from_the_hub_cache(torch_home, no_download):
+    torch.manual_seed(123)
+    state = torchvision.models.densenet121().state_dict()
+    torch_home.mkdir(parents=True)
+    torch.save(_old_densenet_keys(state), torch_home / DENSENET121_FILE)
+    torch.manual_seed(7)
+    model = create_model("rcan_densenet121_released", weights="imagenet")
+    _check_loaded(model, "rcan_densenet121_released", state, seed=7)
+
+
+def test_ran92_has_no_imagenet_weights(no_download):
+    with pytest.raises(WeightsNotFoundError, match=r"no ImageNet weights exist for ran92") as info:
+        create_model("ran92", weights="imagenet")
+    assert "\n" not in str(info.value) and "weights=None" in str(info.value)
 
 
 def test_weights_file_of_the_wrong_backbone(tmp_path):

@@ -1,9 +1,11 @@
 """The four architectures of Wang et al. (2021), "Towards Interpretable Attention
-Networks for Cervical Cancer Analysis", behind one registry.
+Networks for Cervical Cancer Analysis", behind one registry, and beside our attention
+variants the two as the authors' code released them (``ran92``,
+``rcan_densenet121_released``).
 
 >>> from cervixlib.models import create_model, list_models
 >>> list_models()
-['densenet121', 'ran_resnet50', 'rcan_densenet121', 'resnet50']
+['densenet121', 'ran92', 'ran_resnet50', 'rcan_densenet121', 'rcan_densenet121_released', 'resnet50']
 >>> net = create_model("ran_resnet50", num_classes=5)  # weights=None: random init
 
 Every model has ``forward_features``, ``forward_head``, ``get_classifier``,
@@ -14,7 +16,7 @@ Every model has ``forward_features``, ``forward_head``, ``get_classifier``,
 from __future__ import annotations
 
 # Importing the builder modules registers them.
-from cervixlib.models import densenet, ran, rcan, resnet  # noqa: F401
+from cervixlib.models import densenet, ran, ran92, rcan, resnet  # noqa: F401
 from cervixlib.models._base import CervixModel, collect_attention
 from cervixlib.models._registry import create_model, is_model, list_models, register_model
 from cervixlib.models.weights import (

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cervixlib.layers import AttentionModule, ChannelAttention
+from cervixlib.layers import AttentionModule, ChannelAttention, RANAttentionModule
 
 __all__ = ["CervixModel", "collect_attention"]
 
@@ -73,7 +73,8 @@ def collect_attention(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
     """Run ``model(x)`` without gradients and return its attention maps by module name.
 
     Returns:
-        For each :class:`~cervixlib.layers.AttentionModule` (RAN), its soft mask M(x),
+        For each :class:`~cervixlib.layers.AttentionModule` or
+        :class:`~cervixlib.layers.RANAttentionModule` (RAN, RAN-92), its soft mask M(x),
         shape (B, C, h, w), values in (0, 1); for each
         :class:`~cervixlib.layers.ChannelAttention` (RCAN), its channel weights, shape
         (B, C). Tensors are detached, on the model's device. The dict is empty for
@@ -91,7 +92,7 @@ def collect_attention(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
         return hook
 
     for name, module in model.named_modules():
-        if isinstance(module, AttentionModule):
+        if isinstance(module, (AttentionModule, RANAttentionModule)):
             handles.append(module.gate.register_forward_hook(_keep(name, flatten=False)))
         elif isinstance(module, ChannelAttention):
             handles.append(module.gate.register_forward_hook(_keep(name, flatten=True)))

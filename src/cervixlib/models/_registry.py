@@ -49,13 +49,15 @@ def create_model(
     """Build the architecture ``name`` (see :func:`list_models`).
 
     Args:
-        name: ``"resnet50"``, ``"densenet121"``, ``"ran_resnet50"`` or
-            ``"rcan_densenet121"``.
+        name: ``"resnet50"``, ``"densenet121"``, ``"ran_resnet50"``,
+            ``"rcan_densenet121"``, or the released designs ``"ran92"`` and
+            ``"rcan_densenet121_released"``.
         num_classes: size of the new classifier head (SIPaKMeD: 5).
         weights: ``None`` (random init, the default: nothing is downloaded),
             ``"imagenet"`` (torchvision's ImageNet weights for the backbone, read from
-            the local torch hub cache), or a path to such a file. Attention layers and
-            the head always start fresh. See :mod:`cervixlib.models.weights`.
+            the torch hub cache, downloaded there first if absent; ``ran92`` has none),
+            or a path to such a file. Attention layers and the head always start fresh.
+            See :mod:`cervixlib.models.weights`.
         **kwargs: builder options, e.g. ``mask_depths`` for ``ran_resnet50``.
     """
     try:

@@ -6,14 +6,19 @@ Networks for Cervical Cancer Analysis". :class:`DenseNet` adopts torchvision's
 ``features`` and ``classifier`` (same names, so the plain model's state_dict is
 torchvision's) and can run an attention module right after each ``denseblockN``,
 before the transition layer that follows it (after block 4: before ``norm5``); that is
-how :mod:`cervixlib.models.rcan` builds RCAN-DenseNet-121.
+how :mod:`cervixlib.models.rcan` builds RCAN-DenseNet-121. It can also rescale the output
+of any one layer inside ``features`` (the released RCAN's attention on the 32 new
+channels of ``denseblock4.denselayer16``), without renaming torchvision's modules, so
+ImageNet files still load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import densenet as tv_densenet
 
@@ -47,6 +52,11 @@ class DenseNet(CervixModel):
         model_name: registry name.
         block_attn: optional modules, one per dense block, run right after it
             (registered as ``attn1``, ``attn2``, ...); each must keep its input's shape.
+        layer_attn: optional modules applied to the output of a module inside
+            ``features``, by dotted name (e.g. ``"denseblock4.denselayer16"``); registered
+            as the next ``attnN`` and run by a forward hook, so torchvision's module names
+            and state_dict keys stay as they are. Each must keep its input's shape.
+        drop_rate: dropout before the classifier (0: none).
 
     The final ReLU (functional in torchvision) is the module ``final_act``, which is the
     ``attribution_layer``: its output is the last feature map, after any attention.
@@ -60,11 +70,14 @@ class DenseNet(CervixModel):
         *,
         model_name: str,
         block_attn: Sequence[nn.Module] | None = None,
+        layer_attn: Mapping[str, nn.Module] | None = None,
+        drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
         self.model_name = model_name
         self.features = backbone.features
         self.final_act = nn.ReLU()
+        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.classifier = backbone.classifier
         self.num_features = self.classifier.in_features
         self.num_classes = self.classifier.out_features
@@ -77,6 +90,21 @@ class DenseNet(CervixModel):
             for i, (block, module) in enumerate(zip(blocks, block_attn), start=1):
                 self._attn_after[block] = f"attn{i}"
                 self.add_module(f"attn{i}", module)
+        for i, (target, module) in enumerate((layer_attn or {}).items(),
+                                             start=len(self._attn_after) + 1):
+            self.add_module(f"attn{i}", module)
+            self.features.get_submodule(target).register_forward_hook(
+                functools.partial(self._rescale_output, f"attn{i}"))
+
+    def _rescale_output(self, attn: str, _module: nn.Module, _args: tuple,
+                        out: Tensor) -> Tensor:
+        """Forward hook: a layer's output replaced by ``attn(output)``."""
+        return getattr(self, attn)(out)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Global average pool, dropout (``drop_rate``), classifier; see CervixModel."""
+        x = self.head_drop(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        return x if pre_logits else self.classifier(x)
 
     def forward_features(self, x: Tensor) -> Tensor:
         for name, module in self.features.named_children():
@@ -92,16 +120,22 @@ def _create_densenet(
     num_classes: int,
     weights: str | Path | None,
     block_attn: Callable[[int, int], nn.Module] | None = None,
+    layer_attn: Mapping[str, Callable[[nn.Module], nn.Module]] | None = None,
+    drop_rate: float = 0.0,
 ) -> DenseNet:
     """Build torchvision's DenseNet-121, wrap it, then load backbone weights.
 
-    ``block_attn(block_index, channels)`` makes the module for dense block 0..3.
+    ``block_attn(block_index, channels)`` makes the module for dense block 0..3;
+    ``layer_attn[name](layer)`` the module for ``features.<name>``, given that layer.
     """
     backbone = tv_densenet.densenet121(weights=None, num_classes=max(num_classes, 1))
     attn = None
     if block_attn is not None:
         attn = [block_attn(i, c) for i, c in enumerate(block_channels(backbone))]
-    model = DenseNet(backbone, model_name=model_name, block_attn=attn)
+    after_layer = {name: make(backbone.features.get_submodule(name))
+                   for name, make in (layer_attn or {}).items()}
+    model = DenseNet(backbone, model_name=model_name, block_attn=attn,
+                     layer_attn=after_layer, drop_rate=drop_rate)
     if num_classes == 0:
         model.reset_classifier(0)
     load_backbone_weights(model, "densenet121", weights)

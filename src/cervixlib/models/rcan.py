@@ -6,6 +6,10 @@ inserted after each dense block of torchvision's DenseNet-121 (the transition la
 follow), as in Wang et al. (2021), "Towards Interpretable Attention Networks for
 Cervical Cancer Analysis". See :class:`cervixlib.layers.ResidualGroup` and
 docs/models.md for the chosen groups, blocks and widths and their measured cost.
+
+``rcan_densenet121_released`` is the design of the authors' released code instead: one
+RCAN channel-attention layer (32 -> 2 -> 32) on the 32 channels that the last dense
+layer of the last dense block adds, and dropout 0.5 before the linear head.
 """
 
 from __future__ import annotations
@@ -15,11 +19,18 @@ from pathlib import Path
 
 from torch import nn
 
-from cervixlib.layers import ResidualGroup
+from cervixlib.layers import ChannelAttention, ResidualGroup
 from cervixlib.models._registry import register_model
 from cervixlib.models.densenet import DenseNet, _create_densenet
 
-__all__ = ["rcan_densenet121", "RCAN_GROUPS", "RCAN_BLOCKS", "RCAN_WIDTH_DIVISORS"]
+__all__ = [
+    "rcan_densenet121",
+    "rcan_densenet121_released",
+    "RCAN_GROUPS",
+    "RCAN_BLOCKS",
+    "RCAN_WIDTH_DIVISORS",
+    "RELEASED_ATTN_LAYER",
+]
 
 # Per insertion point (after dense blocks 1..4, with 256, 512, 1024, 1024 channels at
 # 1/4, 1/8, 1/16, 1/32 of the input size): residual groups, RCABs per group, and the
@@ -28,6 +39,10 @@ __all__ = ["rcan_densenet121", "RCAN_GROUPS", "RCAN_BLOCKS", "RCAN_WIDTH_DIVISOR
 RCAN_GROUPS = (1, 1, 1, 1)
 RCAN_BLOCKS = (1, 1, 1, 1)
 RCAN_WIDTH_DIVISORS = (8, 8, 8, 8)
+
+# The released code wraps this torchvision module (inside ``features``) with its channel
+# attention; it outputs the growth rate, 32 new channels.
+RELEASED_ATTN_LAYER = "denseblock4.denselayer16"
 
 
 def _per_point(name: str, value: int | Sequence[int]) -> tuple[int, ...]:
@@ -72,3 +87,28 @@ def rcan_densenet121(
 
     return _create_densenet("rcan_densenet121", num_classes=num_classes, weights=weights,
                             block_attn=make)
+
+
+@register_model
+def rcan_densenet121_released(
+    *,
+    num_classes: int = 5,
+    weights: str | Path | None = None,
+    reduction: int = 16,
+    drop_rate: float = 0.5,
+) -> DenseNet:
+    """DenseNet-121 with the released code's single channel attention (``attn1``).
+
+    RCAN's channel attention (pool, 1x1 conv 32 -> 32 // ``reduction``, ReLU, 1x1 conv
+    back, sigmoid, rescale) on the output of ``features.denseblock4.denselayer16``, the
+    last 32 of the 1024 channels that dense block 4 concatenates; ``drop_rate`` dropout
+    before the classifier. ``weights="imagenet"`` loads torchvision's DenseNet-121 into
+    the backbone, as the released code did; ``attribution_layer = "final_act"``.
+    """
+
+    def make(layer: nn.Module) -> ChannelAttention:  # its conv2 gives the growth rate
+        return ChannelAttention(layer.get_submodule("conv2").out_channels, reduction)
+
+    return _create_densenet("rcan_densenet121_released", num_classes=num_classes,
+                            weights=weights, layer_attn={RELEASED_ATTN_LAYER: make},
+                            drop_rate=drop_rate)

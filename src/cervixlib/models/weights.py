@@ -1,12 +1,15 @@
-"""Pretrained backbone weights and checkpoint loading, offline and with clear errors.
+"""Pretrained backbone weights and checkpoint loading, with clear errors.
 
 Wang et al. (2021), "Towards Interpretable Attention Networks for Cervical Cancer
 Analysis", fine-tune ImageNet-pretrained backbones. ``weights="imagenet"`` reads
-torchvision's ImageNet file for the backbone from the local torch hub cache
-(``torch.hub.get_dir()/checkpoints/<torchvision's file name>``); a path reads that file.
-Nothing is ever downloaded: with no file, :class:`WeightsNotFoundError` says where we
-looked and how to provide the file. The attention layers and the classifier head are
-new and keep their fresh initialisation.
+torchvision's ImageNet file for the backbone from the torch hub cache
+(``torch.hub.get_dir()/checkpoints/<torchvision's file name>``); where it is absent, it
+downloads it there as torchvision does (``torch.hub.load_state_dict_from_url``,
+``check_hash=True``, the URL of torchvision's weights enum). With no network,
+:class:`WeightsNotFoundError` says in one line which file to get from which URL and
+where to put it. A path reads that file. ``weights=None`` never touches the network.
+The attention layers and the classifier head are new and keep their fresh
+initialisation.
 
 :func:`load_checkpoint` restores a cervixlib model from its own state_dict and says
 plainly when the checkpoint is for another architecture or another class count.
@@ -14,6 +17,7 @@ plainly when the checkpoint is for another architecture or another class count.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +39,8 @@ __all__ = [
     "load_checkpoint",
 ]
 
+_log = logging.getLogger(__name__)
+
 # torchvision's ImageNet weights per backbone, in order of preference: IMAGENET1K_V1 is
 # what `pretrained=True` gave in 2021, when the paper was written.
 _IMAGENET = {
@@ -49,7 +55,8 @@ _OLD_DENSENET_KEY = re.compile(
 
 
 class WeightsNotFoundError(FileNotFoundError):
-    """No weights file where ``weights=`` points (or none in the torch hub cache)."""
+    """No weights file where ``weights=`` points, or ImageNet weights that are neither in
+    the torch hub cache nor downloadable (or that do not exist for the design)."""
 
 
 class CheckpointError(ValueError):
@@ -68,9 +75,13 @@ def imagenet_weight_files(arch: str) -> list[tuple[str, Path]]:
 def resolve_weights(arch: str, weights: str | Path | None) -> Path | None:
     """The file that ``weights`` names for backbone ``arch`` (None for no weights).
 
+    ``"imagenet"``: torchvision's file in ``torch.hub.get_dir()/checkpoints``, downloaded
+    there first if absent. A path: that file.
+
     Raises:
-        WeightsNotFoundError: no such file; the message lists the paths looked at and
-            how to provide the file.
+        WeightsNotFoundError: no such file and (for "imagenet") no download; the message
+            names the file, the URL and the folder to put it in, on one line.
+        CheckpointError: a downloaded file failed torchvision's hash check.
     """
     if weights is None:
         return None
@@ -79,19 +90,42 @@ def resolve_weights(arch: str, weights: str | Path | None) -> Path | None:
         for _url, path in files:
             if path.is_file():
                 return path
-        url, path = files[0]
-        looked = ", ".join(str(p) for _u, p in files)
-        raise WeightsNotFoundError(
-            f"no ImageNet weights for {arch} in the local torch cache (looked for {looked}); "
-            f"nothing is downloaded: get {url} on a machine with internet and put it in "
-            f"{path.parent}/ (torch.hub.get_dir(), moved by $TORCH_HOME), "
-            f"or pass weights='/path/to/{path.name}'")
+        return _download(arch, *files[0], looked=[p for _u, p in files])
     path = Path(weights).expanduser()
     if not path.is_file():
         _url, expected = imagenet_weight_files(arch)[0]
         raise WeightsNotFoundError(
             f"{path}: weights file not found (weights= takes None, 'imagenet', or the path "
             f"of a torchvision {arch} state_dict such as {expected.name})")
+    return path
+
+
+def _download(arch: str, url: str, path: Path, *, looked: list[Path]) -> Path:
+    """Fetch torchvision's file ``url`` into ``path`` as torchvision does (progress bar,
+    SHA-256 prefix of the file name checked); one-line errors when that fails."""
+    _log.info("ImageNet weights for %s not in %s: downloading %s", arch, path.parent, url)
+    try:
+        torch.hub.load_state_dict_from_url(
+            url, model_dir=str(path.parent), map_location="cpu", progress=True,
+            check_hash=True, file_name=path.name, weights_only=True)
+    except OSError as exc:  # URLError, HTTPError, socket errors, an unwritable folder
+        reason = str(getattr(exc, "reason", None) or exc).strip().splitlines()
+        raise WeightsNotFoundError(
+            f"no ImageNet weights for {arch} in the torch hub cache (looked for "
+            f"{', '.join(str(p) for p in looked)}) and the download failed "
+            f"({type(exc).__name__}: {reason[0] if reason else 'no reason given'}): "
+            f"get {url} on a machine with internet and put {path.name} in {path.parent}/ "
+            f"(torch.hub.get_dir()/checkpoints, moved by $TORCH_HOME), "
+            f"or pass weights='/path/to/{path.name}'") from None
+    except RuntimeError as exc:  # torch.hub's hash check
+        if "hash" not in str(exc):
+            raise
+        path.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"{url}: the downloaded file does not match its SHA-256 prefix; "
+            f"download it again into {path.parent}/") from None
+    if not path.is_file():  # pragma: no cover - torch.hub writes it or raises
+        raise WeightsNotFoundError(f"{path}: not written by the download of {url}")
     return path
 
 
