@@ -40,7 +40,7 @@ import cervixlib  # noqa: F401  (before torchvision)
 import torch
 
 from cervixlib.explain import Attribution, attribute, gaussian_blur, spearman_per_image
-from cervixlib.train import resolve_precision
+from cervixlib.runtime import resolve_precision
 
 from _machine import cpu_capabilities, cpu_name  # benchmarks/_machine.py
 

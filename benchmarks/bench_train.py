@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 
 from cervixlib.config import make_config
 from cervixlib.data import CellImageDataset, synthesize
-from cervixlib.train import fit, memory_format_for, prepare_data, resolve_precision
+from cervixlib.runtime import memory_format_for, resolve_precision
+from cervixlib.train import fit, prepare_data
 
 from _machine import cpu_capabilities, cpu_name  # benchmarks/_machine.py
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
+from cervixlib import runtime
 from cervixlib import train as train_mod
 from cervixlib.cli import main as cli_main
 from cervixlib.config import make_config
@@ -91,8 +92,8 @@ def test_training_lowers_the_loss_and_overfits_ten_images(smoke_root):
     model = create_model("resnet50", num_classes=5)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     device = torch.device("cpu")
-    precision = train_mod.resolve_precision("auto", device)
-    model.to(memory_format=train_mod.memory_format_for(device))
+    precision = runtime.resolve_precision("auto", device)
+    model.to(memory_format=runtime.memory_format_for(device))
     history = [train_mod.train_one_epoch(model, loader, optimizer, device=device, precision=precision)
                for _ in range(40)]
     assert history[-1]["loss"] < 0.2 * history[0]["loss"]

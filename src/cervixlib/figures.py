@@ -8,8 +8,8 @@ book and notebooks, and as a matplotlib figure for PNG export (no browser needed
 Rows carry a note, normally the IG convergence delta, so that no map is shown without
 its completeness error.
 
-Maps are shown as ``sum_c |A_c|`` scaled to its 99th percentile (the convention of
-Captum's ``visualize_image_attr``), so that a few extreme pixels do not wash it out.
+Maps are shown as ``sum_c |A_c|`` divided by its 99th percentile and clipped (as the
+authors' released code displays IG), so that a few extreme pixels do not wash it out.
 """
 
 from __future__ import annotations
@@ -87,29 +87,29 @@ def to_rgb(image: ArrayLike) -> np.ndarray:
 def attribution_heatmap(
     attr: ArrayLike,
     *,
-    reduce: Literal["abs", "sum", "positive"] = "abs",
+    reduce: str = "abs",
     clip_percentile: float = 99.0,
 ) -> np.ndarray:
     """A map ``(C, H, W)`` or ``(H, W)`` as ``(H, W)`` float in [0, 1].
 
-    Channels are reduced (``abs``: ``sum_c |A_c|``; ``sum``: ``|sum_c A_c|``;
-    ``positive``: ``max(sum_c A_c, 0)``), then divided by the ``clip_percentile``-th
-    percentile and clipped. An all-zero map stays zero.
+    Channels are reduced to a non-negative mass by
+    :func:`cervixlib.explain.attributions.attribution_mass` (``abs``: ``sum_c |A_c|``;
+    ``abs_sum``: ``|sum_c A_c|``; ``positive``: ``max(sum_c A_c, 0)``; an ``(H, W)`` map
+    counts as one channel). The map is then divided by its ``clip_percentile``-th
+    percentile (numpy's linear interpolation) and clipped to [0, 1]: the released code
+    clips its IG maps at the 99th percentile for display. This is not Captum's
+    ``visualize_image_attr``, which clips at the value where the cumulative sum of the
+    sorted values reaches ``100 - outlier_perc`` percent of the total. A map whose
+    percentile is zero is scaled by its maximum; an all-zero map stays zero.
     """
-    a = attr.detach().float().cpu().numpy() if isinstance(attr, torch.Tensor) else np.asarray(attr, np.float32)
-    if a.ndim == 3:
-        if reduce == "abs":
-            a = np.abs(a).sum(0)
-        elif reduce == "sum":
-            a = np.abs(a.sum(0))
-        elif reduce == "positive":
-            a = np.clip(a.sum(0), 0, None)
-        else:
-            raise ValueError(f"reduce must be 'abs', 'sum' or 'positive', got {reduce!r}")
-    elif a.ndim == 2:
-        a = np.clip(a, 0, None) if reduce == "positive" else np.abs(a)
-    else:
-        raise ValueError(f"attribution must be (C, H, W) or (H, W), got shape {a.shape}")
+    from cervixlib.explain.attributions import attribution_mass  # here: explain imports this module
+
+    t = attr.detach().float().cpu() if isinstance(attr, torch.Tensor) else torch.as_tensor(np.asarray(attr, np.float32))
+    if t.ndim == 2:
+        t = t[None]
+    elif t.ndim != 3:
+        raise ValueError(f"attribution must be (C, H, W) or (H, W), got shape {tuple(t.shape)}")
+    a = attribution_mass(t, reduce).numpy()  # type: ignore[arg-type]
     scale = float(np.percentile(a, clip_percentile)) if a.size else 0.0
     if scale <= 0:
         scale = float(a.max())

@@ -12,11 +12,8 @@ cached in the run store (:mod:`cervixlib.runs`).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import logging
 import platform
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,93 +30,20 @@ from tqdm import tqdm
 from cervixlib import runs as store
 from cervixlib.config import DataConfig, TrainConfig
 from cervixlib.metrics import classification_metrics
+from cervixlib.runtime import autocast, memory_format_for, resolve_precision, select_device, set_seed
 
 __all__ = [
     "PreparedData",
     "Predictions",
-    "autocast",
     "evaluate",
     "evaluate_run",
     "fit",
     "make_loader",
-    "memory_format_for",
     "prepare_data",
-    "resolve_precision",
-    "select_device",
-    "set_seed",
     "train_one_epoch",
 ]
 
 _log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------ devices and precision
-def select_device(prefer: str | torch.device | None = None) -> torch.device:
-    """CUDA if present, then Apple MPS, then the CPU (or ``prefer`` when given)."""
-    if prefer is not None:
-        return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-#: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) under which its kernels have no native bf16.
-_ISAS_WITHOUT_BF16 = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni"})
-
-
-def _cpu_has_native_bf16() -> bool:
-    """True where the CPU has AVX512-BF16 or AMX and oneDNN is allowed to use them.
-
-    ``ONEDNN_MAX_CPU_ISA=AVX2`` (with ``ATEN_CPU_CAPABILITY=avx2``) makes a newer CPU
-    compute like an AVX2-only one, which is how the benchmarks time the slow case.
-    """
-    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").lower()
-    if cap in _ISAS_WITHOUT_BF16:
-        return False
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """Turn ``auto`` into ``bf16`` or ``fp32`` for this device; downgrade an unsupported ``bf16``."""
-    if precision == "fp32":
-        return "fp32"
-    if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
-    elif device.type == "cpu":
-        supported = _cpu_has_native_bf16()
-    else:
-        supported = False
-    if precision == "bf16" and not supported:
-        _log.warning("bf16 requested but %s has no native bf16; training in fp32", device)
-    return "bf16" if supported else "fp32"
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on ``device`` when ``precision == 'bf16'``, else a no-op."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def memory_format_for(device: torch.device) -> torch.memory_format:
-    """channels_last on the CPU and CUDA, the default layout elsewhere (MPS).
-
-    oneDNN's CPU convolutions run channels_last natively: with bf16 it is part of the
-    fast path, and in fp32 on an AVX2-only CPU it measured 0.97-1.21x (about 1.07x on
-    average) over the default layout across the four models at 96 and 224 px. CUDA
-    tensor cores prefer it too.
-    """
-    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch so that a CPU run repeats exactly."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 # ------------------------------------------------------------------ data

@@ -174,7 +174,7 @@ def explain_command(
     """
     from cervixlib.figures import fig2_matplotlib, fig2_plotly, fig2_rows
     from cervixlib.runs import load_run
-    from cervixlib.train import select_device
+    from cervixlib.runtime import select_device
 
     out = Path(out)
     image = Path(image)

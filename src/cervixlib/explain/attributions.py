@@ -21,29 +21,34 @@ through. What it adds is what the paper left out:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, Saliency
 from torch import Tensor, nn
 
-from cervixlib.train import autocast, resolve_precision
+from cervixlib.runtime import autocast, eval_mode, resolve_precision
 
 __all__ = [
     "BASELINES",
+    "MASS_REDUCTIONS",
     "METHODS",
+    "REDUCTIONS",
     "Attribution",
     "attribute",
+    "attribution_mass",
+    "integration_alphas",
     "gaussian_blur",
     "make_baseline",
     "model_device",
     "normalisation",
+    "reduce_channels",
 ]
 
 _log = logging.getLogger(__name__)
@@ -53,6 +58,10 @@ BASELINES = ("black", "blur", "mean")
 Method = Literal["ig", "saliency"]
 BaselineName = Literal["black", "blur", "mean"]
 Precision = Literal["auto", "fp32", "bf16"]
+Reduce = Literal["abs", "sum", "abs_sum", "positive"]
+#: The channel reductions of :func:`reduce_channels`, and those that give a non-negative mass.
+REDUCTIONS: tuple[str, ...] = ("abs", "sum", "abs_sum", "positive")
+MASS_REDUCTIONS: tuple[str, ...] = ("abs", "abs_sum", "positive")
 
 
 @dataclass(frozen=True)
@@ -94,9 +103,8 @@ class Attribution:
         """``|delta| / |F(x) - F(b)|`` per image: the completeness error as a fraction."""
         return self.delta.abs() / self.output_diff.abs().clamp_min(1e-12)
 
-    def heatmap(self, reduce: Literal["abs", "sum", "positive"] = "abs") -> Tensor:
-        """``(N, H, W)`` maps with the channels reduced: ``|A|`` summed (default), ``A``
-        summed, or the positive part of the channel sum."""
+    def heatmap(self, reduce: Reduce = "abs") -> Tensor:
+        """``(N, H, W)`` maps with the channels reduced by :func:`reduce_channels`."""
         return reduce_channels(self.attributions, reduce)
 
     def __getitem__(self, index: int | slice | Sequence[int] | Tensor) -> Attribution:
@@ -128,15 +136,40 @@ class Attribution:
         )
 
 
-def reduce_channels(attr: Tensor, reduce: Literal["abs", "sum", "positive"] = "abs") -> Tensor:
-    """``(..., C, H, W) -> (..., H, W)``: sum of ``|A|``, sum of ``A``, or ``max(sum A, 0)``."""
+def reduce_channels(attr: Tensor, reduce: Reduce = "abs") -> Tensor:
+    """``(..., C, H, W) -> (..., H, W)``: one map per image, one meaning per name.
+
+    - ``"abs"``: ``sum_c |A_c|``, the attribution mass of a pixel whatever its sign
+      (the default of the figures and the in-cell share);
+    - ``"sum"``: ``sum_c A_c``, signed (IG's completeness adds these up);
+    - ``"abs_sum"``: ``|sum_c A_c|``, the size of the signed sum;
+    - ``"positive"``: ``max(sum_c A_c, 0)``, the evidence for the explained class.
+
+    Every caller (figures, in-cell share, sanity check, explorer) reduces through this
+    function, so a name means the same map everywhere. A map without a channel axis
+    is reduced as one channel (``attr[..., None, :, :]``).
+    """
     if reduce == "abs":
         return attr.abs().sum(dim=-3)
     if reduce == "sum":
         return attr.sum(dim=-3)
+    if reduce == "abs_sum":
+        return attr.sum(dim=-3).abs()
     if reduce == "positive":
         return attr.sum(dim=-3).clamp_min(0)
-    raise ValueError(f"reduce must be 'abs', 'sum' or 'positive', got {reduce!r}")
+    raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+
+
+def attribution_mass(attr: Tensor, reduce: Reduce = "abs") -> Tensor:
+    """Non-negative ``(..., H, W)`` maps from ``(..., C, H, W)`` attributions, for shares and heat maps.
+
+    ``reduce`` is one of :data:`MASS_REDUCTIONS`: a share of signed values has no
+    meaning, so ``"sum"`` is refused (``"abs_sum"`` is its size).
+    """
+    if reduce not in MASS_REDUCTIONS:
+        raise ValueError(f"a mass needs a non-negative reduction, one of {MASS_REDUCTIONS}, got {reduce!r}"
+                         + ("; 'abs_sum' is |sum_c A_c|" if reduce == "sum" else ""))
+    return reduce_channels(attr, reduce)
 
 
 # ------------------------------------------------------------------ baselines
@@ -214,18 +247,6 @@ def model_device(model: nn.Module) -> torch.device:
     for t in model.buffers():
         return t.device
     return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put the model in eval mode (BatchNorm, dropout) and restore its modes afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.train(training)
 
 
 def _check_images(X: Tensor) -> Tensor:
@@ -331,7 +352,7 @@ def attribute(
         batch_size = N if internal_batch_size is None else max(1, min(N, internal_batch_size))
     baseline_name = "tensor" if isinstance(baseline, Tensor) else str(baseline)
 
-    with _eval_mode(model):
+    with eval_mode(model):
         B = make_baseline(X, baseline, blur_sigma=blur_sigma)
         t = _targets(model, X, target)
         if method == "saliency":
@@ -386,3 +407,23 @@ def _saliency(model: nn.Module, X: Tensor, B: Tensor, t: Tensor, *, batch_size: 
         method="saliency", n_steps=1, baseline=baseline_name, precision=("fp32",) * X.shape[0],
         integration="none",
     )
+
+
+def integration_alphas(integration: str, n_steps: int) -> list[float]:
+    """Where on the path ``b + alpha (x - b)`` IG evaluates the gradient, for Captum's
+    approximation ``method`` names: the Riemann rules on ``n_steps`` even intervals, or
+    the Gauss-Legendre nodes mapped from [-1, 1] to [0, 1]. Captum computes the same
+    points internally; its helper for them is not public API, so the rules are written
+    out here and tested against their definitions."""
+    n = int(n_steps)
+    if n < 1:
+        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
+    if integration == "gausslegendre":
+        nodes, _ = np.polynomial.legendre.leggauss(n)
+        return [float(a) for a in 0.5 * (nodes + 1.0)]
+    if integration == "riemann_trapezoid":
+        return [float(a) for a in np.linspace(0.0, 1.0, n)] if n > 1 else [0.0]
+    offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}.get(integration)
+    if offset is None:
+        raise ValueError(f"unknown integration method {integration!r}")
+    return [(i + offset) / n for i in range(n)]

@@ -24,18 +24,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import Tensor, nn
 
 from cervixlib.explain.attributions import (
     Attribution,
     BaselineName,
-    _eval_mode,
     attribute,
+    integration_alphas,
     make_baseline,
     model_device,
 )
 from cervixlib.figures import attribution_heatmap, colorize, image_data_uri, overlay, to_rgb
+from cervixlib.runtime import eval_mode
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -94,7 +94,7 @@ class IGPath:
         self.internal_batch_size = internal_batch_size
         self.precision = precision
         self._denorm = denormalize
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             logits = model(torch.stack([self.x, self.b])).float()
         self.target = int(logits[0].argmax()) if target is None else int(target)
         self.f_x = float(logits[0, self.target])
@@ -130,7 +130,7 @@ class IGPath:
         key = round(float(alpha), 6)
         if key not in self._grad:
             xa = self.scaled(key)[None].clone().requires_grad_(True)
-            with _eval_mode(self.model):
+            with eval_mode(self.model):
                 out = self.model(xa).float()[0, self.target]
                 (g,) = torch.autograd.grad(out, xa)
             self._grad[key] = (g[0].detach().cpu(), float(out.detach()))
@@ -139,7 +139,7 @@ class IGPath:
     def path_outputs(self, alphas: Sequence[float]) -> np.ndarray:
         """``F(b + alpha (x - b))`` for each alpha (one batched forward pass)."""
         X = torch.stack([self.scaled(a) for a in alphas])
-        with _eval_mode(self.model), torch.no_grad():
+        with eval_mode(self.model), torch.no_grad():
             return self.model(X).float()[:, self.target].cpu().numpy()
 
     def curve(self, points: int = 41) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +154,7 @@ class IGPath:
 
     def sample_alphas(self, n_steps: int) -> list[float]:
         """Where on the path the integration evaluates the gradient (Captum's alphas)."""
-        return list(approximation_parameters(self.integration)[1](int(n_steps)))
+        return integration_alphas(self.integration, n_steps)
 
     def delta_text(self, n_steps: int) -> str:
         a = self.ig(n_steps)
@@ -367,7 +367,7 @@ class IGExplorer:
     def refresh(self) -> go.Figure:
         """Recompute what the sliders ask for (cached) and redraw."""
         n, a = int(self.steps_slider.value), float(self.alpha_slider.value)
-        self.status.value = f"computing IG with {n} steps ..." if n not in self.path._ig else ""
+        self.status.value = f"computing IG with {n} steps ..." if n not in self.path.cached_steps() else ""
         p = _panels(self.path, n, a)
         self.figure = _base_figure(self.path, p, self.path.cached_steps(), self.title)
         self.status.value = (f"<b>target class {self.path.target}</b>, F(x) = {self.path.f_x:.4g}, "

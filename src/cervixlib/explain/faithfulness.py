@@ -32,10 +32,11 @@ from torch import Tensor, nn
 
 from cervixlib.explain.attributions import (
     Attribution,
+    Reduce,
     attribute,
+    attribution_mass,
     make_baseline,
     model_device,
-    reduce_channels,
 )
 from cervixlib.metrics import Interval
 
@@ -59,26 +60,21 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 PARTS = ("cell", "nucleus", "cytoplasm")
-Reduce = Literal["abs", "sum", "positive"]
 
 
 # ------------------------------------------------------------------ in-cell share
 def _maps(attr: Attribution | Tensor | np.ndarray, reduce: Reduce) -> Tensor:
-    """Attributions as ``(N, H, W)`` non-negative mass maps."""
+    """Attributions as ``(N, H, W)`` non-negative mass maps (:func:`attribution_mass`)."""
     if isinstance(attr, Attribution):
         attr = attr.attributions
     a = torch.as_tensor(np.asarray(attr) if isinstance(attr, np.ndarray) else attr).float().cpu()
     if a.ndim == 2:
-        a = a[None]
-    elif a.ndim == 4:
-        a = reduce_channels(a, reduce)
-    elif a.ndim != 3:
+        a = a[None, None]
+    elif a.ndim == 3:
+        a = a[:, None]
+    elif a.ndim != 4:
         raise ValueError(f"attributions must be (N, C, H, W), (N, H, W) or (H, W), got {tuple(a.shape)}")
-    else:
-        a = a.abs() if reduce == "abs" else (a.clamp_min(0) if reduce == "positive" else a)
-    if reduce == "sum":
-        a = a.abs()
-    return a
+    return attribution_mass(a, reduce)
 
 
 def _bool_masks(mask: Tensor | np.ndarray) -> Tensor:
@@ -112,8 +108,9 @@ def in_cell_share(
     Args:
         attr: an :class:`Attribution`, or maps ``(N, C, H, W)``, ``(N, H, W)``, ``(H, W)``.
         mask: bool (or {0, 1} float) ``(N, H, W)``, ``(N, 1, H, W)`` or one ``(H, W)`` for all.
-        reduce: mass per pixel: ``abs`` = ``sum_c |A_c|`` (default), ``sum`` =
-            ``|sum_c A_c|``, ``positive`` = ``max(sum_c A_c, 0)`` (evidence for the class).
+        reduce: mass per pixel, one of :data:`MASS_REDUCTIONS` (:func:`reduce_channels`):
+            ``abs`` = ``sum_c |A_c|`` (default), ``abs_sum`` = ``|sum_c A_c|``,
+            ``positive`` = ``max(sum_c A_c, 0)`` (evidence for the class).
 
     An image without attribution mass gets NaN rather than a made-up share.
     """
