@@ -68,3 +68,7 @@ def test_isolated_cells_take_the_profiles_isolated_image_size_unless_given():
     assert make_config("resnet50", profile="default", subset="isolated", image_size=96).data.image_size == 96
     for profile in (PROFILES["smoke"], PROFILES["paper"]):
         assert profile.image_size_for("isolated") == profile.image_size_for("multi") == profile.image_size
+
+
+def test_data_config_defaults_are_the_default_profiles():
+    assert DataConfig() == make_config("resnet50", profile="default").data

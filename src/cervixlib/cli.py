@@ -227,6 +227,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _add_explain_command(sub: argparse._SubParsersAction) -> None:
+    from cervixlib.config import PRECISIONS
     from cervixlib.explain import BASELINES, METHODS
 
     p = sub.add_parser("explain", help="the Fig. 2 panel (gradient and Integrated Gradients) of one image")
@@ -238,7 +239,7 @@ def _add_explain_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=METHODS, default="ig",
                    help="ig: gradient and IG columns; saliency: gradient only")
     p.add_argument("--target", default=None, help="class index or name prefix (default: the predicted class)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="auto uses bf16 only where the IG convergence delta stays small")
     p.set_defaults(func=_cmd_explain)
 

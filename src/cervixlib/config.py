@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = [
     "DataConfig",
@@ -25,11 +25,14 @@ __all__ = [
     "PRECISIONS",
 ]
 
-#: SIPaKMeD's multi-cell images and isolated cells, and the images of a class-per-folder
-#: set; the same as ``cervixlib.data.SUBSETS`` (kept here so the CLI parser needs no torch).
-SUBSETS = ("multi", "isolated", "images")
-PRECISIONS = ("auto", "fp32", "bf16")
+#: Subset names: SIPaKMeD's multi-cell images and isolated cells, and the images of a
+#: class-per-folder set (not known to be single cells). Defined here, the light-weight
+#: module the command-line parser reads; ``cervixlib.data`` re-exports it.
+Precision = Literal["auto", "fp32", "bf16"]
+#: The precision names (:func:`cervixlib.runtime.resolve_precision`), from the type above.
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 Subset = Literal["multi", "isolated", "images"]
+SUBSETS: tuple[str, ...] = get_args(Subset)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class DataConfig:
 
     root: str | None = None
     subset: Subset = "multi"
-    image_size: int = 128
+    image_size: int = 80  # the defaults are the default profile's on multi-cell images (a test checks)
     split_seed: int = 0
     fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
     synth_scale: float = 0.25
@@ -74,7 +77,7 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     weights: str | None = None
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Precision = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

@@ -10,7 +10,7 @@ numbers beside ours, and which dataset produced the numbers.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
@@ -18,7 +18,8 @@ from cervixlib.facts import CLASS_ABBREVIATIONS, PAPER_TABLE2
 from cervixlib.metrics import mcnemar, summarize
 from cervixlib.runs import Run
 
-__all__ = ["dataset_label", "format_run", "table2_rows", "format_table", "mcnemar_rows", "compare_text"]
+__all__ = ["dataset_label", "format_run", "table2_rows", "subset_rows", "format_table", "mcnemar_rows",
+           "compare_text"]
 
 
 
@@ -79,6 +80,20 @@ def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
         if subset == "multi" and "multi_f1" in paper:
             row["paper_f1_per_class"] = " ".join(f"{v:.3f}" for v in paper["multi_f1"])
         rows.append(row)
+    return rows
+
+
+def subset_rows(isolated: Mapping[str, Run], multi: Mapping[str, Run]) -> list[dict[str, Any]]:
+    """One row per model trained on both subsets: test n and accuracy (95% CI) on each, beside the paper's."""
+    rows = []
+    for model in [m for m in isolated if m in multi]:
+        paper = PAPER_TABLE2.get(model, {})
+        rows.append({"model": model,
+                     "isolated: test n": isolated[model].metrics["test"]["n"],
+                     "isolated accuracy %": _pct(isolated[model].metrics["test"]["accuracy"]),
+                     "multi: test n": multi[model].metrics["test"]["n"],
+                     "multi accuracy %": _pct(multi[model].metrics["test"]["accuracy"]),
+                     "paper isolated %": paper.get("isolated_acc"), "paper multi %": paper.get("multi_acc")})
     return rows
 
 

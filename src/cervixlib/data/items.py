@@ -11,20 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
+from cervixlib.config import SUBSETS, Subset
 from cervixlib.facts import CLASSES
 
 __all__ = ["CLASSES", "SUBSETS", "Subset", "Cell", "Item"]
-
-
-#: Subset names: SIPaKMeD's multi-cell images and isolated cells, and the images of a
-#: class-per-folder set (not known to be single cells). ``cervixlib.config.SUBSETS``
-#: repeats them for the light-weight command-line parser; a test keeps the two equal.
-SUBSETS: tuple[str, ...] = ("multi", "isolated", "images")
-Subset = Literal["multi", "isolated", "images"]
 
 
 @dataclass(frozen=True, eq=False)

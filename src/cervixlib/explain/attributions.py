@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from captum.attr import IntegratedGradients, Saliency
 from torch import Tensor, nn
 
+from cervixlib.config import PRECISIONS, Precision
 from cervixlib.runtime import autocast, eval_mode, resolve_precision
 
 __all__ = [
@@ -57,7 +58,6 @@ METHODS = ("ig", "saliency")
 BASELINES = ("black", "blur", "mean")
 Method = Literal["ig", "saliency"]
 BaselineName = Literal["black", "blur", "mean"]
-Precision = Literal["auto", "fp32", "bf16"]
 Reduce = Literal["abs", "sum", "abs_sum", "positive"]
 #: The channel reductions of :func:`reduce_channels`, and those that give a non-negative mass.
 REDUCTIONS: tuple[str, ...] = ("abs", "sum", "abs_sum", "positive")
@@ -341,7 +341,7 @@ def attribute(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if precision not in ("auto", "fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
     if n_steps < 1:
         raise ValueError(f"n_steps must be at least 1, got {n_steps}")

@@ -38,6 +38,7 @@ from cervixlib.explain.attributions import (
     make_baseline,
     model_device,
 )
+from cervixlib.config import Precision
 from cervixlib.metrics import Interval
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ def in_cell_study(
     baseline: str = "black",
     batch_size: int = 8,
     internal_batch_size: int | None = None,
-    precision: Literal["auto", "fp32", "bf16"] = "fp32",
+    precision: Precision = "fp32",
     reduce: Reduce = "abs",
     target: Literal["predicted", "label"] = "predicted",
     progress: bool = False,

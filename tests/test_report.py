@@ -1,0 +1,88 @@
+"""The report tables (Table II, McNemar, the subset comparison) and the notebooks' Study glue,
+checked against sklearn/scipy on fixed predictions and against the profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score
+
+from cervixlib import report
+from cervixlib.config import make_config
+from cervixlib.facts import CLASSES, PAPER_TABLE2
+from cervixlib.metrics import classification_metrics
+from cervixlib.runs import Run
+from cervixlib.study import Study
+
+Y = np.array([0, 1, 2, 3, 4] * 4)
+
+
+def _run(tmp_path, model: str, pred: np.ndarray, subset: str = "multi", synthetic: bool = True) -> Run:
+    prob = np.eye(5)[pred]
+    return Run(dir=tmp_path / f"{model}-{subset}", config=make_config(model, profile="smoke", subset=subset),
+               key="k", info={"data_root": str(tmp_path / "data"), "synthetic": synthetic, "classes": list(CLASSES)},
+               history=[], metrics={"test": classification_metrics(Y, prob, CLASSES), "best_epoch": 1},
+               predictions={"test_index": np.arange(len(Y)), "test_y": Y, "test_prob": prob})
+
+
+@pytest.fixture
+def runs(tmp_path):
+    a = Y.copy()
+    a[:3] = (a[:3] + 1) % 5  # 3 wrong
+    b = Y.copy()
+    b[10:18] = (b[10:18] + 2) % 5  # 8 wrong, none shared with a
+    return [_run(tmp_path, "resnet50", a), _run(tmp_path, "densenet121", b)]
+
+
+def test_table2_rows_hold_our_numbers_and_the_papers(runs):
+    rows = {r["model"]: r for r in report.table2_rows(runs)}
+    for run in runs:
+        row = rows[run.config.model]
+        acc = accuracy_score(Y, run.y_pred)
+        assert row["accuracy"].startswith(f"{100 * acc:.1f} [")
+        assert row["weighted_f1"].startswith(f"{100 * f1_score(Y, run.y_pred, average='weighted'):.1f} [")
+        assert row["paper_accuracy"] == f"{PAPER_TABLE2[run.config.model]['multi_acc']:.2f}"
+        assert row["test_n"] == len(Y) and row["dataset"] == "synthetic (not SIPaKMeD)"
+    assert rows["resnet50"]["paper_f1_per_class"] == "0.869 0.744 0.839 0.960 0.846"
+
+
+def test_mcnemar_rows_count_discordant_pairs_and_match_scipy(runs):
+    (row,) = report.mcnemar_rows(runs)
+    assert (row["a_right_b_wrong"], row["a_wrong_b_right"]) == (8, 3)
+    assert row["p_value"] == pytest.approx(stats.binomtest(8, 11, 0.5).pvalue)
+
+
+def test_runs_on_other_test_splits_are_not_paired(runs, tmp_path):
+    other = _run(tmp_path, "ran_resnet50", Y, subset="isolated")
+    assert len(report.mcnemar_rows([*runs, other])) == 1
+
+
+def test_subset_rows_pair_each_models_two_runs(runs, tmp_path):
+    isolated = {"resnet50": _run(tmp_path, "resnet50", Y, subset="isolated")}
+    multi = {r.config.model: r for r in runs}
+    (row,) = report.subset_rows(isolated, multi)
+    assert row["model"] == "resnet50" and row["isolated accuracy %"].startswith("100.0 [")
+    assert row["multi accuracy %"].startswith(f"{100 * 17 / 20:.1f} [")
+    assert (row["paper isolated %"], row["paper multi %"]) == (95.11, 85.15)
+
+
+def test_compare_text_says_synthetic_and_names_the_class_order(runs):
+    text = report.compare_text(runs)
+    assert "not SIPaKMeD results" in text and "Dys Koi Met Par Sup" in text and "McNemar" in text
+    assert "resnet50" in report.format_run(runs[0]) and "accuracy 85.0" in report.format_run(runs[0])
+
+
+def test_study_configs_are_the_profiles_and_the_statement_says_what_ran(synth_root, tmp_path):
+    study = Study(profile="smoke", data_root=str(synth_root), runs_dir=str(tmp_path))
+    for subset in ("multi", "isolated"):
+        assert study.config("resnet50", subset) == make_config(
+            "resnet50", profile="smoke", root=str(synth_root), subset=subset)
+    assert study.config("resnet50").data.subset == "multi"  # a SIPaKMeD tree's own default
+    text = study.statement()
+    assert "Synthetic data: these are not SIPaKMeD results" in text
+    assert f"({len(study.index.multi)} multi-cell images, {len(study.index.isolated)} isolated cells)" in text
+    assert "profile <code>smoke</code>: 64 px, 1 epoch," in text
+    default = Study(profile="default", data_root=str(synth_root)).statement()
+    assert "80 px multi-cell images, 64 px isolated cells" in default
+    assert "10 epochs on multi-cell images and 2 on isolated cells" in default
