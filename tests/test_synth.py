@@ -23,6 +23,17 @@ def _digest(root):
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _set_digest(root):
+    """One SHA-256 over every file's relative path and SHA-256, in path order."""
+    return hashlib.sha256("".join(f"{k} {v}\n" for k, v in sorted(_digest(root).items())).encode()).hexdigest()
+
+
+# The output of synthesize(scale=0.01, seed=0, image_size=(128, 96)): 210 files. Any change
+# to the bytes for a seed must bump GENERATOR_VERSION (it names the cached sets) and re-pin.
+PINNED_VERSION = "1"
+PINNED_SET_SHA256 = "d3f9e45effaaf95fa34910d543511a776ec43de0965655f1c05a0c895671b9ea"
+
+
 def test_counts_follow_sipakmed():
     multi, isolated = synthetic_counts(1.0)
     assert multi == MULTI_COUNTS and isolated == ISOLATED_COUNTS
@@ -67,6 +78,14 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     assert set(da) == set(dc)
     differing = [k for k in da if k.endswith(".bmp") and da[k] != dc[k]]
     assert len(differing) == sum(1 for k in da if k.endswith(".bmp"))
+
+
+def test_output_is_pinned_for_the_generator_version(tmp_path):
+    root = synthesize(tmp_path / "pin", scale=0.01, seed=0, image_size=SMALL, workers=1, progress=False)
+    assert GENERATOR_VERSION == PINNED_VERSION, "GENERATOR_VERSION changed: re-pin PINNED_SET_SHA256"
+    assert len(_digest(root)) == 210
+    assert _set_digest(root) == PINNED_SET_SHA256, (
+        "the generator's output changed for a fixed seed: bump GENERATOR_VERSION and re-pin")
 
 
 def test_worker_processes_do_not_change_the_bytes(tmp_path):
