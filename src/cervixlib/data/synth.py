@@ -5,7 +5,7 @@ Interpretable Attention Networks for Cervical Cancer Analysis", cannot be shippe
 ``cervix synth`` writes a stand-in in its exact layout: multi-cell BMP fields with
 per-cell ``NNN_cytMM.dat`` / ``NNN_nucMM.dat`` boundaries, and ``CROPPED/`` single-cell
 crops cut from those fields with their own ``.dat`` files in crop coordinates. At
-``scale=1`` it has the real class counts (966 fields, 4031 cells); otherwise
+``scale=1`` it has the real class counts (966 fields, 4,049 cells); otherwise
 ``round(count * scale)`` per class (Python rounding), at least 1. It is labelled
 synthetic by a ``SYNTHETIC.json`` marker in its root, which the loader reports.
 
@@ -78,7 +78,8 @@ _log = logging.getLogger(__name__)
 
 GENERATOR_NAME = "cervixlib.data.synth"
 #: Bump when the images change for a given seed (names the default_data_root cache).
-GENERATOR_VERSION = "1"
+#: "2": 831 isolated Superficial-Intermediate cells, as SIPaKMeD holds (was the paper's 813).
+GENERATOR_VERSION = "2"
 #: Default multi-cell field size (width, height): a quarter of SIPaKMeD's 2048x1536 a
 #: side, so the default book trains fast on a CPU.
 DEFAULT_IMAGE_SIZE: tuple[int, int] = (512, 384)
@@ -135,7 +136,7 @@ def synthesize(out: str | os.PathLike[str], *, scale: float = 1.0, seed: int = 0
 
     Args:
         out: a new (or empty) folder.
-        scale: fraction of SIPaKMeD's class counts; 1.0 gives 966 fields and 4031 cells.
+        scale: fraction of SIPaKMeD's class counts; 1.0 gives 966 fields and 4,049 cells.
         seed: random seed; a seed gives byte-identical files.
         image_size: multi-cell field ``(width, height)``; default :data:`DEFAULT_IMAGE_SIZE`.
             Cells scale with the field, like a lower-resolution capture of the same view.
