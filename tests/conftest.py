@@ -9,7 +9,7 @@ import pytest
 
 # ============================================================================ data
 # A tiny generated SIPaKMeD-compatible set, built once per test session:
-# scale 0.02 -> 19 multi-cell fields and 80 isolated cells, fields of 256x192 px.
+# scale 0.02 -> 19 multi-cell fields and 81 isolated cells, fields of 256x192 px.
 SYNTH_SCALE = 0.02
 SYNTH_SEED = 0
 SYNTH_IMAGE_SIZE = (256, 192)

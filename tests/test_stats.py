@@ -34,7 +34,12 @@ def test_table1_and_cells_per_image(synth_root):
     assert [r["class"] for r in rows[:-1]] == list(index.classes)
     assert rows[-1]["multi-cell images"] == len(index.multi)
     assert rows[-1]["isolated cells"] == len(index.isolated)
-    assert rows[-1]["SIPaKMeD multi-cell"] == 966 and rows[-1]["SIPaKMeD isolated"] == 4031
+    assert rows[-1]["SIPaKMeD multi-cell"] == 966 and rows[-1]["SIPaKMeD isolated"] == 4049
+    notes = {r["class"]: r["note"] for r in rows if r["note"]}
+    assert notes == {"Superficial-Intermediate": "the paper's Table I prints 813 isolated cells",
+                     "total": "the paper's Table I prints 4,031 isolated cells"}
+    sup = next(r for r in rows if r["class"] == "Superficial-Intermediate")
+    assert sup["SIPaKMeD isolated"] == 831
     per_image = cells_per_image(index.multi, index.classes)
     assert sum(r["cells"] for r in per_image) == sum(len(it.cells) for it in index.multi)
 

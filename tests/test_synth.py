@@ -13,7 +13,7 @@ from cervixlib.cli import main as cli_main
 from cervixlib.data import CLASSES, DataError, default_data_root, load_index, synthesize
 from cervixlib.data import synth as synth_module
 from cervixlib.data.synth import DEFAULT_IMAGE_SIZE, GENERATOR_VERSION, synthetic_counts
-from cervixlib.facts import ISOLATED_COUNTS, MULTI_COUNTS
+from cervixlib.facts import ISOLATED_COUNTS, MULTI_COUNTS, PAPER_TABLE1_ISOLATED
 
 SMALL = (128, 96)
 
@@ -23,11 +23,25 @@ def _digest(root):
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _set_digest(root):
+    """One SHA-256 over every file's relative path and SHA-256, in path order."""
+    return hashlib.sha256("".join(f"{k} {v}\n" for k, v in sorted(_digest(root).items())).encode()).hexdigest()
+
+
+# The output of synthesize(scale=0.01, seed=0, image_size=(128, 96)): 210 files. Any change
+# to the bytes for a seed must bump GENERATOR_VERSION (it names the cached sets) and re-pin.
+PINNED_VERSION = "2"
+PINNED_SET_SHA256 = "f0facf7fe50ceab2e72e56b013b74ef9ce5a5537989957604770a355506dc544"
+
+
 def test_counts_follow_sipakmed():
     multi, isolated = synthetic_counts(1.0)
     assert multi == MULTI_COUNTS and isolated == ISOLATED_COUNTS
     assert list(multi.values()) == [223, 238, 271, 108, 126] and sum(multi.values()) == 966
-    assert list(isolated.values()) == [813, 825, 793, 787, 813] and sum(isolated.values()) == 4031
+    assert list(isolated.values()) == [813, 825, 793, 787, 831] and sum(isolated.values()) == 4049
+    # the paper's Table I prints 813 Superficial-Intermediate cells (a typo); nothing else differs
+    assert {c: n for c, n in PAPER_TABLE1_ISOLATED.items() if n != isolated[c]} == {"Superficial-Intermediate": 813}
+    assert sum(PAPER_TABLE1_ISOLATED.values()) == 4031
     multi, isolated = synthetic_counts(0.1)
     assert multi == {c: round(n * 0.1) for c, n in MULTI_COUNTS.items()}
     assert isolated == {c: round(n * 0.1) for c, n in ISOLATED_COUNTS.items()}
@@ -67,6 +81,14 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     assert set(da) == set(dc)
     differing = [k for k in da if k.endswith(".bmp") and da[k] != dc[k]]
     assert len(differing) == sum(1 for k in da if k.endswith(".bmp"))
+
+
+def test_output_is_pinned_for_the_generator_version(tmp_path):
+    root = synthesize(tmp_path / "pin", scale=0.01, seed=0, image_size=SMALL, workers=1, progress=False)
+    assert GENERATOR_VERSION == PINNED_VERSION, "GENERATOR_VERSION changed: re-pin PINNED_SET_SHA256"
+    assert len(_digest(root)) == 210
+    assert _set_digest(root) == PINNED_SET_SHA256, (
+        "the generator's output changed for a fixed seed: bump GENERATOR_VERSION and re-pin")
 
 
 def test_worker_processes_do_not_change_the_bytes(tmp_path):

@@ -57,7 +57,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write a synthetic SIPaKMeD-compatible dataset")
     p.add_argument("out", type=Path, help="output folder (created)")
     p.add_argument("--scale", type=float, default=1.0,
-                   help="fraction of the real class counts (1.0 = 966 multi-cell images, 4031 cells)")
+                   help="fraction of the real class counts (1.0 = 966 multi-cell images, 4,049 cells)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=_parse_size, default=None,
                    help="multi-cell image size WxH (default: the generator's, well below 2048x1536)")

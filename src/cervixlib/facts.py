@@ -17,6 +17,7 @@ __all__ = [
     "ISOLATED_COUNTS",
     "MULTI_COUNTS",
     "PAPER_FRACTIONS",
+    "PAPER_TABLE1_ISOLATED",
     "PAPER_TABLE2",
     "abbreviation",
 ]
@@ -27,9 +28,16 @@ CLASSES: tuple[str, ...] = ("Dyskeratotic", "Koilocytotic", "Metaplastic", "Para
 #: The paper's short class names, in label order (its per-class F1 columns).
 CLASS_ABBREVIATIONS: tuple[str, ...] = ("Dys", "Koi", "Met", "Par", "Sup")
 
-#: SIPaKMeD's multi-cell images and isolated cells per class (DATA.md).
+#: SIPaKMeD's multi-cell images and isolated cells per class, as the download holds them
+#: (DATA.md): 966 images and 4,049 cells.
 MULTI_COUNTS: dict[str, int] = dict(zip(CLASSES, (223, 238, 271, 108, 126)))
-ISOLATED_COUNTS: dict[str, int] = dict(zip(CLASSES, (813, 825, 793, 787, 813)))
+ISOLATED_COUNTS: dict[str, int] = dict(zip(CLASSES, (813, 825, 793, 787, 831)))
+#: Isolated cells per class as Wang et al. (2021), Table I, print them: 813
+#: Superficial-Intermediate cells (total 4,031) where the download holds 831 (total 4,049,
+#: as the dataset's page says). A typo: the released code's ``Results.md`` has 84 test
+#: cells of that class from its ``n - int(0.7 n) - int(0.2 n)`` split; n = 831 gives 84,
+#: n = 813 would give 82.
+PAPER_TABLE1_ISOLATED: dict[str, int] = {**ISOLATED_COUNTS, "Superficial-Intermediate": 813}
 
 #: The paper's split: 70% train, 20% validation, 10% test.
 PAPER_FRACTIONS: tuple[float, float, float] = (0.7, 0.2, 0.1)

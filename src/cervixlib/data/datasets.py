@@ -23,7 +23,7 @@ Analysis" (SIPaKMeD, five classes). Choices and why:
   ``torch.manual_seed`` and DataLoader worker seeding govern them.
 * Cache: decoded, resized uint8 images (and masks) are kept in one preallocated array
   so later epochs skip BMP decoding and resizing. By default (``cache=None``) the cache
-  is on when it takes at most :data:`CACHE_MAX_BYTES` (1 GiB: all 4031 isolated cells
+  is on when it takes at most :data:`CACHE_MAX_BYTES` (1 GiB: all 4,049 isolated cells
   at 224 px take 0.6 GiB). Caching happens in the process that reads an item; inside
   DataLoader worker processes the cache is only read, since a worker's copy would be
   lost with it, so call :meth:`CellImageDataset.preload` before starting workers (they

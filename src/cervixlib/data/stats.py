@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from cervixlib.data.index import DatasetIndex, Item
-from cervixlib.facts import ISOLATED_COUNTS, MULTI_COUNTS
+from cervixlib.facts import ISOLATED_COUNTS, MULTI_COUNTS, PAPER_TABLE1_ISOLATED
 
 __all__ = ["polygon_area", "cell_statistics", "cells_per_image", "table1_rows"]
 
@@ -51,9 +51,19 @@ def cells_per_image(items: Sequence[Item], class_names: Sequence[str]) -> list[d
     return [{"class": class_names[it.label], "group": it.group, "cells": len(it.cells)} for it in items]
 
 
-def table1_rows(index: DatasetIndex) -> list[dict[str, Any]]:
-    """Images per class in both subsets, beside SIPaKMeD's published counts (Table I).
+def _paper_note(ours: int | None, printed: int | None) -> str:
+    if ours is None or printed is None or ours == printed:
+        return ""
+    return f"the paper's Table I prints {printed:,} isolated cells"
 
+
+def table1_rows(index: DatasetIndex) -> list[dict[str, Any]]:
+    """Images per class in both subsets, beside SIPaKMeD's counts (the paper's Table I).
+
+    The SIPaKMeD columns give the download's counts (966 multi-cell images, 4,049
+    isolated cells); the ``note`` column says where Wang et al.'s Table I prints another
+    number (813 Superficial-Intermediate cells, total 4,031: a typo, see
+    :data:`cervixlib.facts.PAPER_TABLE1_ISOLATED`), and is empty elsewhere.
     A class-per-folder set has neither subset: its rows give its ``images`` per class.
     """
     if index.layout == "class-folders":
@@ -63,10 +73,12 @@ def table1_rows(index: DatasetIndex) -> list[dict[str, Any]]:
     multi = Counter(index.classes[it.label] for it in index.multi)
     isolated = Counter(index.classes[it.label] for it in index.isolated)
     rows = [{"class": c, "multi-cell images": multi[c], "isolated cells": isolated[c],
-             "SIPaKMeD multi-cell": MULTI_COUNTS.get(c), "SIPaKMeD isolated": ISOLATED_COUNTS.get(c)}
+             "SIPaKMeD multi-cell": MULTI_COUNTS.get(c), "SIPaKMeD isolated": ISOLATED_COUNTS.get(c),
+             "note": _paper_note(ISOLATED_COUNTS.get(c), PAPER_TABLE1_ISOLATED.get(c))}
             for c in index.classes]
     rows.append({"class": "total", "multi-cell images": sum(multi.values()),
                  "isolated cells": sum(isolated.values()),
                  "SIPaKMeD multi-cell": sum(MULTI_COUNTS.values()),
-                 "SIPaKMeD isolated": sum(ISOLATED_COUNTS.values())})
+                 "SIPaKMeD isolated": sum(ISOLATED_COUNTS.values()),
+                 "note": _paper_note(sum(ISOLATED_COUNTS.values()), sum(PAPER_TABLE1_ISOLATED.values()))})
     return rows
