@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cervixlib.data import cell_mask, load_index
-from cervixlib.data.stats import cell_statistics, cells_per_image, polygon_area, table1_rows
+from cervixlib.data.stats import cell_statistics, cells_per_image, class_medians, polygon_area, table1_rows
 
 
 def test_polygon_area_of_known_shapes():
@@ -50,3 +50,15 @@ def test_synthetic_cells_follow_the_cytology_cues(synth_root):
     rows = cell_statistics(index.isolated, index.classes)
     nc = {c: np.nanmedian([r["nc_ratio"] for r in rows if r["class"] == c]) for c in index.classes}
     assert nc["Parabasal"] > 2 * nc["Superficial-Intermediate"]
+
+
+def test_class_medians_are_the_medians_of_each_class():
+    cells = [{"class": "a", "cell_area": a, "nc_ratio": r} for a, r in [(1.0, 0.1), (3.0, float("nan")), (8.0, 0.3)]]
+    cells.append({"class": "b", "cell_area": 5.0, "nc_ratio": 0.5})
+    per_image = [{"class": "a", "cells": 2}, {"class": "a", "cells": 4}, {"class": "a", "cells": 9}]
+    a, b, c = class_medians(cells, per_image, ["a", "b", "c"])
+    assert a == {"class": "a", "cells": 3, "median cell area": 3.0, "median N/C": pytest.approx(0.2),
+                 "median cells per image": 4.0}
+    assert b["median cells per image"] is None and b["median N/C"] == 0.5
+    assert c == {"class": "c", "cells": 0, "median cell area": None, "median N/C": None,
+                 "median cells per image": None}

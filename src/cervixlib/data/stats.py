@@ -17,7 +17,7 @@ import numpy as np
 from cervixlib.data.index import DatasetIndex, Item
 from cervixlib.facts import ISOLATED_COUNTS, MULTI_COUNTS, PAPER_TABLE1_ISOLATED
 
-__all__ = ["polygon_area", "cell_statistics", "cells_per_image", "table1_rows"]
+__all__ = ["polygon_area", "cell_statistics", "cells_per_image", "class_medians", "table1_rows"]
 
 
 def polygon_area(polygon: np.ndarray) -> float:
@@ -81,4 +81,19 @@ def table1_rows(index: DatasetIndex) -> list[dict[str, Any]]:
                  "SIPaKMeD multi-cell": sum(MULTI_COUNTS.values()),
                  "SIPaKMeD isolated": sum(ISOLATED_COUNTS.values()),
                  "note": _paper_note(sum(ISOLATED_COUNTS.values()), sum(PAPER_TABLE1_ISOLATED.values()))})
+    return rows
+
+
+def class_medians(cells: Sequence[dict[str, Any]], per_image: Sequence[dict[str, Any]],
+                  class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per class: cells, median cell area, median N/C ratio (NaNs ignored) and
+    median annotated cells per image, from :func:`cell_statistics` and :func:`cells_per_image`."""
+    rows = []
+    for name in class_names:
+        mine = [r for r in cells if r["class"] == name]
+        counts = [r["cells"] for r in per_image if r["class"] == name]
+        rows.append({"class": name, "cells": len(mine),
+                     "median cell area": float(np.nanmedian([r["cell_area"] for r in mine])) if mine else None,
+                     "median N/C": float(np.nanmedian([r["nc_ratio"] for r in mine])) if mine else None,
+                     "median cells per image": float(np.median(counts)) if counts else None})
     return rows
