@@ -1,4 +1,4 @@
-"""The book machinery (cervixlib.book, _config.yml, _toc.yml, book/), end to end.
+"""The book machinery (cervixlib.book, cervixlib.display, _config.yml, _toc.yml, book/), end to end.
 
 A fixture book of two tiny notebooks (tests/fixtures/book) is laid out like the
 repository (root _config.yml and _toc.yml, book/ with links to them) and goes
@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 import book_checks as bc
-from cervixlib import book
+from cervixlib import book, display
 from cervixlib.book import BookError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_config_is_what_jupyter_book_reads():
                                cli_config={"latex_individualpages": False})
     assert conf["nb_execution_mode"] == "off"
     assert conf["nb_execution_allow_errors"] is False
-    assert "cervixlib.book" in conf["extensions"]
+    assert "cervixlib.book.sphinx_ext" in conf["extensions"]
     assert conf["cervix_warnings_as_errors"] is True and conf["cervix_offline"] is True
     for pattern in (".venv", "venv", "**/.venv", "_build", "**/_build", "build", "_vendor"):
         assert pattern in conf["exclude_patterns"], pattern
@@ -178,19 +178,52 @@ def test_figure_mimebundle_is_html_without_plotlyjs_plus_json():
     import plotly.io as pio
 
     fig = go.Figure(go.Scatter(y=[1, 3, 2]))
-    bundle = book.figure_mimebundle(fig)
+    bundle = display.figure_mimebundle(fig)
     html = bundle["text/html"]
     assert 'class="plotly-graph-div"' in html and "Plotly.newPlot(" in html
     assert "<script src" not in html and "cdn" not in html.lower()  # plotly.js comes from the page
     assert len(html) < 20_000  # not the 4.8 MB plotly.js
-    assert bundle[book.PLOTLY_MIMETYPE]["data"][0]["y"] == [1, 3, 2]
-    assert bundle[book.PLOTLY_MIMETYPE]["config"]["displaylogo"] is False
+    assert bundle[display.PLOTLY_MIMETYPE]["data"][0]["y"] == [1, 3, 2]
+    assert bundle[display.PLOTLY_MIMETYPE]["config"]["displaylogo"] is False
     old = pio.renderers.default
     try:
-        book.use_book_renderer()
-        assert set(fig._repr_mimebundle_()) >= {"text/html", book.PLOTLY_MIMETYPE}
+        display.use_book_renderer()
+        assert set(fig._repr_mimebundle_()) >= {"text/html", display.PLOTLY_MIMETYPE}
     finally:
         pio.renderers.default = old
+
+
+def test_display_module_does_not_import_the_build():
+    # notebooks import cervixlib.display; in a fresh interpreter it must load none of the
+    # build's machinery (papermill, nbclient, jupyter_client, Sphinx) nor cervixlib.book
+    build = ["papermill", "nbclient", "jupyter_client", "sphinx", "cervixlib.book"]
+    code = ("import json, sys\nimport cervixlib.display\n"
+            f"print(json.dumps([m for m in {build!r} if m in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_html_table_escapes_and_formats():
+    text = display.html_table([{"model": "<b>", "acc": 0.91234}, {"model": "x", "n": 3}], caption="A & B")
+    assert text.startswith('<table class="table"><caption>A &amp; B</caption>')
+    assert "<th>model</th><th>acc</th><th>n</th>" in text
+    assert "<td>&lt;b&gt;</td><td>0.912</td><td></td>" in text and "<td>x</td><td></td><td>3</td>" in text
+    assert display.html_table([]) == "<p><em>(no rows)</em></p>"
+
+
+def test_book_package_layout_and_library_digest():
+    from cervixlib.book import execute, sphinx_ext
+    from cervixlib.book.errors import BookError as Error
+
+    assert all(hasattr(book, name) for name in book.__all__)
+    assert book.BookError is Error and issubclass(book.CellTimeout, Error)
+    assert sphinx_ext.PLOTLY_MIMETYPE == display.PLOTLY_MIMETYPE
+    # a change anywhere in cervixlib, not only in cervixlib.book, re-executes the book
+    root, files = execute._library_files()
+    names = {p.relative_to(root).as_posix() for p in files}
+    assert {"study.py", "display.py", "book/execute.py", "book/kernel.py", "data/index.py"} <= names
 
 
 def test_source_fixture_notebooks_are_clean(tmp_path):

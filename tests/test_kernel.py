@@ -1,4 +1,4 @@
-"""The kernel that `cervix book` executes notebooks with (cervixlib._kernel).
+"""The kernel that `cervix book` executes notebooks with (cervixlib.book.kernel).
 
 The stall of jupyter/nbclient#312 is modelled by a socket whose wake-up is missed: its
 poll returns only when its own timeout expires, and then finds the message waiting
@@ -20,7 +20,8 @@ import zmq
 import zmq.asyncio
 from jupyter_client.channels import AsyncZMQSocketChannel
 
-from cervixlib import _kernel, book
+from cervixlib import book
+from cervixlib.book import kernel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,22 +66,22 @@ def test_the_stock_channel_waits_the_whole_timeout_for_a_message_that_is_there()
 
 def test_a_sliced_channel_finds_the_message_within_one_slice():
     sock = _MissedWakeupSocket()
-    msg, seconds = _timed(_channel(_kernel.SlicedChannel, sock).get_msg(timeout=1800), 10)
+    msg, seconds = _timed(_channel(kernel.SlicedChannel, sock).get_msg(timeout=1800), 10)
     assert msg["content"]["status"] == "ok"
-    assert seconds < _kernel.POLL_SLICE + 0.5
-    assert sock.polls == [int(_kernel.POLL_SLICE * 1000)]
+    assert seconds < kernel.POLL_SLICE + 0.5
+    assert sock.polls == [int(kernel.POLL_SLICE * 1000)]
 
 
 def test_a_sliced_channel_without_timeout_still_finds_the_message():
     # timeout=None is how nbclient waits for IOPub output, and for replies on the paper profile
-    msg, seconds = _timed(_channel(_kernel.SlicedChannel, _MissedWakeupSocket()).get_msg(timeout=None), 10)
-    assert msg["content"]["status"] == "ok" and seconds < _kernel.POLL_SLICE + 0.5
+    msg, seconds = _timed(_channel(kernel.SlicedChannel, _MissedWakeupSocket()).get_msg(timeout=None), 10)
+    assert msg["content"]["status"] == "ok" and seconds < kernel.POLL_SLICE + 0.5
 
 
 def test_a_sliced_channel_keeps_the_overall_timeout():
     sock = _MissedWakeupSocket(ready=False)
     with pytest.raises(Empty):
-        _timed(_channel(_kernel.SlicedChannel, sock).get_msg(timeout=1.2), 10)
+        _timed(_channel(kernel.SlicedChannel, sock).get_msg(timeout=1.2), 10)
     assert len(sock.polls) == 3 and sum(sock.polls) == pytest.approx(1200, abs=5)
 
 

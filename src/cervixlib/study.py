@@ -9,7 +9,7 @@ numbers come from. So the notebooks stay thin and agree with the command line.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 from cervixlib.config import Profile, TrainConfig, get_profile
 from cervixlib.runs import Run
 
-__all__ = ["Study", "html_table"]
+__all__ = ["Study"]
 
 
 @dataclass
@@ -113,21 +113,3 @@ class Study:
 
         display(HTML(self.statement()))
 
-
-def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> str:
-    """Rows of dicts as a small HTML table (renders the same in JupyterLab and in the book)."""
-    if not rows:
-        return "<p><em>(no rows)</em></p>"
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-
-    def fmt(v: Any) -> str:
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return html.escape(str(v))
-
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
-    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f'<table class="table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

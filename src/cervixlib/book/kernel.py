@@ -61,4 +61,4 @@ class BookKernelManager(AsyncKernelManager):
     """``AsyncKernelManager`` over IPC whose clients are :class:`BookKernelClient`."""
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-    client_class = DottedObjectName("cervixlib._kernel.BookKernelClient")
+    client_class = DottedObjectName("cervixlib.book.kernel.BookKernelClient")

@@ -1,0 +1,190 @@
+"""The book's Sphinx extension: an offline site, figures that draw, warnings that fail the build.
+
+``_config.yml`` lists ``cervixlib.book.sphinx_ext`` under ``sphinx.extra_extensions``.
+The extension
+
+* copies plotly.js from the installed plotly package and the vendored widget manager
+  and MathJax (``book/_vendor``) into ``_static/vendor``, and loads plotly.js on the
+  pages that hold a figure (:func:`cervixlib.display.show` leaves it out of each figure);
+* reports any script or stylesheet from another host or missing from the site
+  (``cervix_offline``), and notebook outputs the book would drop;
+* makes any warning fail the build (``cervix_warnings_as_errors``, Sphinx's
+  ``-W --keep-going``, also for a plain ``jupyter-book build book/``);
+* removes two script errors of the stock pages: sphinx-thebe's inline config added
+  twice, and ipywidgets calling MathJax 2's API next to MathJax 3 (a small shim).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cervixlib import __version__
+from cervixlib.display import PLOTLY_MIMETYPE
+
+__all__ = ["MATHJAX_SHIM", "PLOTLY_JS", "VENDOR_STATIC", "setup"]
+
+#: Where the Sphinx extension puts plotly.js and the vendored files, under ``_static``.
+VENDOR_STATIC = "vendor"
+PLOTLY_JS = f"{VENDOR_STATIC}/plotly.min.js"
+#: Our shim that lets ipywidgets (which typesets with MathJax 2's API) run next to MathJax 3.
+MATHJAX_SHIM = "cervix/mathjax2-hub-shim.js"
+_MATHJAX_SHIM_JS = """\
+/* cervixlib: @jupyter-widgets typesets labels with MathJax 2's MathJax.Hub.Queue;
+   the book loads MathJax 3, which has no Hub. Map "Typeset" requests onto v3. */
+(function () {
+  var mj = window.MathJax;
+  if (!mj || mj.Hub || !mj.startup) { return; }
+  mj.Hub = {
+    Queue: function () {
+      Array.prototype.forEach.call(arguments, function (cmd) {
+        if (Array.isArray(cmd) && cmd[0] === "Typeset" && cmd[2]) {
+          mj.startup.promise
+            .then(function () { return mj.typesetPromise([cmd[2]]); })
+            .catch(function (err) { console.warn("MathJax typesetting failed", err); });
+        }
+      });
+    }
+  };
+})();
+"""
+
+
+_LOCAL_ASSETS: dict[int, dict[str, str]] = {}  # id(app) -> local asset -> first page using it
+
+
+def _asset_name(asset: Any) -> str | None:
+    name = getattr(asset, "filename", asset)
+    return name if isinstance(name, str) and name else None
+
+
+def _is_external(url: str) -> bool:
+    return "://" in url or url.startswith("//")
+
+
+def _sphinx_config_inited(app: Any, config: Any) -> None:
+    if config.cervix_warnings_as_errors and not app.warningiserror and not app.keep_going:
+        # Sphinx 7's -W --keep-going: report every warning, then exit with status 1
+        app.keep_going = True
+
+
+def _sphinx_page_context(app: Any, pagename: str, templatename: str, context: dict[str, Any],
+                         doctree: Any) -> None:
+    from sphinx.util import logging as sphinx_logging
+
+    scripts = context.get("script_files")
+    if isinstance(scripts, list):
+        # sphinx-thebe's inline config can be registered twice (once as filename None,
+        # once as ""): its `const THEBE_JS_URL` then throws in the browser
+        seen: set[Any] = set()
+        unique = []
+        for js in scripts:
+            key = (_asset_name(js), getattr(js, "priority", None),
+                   tuple(sorted(getattr(js, "attributes", {}).items())))
+            if key not in seen:
+                seen.add(key)
+                unique.append(js)
+        scripts[:] = unique
+        names = [_asset_name(js) or "" for js in scripts]
+        if any(n.endswith(app.config.mathjax_path) for n in names if app.config.mathjax_path):
+            # after MathJax (deferred scripts run in document order)
+            app.add_js_file(MATHJAX_SHIM, priority=900, defer="defer")
+    if "plotly-graph-div" in context.get("body", ""):
+        # before the figures' inline scripts, which run while the page is parsed
+        app.add_js_file(PLOTLY_JS, priority=200)
+    if not app.config.cervix_offline:
+        return
+    logger = sphinx_logging.getLogger(__name__)
+    local = _LOCAL_ASSETS.setdefault(id(app), {})
+    for asset in list(context.get("script_files", [])) + list(context.get("css_files", [])):
+        name = _asset_name(asset)
+        if name is None:
+            continue
+        if _is_external(name):
+            logger.warning("page %r loads %s from another host; the book must work offline",
+                           pagename, name, type="cervix", subtype="offline")
+        else:
+            local.setdefault(name.split("?", 1)[0], pagename)
+
+
+def _sphinx_source_read(app: Any, docname: str, source: list[str]) -> None:
+    """Warn about notebook outputs the book would drop: no mime type it renders.
+
+    myst-nb skips an unknown mime type with a warning even when the bundle has
+    another one it renders (plotly JSON beside text/html), so _config.yml suppresses
+    ``mystnb.unknown_mime_type``; this check keeps the case that matters, an output
+    that disappears from the page (a figure shown with plotly's default renderer).
+    """
+    from myst_nb.core.render import get_mime_priority
+    from sphinx.util import logging as sphinx_logging
+
+    if not str(app.env.doc2path(docname)).endswith(".ipynb"):
+        return
+    try:
+        cells = json.loads(source[0]).get("cells", [])
+    except (ValueError, AttributeError):
+        return  # myst-nb reports unreadable notebooks itself
+    renderable = set(get_mime_priority(app.builder.name, app.config.nb_mime_priority_overrides))
+    logger = sphinx_logging.getLogger(__name__)
+    for i, cell in enumerate(cells):
+        for out in cell.get("outputs", []) if isinstance(cell, dict) else []:
+            data = out.get("data") if isinstance(out, dict) else None
+            if data and not renderable & set(data):
+                hint = "; display it with cervixlib.display.show(fig)" if PLOTLY_MIMETYPE in data else ""
+                logger.warning("cell %d has an output the book cannot render (%s)%s", i + 1,
+                               ", ".join(sorted(data)), hint, location=docname,
+                               type="cervix", subtype="dropped_output")
+
+
+def _sync(src: Path, dst: Path) -> None:
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime >= src.stat().st_mtime:
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+def _vendor_files(app: Any) -> Iterable[tuple[Path, Path]]:
+    """(source, destination under _static) of plotly.js and book/<cervix_vendor_dir>."""
+    import plotly
+
+    static = Path(app.outdir) / "_static"
+    yield Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / PLOTLY_JS
+    vendor = Path(app.srcdir) / app.config.cervix_vendor_dir
+    if vendor.is_dir():
+        for p in sorted(vendor.rglob("*")):
+            if p.is_file():
+                yield p, static / VENDOR_STATIC / p.relative_to(vendor)
+
+
+def _sphinx_build_finished(app: Any, exception: BaseException | None) -> None:
+    from sphinx.util import logging as sphinx_logging
+
+    if exception is not None or app.builder.format != "html":
+        return
+    for src, dst in _vendor_files(app):
+        _sync(src, dst)
+    shim = Path(app.outdir) / "_static" / MATHJAX_SHIM
+    if not shim.is_file() or shim.read_text(encoding="utf-8") != _MATHJAX_SHIM_JS:
+        shim.parent.mkdir(parents=True, exist_ok=True)
+        shim.write_text(_MATHJAX_SHIM_JS, encoding="utf-8")
+    if app.config.cervix_offline:
+        logger = sphinx_logging.getLogger(__name__)
+        for name, page in sorted(_LOCAL_ASSETS.pop(id(app), {}).items()):
+            if not (Path(app.outdir) / name).is_file():
+                logger.warning("page %r loads %s, which is not in the site", page, name,
+                               type="cervix", subtype="offline")
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Sphinx entry point: ``sphinx: extra_extensions: [cervixlib.book.sphinx_ext]`` in _config.yml."""
+    app.add_config_value("cervix_warnings_as_errors", False, "env", [bool])
+    app.add_config_value("cervix_offline", False, "html", [bool])
+    app.add_config_value("cervix_vendor_dir", "_vendor", "html", [str])
+    app.connect("config-inited", _sphinx_config_inited)
+    app.connect("source-read", _sphinx_source_read)
+    app.connect("html-page-context", _sphinx_page_context, priority=900)
+    app.connect("build-finished", _sphinx_build_finished)
+    return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}
