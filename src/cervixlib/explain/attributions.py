@@ -434,15 +434,15 @@ def attribute(
         raise ValueError(f"n_steps must be at least 1, got {n_steps}")
     if n_baselines < 1:
         raise ValueError(f"n_baselines must be at least 1, got {n_baselines}")
-    if n_baselines > 1 and (method != "ig" or isinstance(baseline, Tensor) or baseline != "uniform"):
+    baseline_name = "tensor" if isinstance(baseline, Tensor) else str(baseline)
+    if n_baselines > 1 and (method != "ig" or baseline_name != "uniform"):
         raise ValueError("n_baselines > 1 averages IG over random baselines: it needs method='ig' and "
-                         f"baseline='uniform', got method={method!r}, baseline={baseline if isinstance(baseline, str) else 'tensor'!r}")
+                         f"baseline='uniform', got method={method!r}, baseline={baseline_name!r}")
     device = model_device(model)
     X = _check_images(X).to(device)
     N = X.shape[0]
     if batch_size is None:
         batch_size = N if internal_batch_size is None else max(1, min(N, internal_batch_size))
-    baseline_name = "tensor" if isinstance(baseline, Tensor) else str(baseline)
     forward = _forward_func(model, output)
     generator = torch.Generator().manual_seed(seed)
 
