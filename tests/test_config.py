@@ -72,3 +72,29 @@ def test_isolated_cells_take_the_profiles_isolated_image_size_unless_given():
 
 def test_data_config_defaults_are_the_default_profiles():
     assert DataConfig() == make_config("resnet50", profile="default").data
+
+
+def test_split_is_part_of_the_config_and_the_paper_profile_uses_the_released_one():
+    assert make_config("resnet50", profile="default").data.split == "group"
+    assert make_config("resnet50", profile="smoke").data.split == "group"
+    paper = make_config("resnet50", profile="paper", subset="isolated")
+    assert paper.data.split == "paper" and PROFILES["paper"].split == "paper"
+    assert make_config("resnet50", profile="paper", split="group").data.split == "group"  # explicit wins
+    assert make_config("resnet50", profile="default", split="paper").data.split == "paper"
+    assert TrainConfig.from_dict(json.loads(paper.to_json())) == paper
+    assert paper != paper.replace(split="group")  # part of a run's identity
+    old = make_config("resnet50", profile="smoke").to_dict()
+    del old["data"]["split"]  # a run saved before the field existed
+    assert TrainConfig.from_dict(old).data.split == "group"
+    with pytest.raises(ValueError, match="split must be one of"):
+        DataConfig(split="random")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="split_seed"):
+        DataConfig(split="paper", split_seed=3)
+
+
+def test_cli_train_accepts_split():
+    from cervixlib.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--model", "resnet50", "--split", "paper"])
+    assert args.split == "paper"
+    assert build_parser().parse_args(["train", "--model", "resnet50"]).split is None

@@ -72,6 +72,37 @@ def test_second_call_is_a_cache_hit_without_training(smoke_run, smoke_root, monk
     assert again.metrics == smoke_run.metrics
 
 
+def test_fit_the_run_and_the_study_share_one_data_path(smoke_run, smoke_root, sipakmed_tree):
+    from cervixlib.config import DataConfig
+    from cervixlib.data import CellImageDataset, load_index, prepare
+    from cervixlib.study import Study
+
+    run = load_run(smoke_run.dir)
+    assert run.data.root == smoke_root and run.data.config.split == "group"
+    np.testing.assert_array_equal(run.split().test, run.predictions["test_index"])
+    np.testing.assert_array_equal(run.split().val, run.predictions["val_index"])
+    assert run.info["test_with_sibling_in_train"] == 0 == run.data.test_with_sibling_in_train
+    # test_batch: the first n test images through the evaluation transform, at the run's size
+    items, X = run.test_batch(3)
+    assert items == run.test_items()[:3]
+    S = run.config.data.image_size
+    assert X.shape == (3, 3, S, S) and X.dtype == torch.float32
+    ds = CellImageDataset(items, image_size=S, train=False)
+    torch.testing.assert_close(X, torch.stack([ds[i][0] for i in range(3)]))
+    assert run.test_batch()[1].shape[0] == len(run.y_true)
+    # the notebooks' study prepares the same data (one index shared by both subsets)
+    study = Study(profile="smoke", data_root=str(smoke_root))
+    assert study.config("resnet50") == run.config
+    np.testing.assert_array_equal(study.data().split.test, run.split().test)
+    assert study.root == smoke_root and study.index is study.data("isolated").index
+    # the paper split on isolated cells puts crops of one source image on both sides
+    paper = prepare(DataConfig(root=str(smoke_root), subset="isolated", split="paper"), index=study.index)
+    assert paper.test_with_sibling_in_train > 0
+    with pytest.raises(ValueError, match="the index given"):
+        prepare(run.config.data, index=load_index(sipakmed_tree))  # an index of other data
+    assert "-paper-" in train_mod.store.run_dir_name(_config(smoke_root, split="paper"), "0" * 16)
+
+
 def test_a_different_config_is_a_different_run(smoke_run, smoke_root):
     from cervixlib.runs import find_run, run_key
 

@@ -175,6 +175,118 @@ def test_baselines_mean_what_they_say():
         make_baseline(X, "white")  # type: ignore[arg-type]
 
 
+def _target_output(net, X, t, output="logit"):
+    with torch.no_grad():
+        out = net(X).float()
+    out = out.softmax(1) if output == "softmax" else out
+    return out.gather(1, t[:, None])[:, 0]
+
+
+def test_uniform_noise_baselines_are_seeded_pixel_noise():
+    X = images(2, 32)
+    B = make_baseline(X, "uniform", generator=torch.Generator().manual_seed(5))
+    rgb = denormalize(B)  # pixel space / 255
+    assert rgb.min() >= -1e-6 and rgb.max() <= 1 + 1e-6 and abs(float(rgb.mean()) - 0.5) < 0.05
+    again = make_baseline(X, "uniform", generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(B, again)
+    assert not torch.equal(B, make_baseline(X, "uniform", generator=torch.Generator().manual_seed(6)))
+
+
+def test_ig_over_ten_noise_baselines_is_complete_for_each_and_is_their_average():
+    net = smooth_net()
+    X = images(3, 16)
+    a = attribute(net, X, n_steps=32, baseline="uniform", n_baselines=10, seed=0)
+    assert a.attributions.shape == X.shape and a.delta.shape == a.output_diff.shape == (3,)
+    assert a.delta_per_baseline.shape == a.output_diff_per_baseline.shape == (3, 10)
+    assert (a.n_baselines, a.baseline, a.output) == (10, "uniform", "logit")
+    # each baseline is complete, within the tolerance of the single-baseline test above
+    assert (a.relative_delta_per_baseline < 1e-3).all(), a.relative_delta_per_baseline
+    # independent references: the k-th draw of the seeded generator, plain forwards, one IG per baseline
+    g = torch.Generator().manual_seed(0)
+    maps = []
+    for k in range(10):
+        B = make_baseline(X, "uniform", generator=g)
+        diff = _target_output(net, X, a.target) - _target_output(net, B, a.target)
+        torch.testing.assert_close(a.output_diff_per_baseline[:, k], diff, rtol=1e-4, atol=1e-5)
+        one = attribute(net, X, n_steps=32, baseline=B, target=a.target)
+        np.testing.assert_allclose(completeness(net, X, one, baseline=B), a.delta_per_baseline[:, k].abs().numpy(),
+                                   atol=1e-4)
+        maps.append(one.attributions)
+    torch.testing.assert_close(a.attributions, torch.stack(maps).mean(0), rtol=1e-4, atol=1e-6)
+    assert a.output_diff_per_baseline.std(dim=1).min() > 0  # ten different baselines
+    torch.testing.assert_close(a.output_diff, a.output_diff_per_baseline.mean(1))
+    torch.testing.assert_close(a.attributions.flatten(1).sum(1), a.output_diff + a.delta, rtol=1e-4, atol=1e-5)
+    # indexing and concatenation carry the per-baseline columns
+    assert a[1].delta_per_baseline.shape == (1, 10)
+    torch.testing.assert_close(Attribution.cat([a[0], a[1:]]).delta_per_baseline, a.delta_per_baseline)
+    # the same seed repeats, another seed draws other baselines
+    two = dict(n_steps=8, baseline="uniform", n_baselines=2)
+    first = attribute(net, X, seed=0, **two).attributions
+    torch.testing.assert_close(attribute(net, X, seed=0, **two).attributions, first)
+    assert not torch.allclose(attribute(net, X, seed=1, **two).attributions, first)
+    with pytest.raises(ValueError, match="averages 10 baselines"):
+        completeness(net, X, a)
+
+
+def test_softmax_output_attributions_sum_to_the_probability_difference():
+    net = smooth_net()
+    X = images(3, 16, seed=4)
+    a = attribute(net, X, n_steps=32, baseline="uniform", n_baselines=4, seed=2, output="softmax")
+    assert (a.relative_delta_per_baseline < 1e-3).all(), a.relative_delta_per_baseline
+    g = torch.Generator().manual_seed(2)
+    for k in range(4):
+        B = make_baseline(X, "uniform", generator=g)
+        p_diff = _target_output(net, X, a.target, "softmax") - _target_output(net, B, a.target, "softmax")
+        torch.testing.assert_close(a.output_diff_per_baseline[:, k], p_diff, rtol=1e-4, atol=1e-6)
+        one = attribute(net, X, n_steps=32, baseline=B, target=a.target, output="softmax")
+        torch.testing.assert_close(one.attributions.flatten(1).sum(1), p_diff, rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(completeness(net, X, one, baseline=B), one.delta.abs().numpy(), atol=1e-5)
+    # the target is still the predicted class, and the map is not the logit's
+    assert a.target.tolist() == attribute(net, X, n_steps=4).target.tolist()
+    logit = attribute(net, X, n_steps=32, baseline="uniform", n_baselines=4, seed=2)
+    assert not torch.allclose(logit.attributions, a.attributions)
+    sal = attribute(net, X, method="saliency", target=[0, 1, 2], output="softmax")
+    Xg = X.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net(Xg).softmax(1)[[0, 1, 2], [0, 1, 2]].sum(), Xg)
+    torch.testing.assert_close(sal.attributions, grad)
+
+
+def test_released_ig_is_the_left_riemann_sum_of_softmax_gradients():
+    """RELEASED_IG against the released procedure written out with autograd: gradients of the
+    predicted class's probability at alphas 0, 1/50, ..., 49/50, averaged, times (x - b)."""
+    from cervixlib.explain import RELEASED_IG
+
+    net = smooth_net()
+    X = images(1, 16, seed=6)
+    assert RELEASED_IG == {"output": "softmax", "baseline": "uniform", "n_baselines": 10, "n_steps": 50,
+                           "integration": "riemann_left"}
+    settings = {**RELEASED_IG, "n_baselines": 3}  # three of the ten suffice to check the averaging
+    a = attribute(net, X, **settings)  # type: ignore[arg-type]
+    assert (a.n_baselines, a.n_steps, a.integration, a.output) == (3, 50, "riemann_left", "softmax")
+    g = torch.Generator().manual_seed(0)
+    maps = []
+    alphas = torch.arange(50, dtype=torch.float32).view(-1, 1, 1, 1) / 50
+    for _ in range(3):
+        B = make_baseline(X, "uniform", generator=g)
+        Z = (B + alphas * (X - B)).requires_grad_(True)  # the 50 points of the path, one batch
+        (grad,) = torch.autograd.grad(net(Z).softmax(1)[:, int(a.target)].sum(), Z)
+        maps.append(grad.mean(0, keepdim=True) * (X - B))
+    torch.testing.assert_close(a.attributions, torch.stack(maps).mean(0), rtol=1e-3, atol=1e-7)
+
+
+def test_several_baselines_need_noise_and_ig():
+    net = smooth_net()
+    X = images(1, 16)
+    for bad in (dict(baseline="black"), dict(baseline=torch.zeros(1, 3, 16, 16)),
+                dict(baseline="uniform", method="saliency")):
+        with pytest.raises(ValueError, match="n_baselines > 1"):
+            attribute(net, X, n_baselines=3, **bad)
+    with pytest.raises(ValueError, match="n_baselines must be"):
+        attribute(net, X, n_baselines=0)
+    with pytest.raises(ValueError, match="output must be"):
+        attribute(net, X, output="probability")  # type: ignore[arg-type]
+
+
 def test_model_runs_in_eval_mode_and_keeps_its_own_mode():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(), nn.LazyLinear(3))

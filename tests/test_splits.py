@@ -1,14 +1,16 @@
-"""Stratified, group-aware 70/20/10 splits: proportions, no leakage, determinism."""
+"""Stratified, group-aware 70/20/10 splits: proportions, no leakage, determinism; the
+released code's split (``paper_split``) against a literal re-run of its procedure."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cervixlib.data import Item, Split, make_split, repeated_splits
-from cervixlib.facts import ISOLATED_COUNTS
+from cervixlib.data import Item, Split, make_split, paper_split, repeated_splits, siblings_in_train
+from cervixlib.facts import CLASSES, ISOLATED_COUNTS, MULTI_COUNTS
 
 FRACTIONS = (0.7, 0.2, 0.1)
 
@@ -117,3 +119,85 @@ def test_repeated_splits_refuses_impossible_requests():
         repeated_splits(items, n_repeats=5)
     with pytest.raises(ValueError, match="n_repeats"):
         repeated_splits(items, n_repeats=0)
+
+
+# ------------------------------------------------------------------ the released code's split
+#: SIPaKMeD's images per class (Dys, Koi, Met, Par, Sup) and the released split's test supports
+#: (the authors' Results.md): every Table II accuracy is k/101 or k/409.
+MULTI = tuple(MULTI_COUNTS.values())
+ISOLATED = tuple(ISOLATED_COUNTS.values())
+MULTI_TEST = (23, 25, 28, 12, 13)
+ISOLATED_TEST = (82, 83, 80, 80, 84)
+_NAMES = CLASSES
+
+
+def _sipakmed_items(counts, *, isolated: bool, seed: int = 0) -> list[Item]:
+    """SIPaKMeD-named items in a shuffled order: ``im_<Class>/NNN.bmp``, or crops
+    ``im_<Class>/CROPPED/NNN_MM.bmp`` of 1-7 cells per source image (the crop's group)."""
+    items = []
+    for label, n in enumerate(counts):
+        folder = Path(f"/data/im_{_NAMES[label]}")
+        source, made = 0, 0
+        while made < n:
+            source += 1
+            crops = min(1 + (source * 5) % 7 if isolated else 1, n - made)
+            made += crops
+            for m in range(1, crops + 1):
+                path = folder / "CROPPED" / f"{source:03d}_{m:02d}.bmp" if isolated else folder / f"{source:03d}.bmp"
+                items.append(Item(path, label, f"{_NAMES[label]}/{source}", (), (10, 10)))
+    order = np.random.default_rng(seed).permutation(len(items))
+    return [items[i] for i in order]
+
+
+def _released_test_names(items) -> set[str]:
+    """The released script's procedure, literally: per class, sorted names, random.seed(230), shuffle, cut."""
+    state = random.getstate()
+    test = set()
+    try:
+        for label in sorted({it.label for it in items}):
+            files = sorted(str(it.path) for it in items if it.label == label)
+            random.seed(230)
+            random.shuffle(files)
+            n_train, n_val = int(0.7 * len(files)), int(0.2 * len(files))
+            test |= set(files[n_train + n_val:])
+    finally:
+        random.setstate(state)
+    return test
+
+
+def _per_class(items, part) -> tuple[int, ...]:
+    labels = np.array([items[i].label for i in part], dtype=np.int64)
+    return tuple(np.bincount(labels, minlength=5).tolist())
+
+
+@pytest.mark.parametrize("counts, isolated, test_counts", [(MULTI, False, MULTI_TEST),
+                                                           (ISOLATED, True, ISOLATED_TEST)])
+def test_paper_split_has_the_released_test_supports(counts, isolated, test_counts):
+    items = _sipakmed_items(counts, isolated=isolated)
+    split = paper_split(items)
+    assert _per_class(items, split.test) == test_counts
+    assert len(split.test) == (101 if not isolated else 409)
+    assert _per_class(items, split.train) == tuple(int(0.7 * n) for n in counts)
+    assert sorted(np.concatenate([split.train, split.val, split.test]).tolist()) == list(range(len(items)))
+    # the same files as a literal re-run of the released procedure, whatever the listing order
+    assert {str(items[i].path) for i in split.test} == _released_test_names(items)
+    other = _sipakmed_items(counts, isolated=isolated, seed=1)
+    again = paper_split(other)
+    for a, b in zip((split.train, split.val, split.test), (again.train, again.val, again.test)):
+        assert {str(items[i].path) for i in a} == {str(other[i].path) for i in b}
+    before = random.getstate()
+    paper_split(items)
+    assert random.getstate() == before  # the global random state is left alone
+
+
+def test_siblings_in_train_is_zero_for_the_group_split_and_not_for_the_papers():
+    items = _sipakmed_items(ISOLATED, isolated=True)
+    assert siblings_in_train(items, make_split(items, seed=0)) == 0
+    assert siblings_in_train(items, make_split(items, seed=0), "val") == 0
+    leaked = siblings_in_train(items, paper_split(items))
+    assert 0 < leaked <= 409
+    # multi-cell images are their own source images: no siblings under either split
+    multi = _sipakmed_items(MULTI, isolated=False)
+    assert siblings_in_train(multi, paper_split(multi)) == 0
+    with pytest.raises(ValueError, match="part"):
+        siblings_in_train(items, paper_split(items), "train")

@@ -83,7 +83,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = make_config(
         args.model, profile=args.profile, root=str(args.data) if args.data else None,
-        subset=args.subset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        subset=args.subset, split=args.split, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         image_size=args.image_size, seed=args.seed, weights=args.weights, precision=args.precision,
         skip_bad=args.skip_bad)
     run = fit(config, runs_dir=args.runs, resume=args.resume, progress=not args.quiet)
@@ -114,7 +114,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
-    from cervixlib.config import PRECISIONS, PROFILES, SUBSETS
+    from cervixlib.config import PRECISIONS, PROFILES, SPLITS, SUBSETS
 
     p = sub.add_parser("train", help="train a model (or load its cached run) and print its test metrics")
     p.add_argument("--model", required=True, help="architecture name (see cervixlib.models.list_models())")
@@ -124,6 +124,9 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
                    help="SIPaKMeD: multi (multi-cell images, the default) or isolated (isolated cells); "
                         "a class-per-folder set has one subset, images, used without this option")
     p.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    p.add_argument("--split", choices=SPLITS, default=None,
+                   help="group: ours, stratified, no source image in two parts (the default); paper: the "
+                        "released code's per-class shuffle with seed 230 (the paper profile's)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)

@@ -4,7 +4,7 @@ A :class:`TrainConfig` names a run completely: the run store hashes its JSON (pl
 data fingerprint and the code version) into the run's directory name, so the same
 configuration is never trained twice. Profiles bundle the settings that the command
 line and the notebooks share; the ``paper`` profile is the protocol of Wang et al.
-(2021): 50 epochs, batch 16, Adam with lr 1e-3, a 70/20/10 split, 224 px.
+(2021): 50 epochs, batch 16, Adam with lr 1e-3, the released code's 70/20/10 split, 224 px.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = [
     "get_profile",
     "make_config",
     "SUBSETS",
+    "SPLITS",
     "PRECISIONS",
 ]
 
@@ -33,6 +34,11 @@ Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 Subset = Literal["multi", "isolated", "images"]
 SUBSETS: tuple[str, ...] = get_args(Subset)
+#: How a run's images are split: ``"group"`` (ours: stratified, no source image in two
+#: parts, :func:`cervixlib.data.make_split`) or ``"paper"`` (the released code's per-class
+#: shuffle with seed 230, :func:`cervixlib.data.paper_split`).
+SplitName = Literal["group", "paper"]
+SPLITS: tuple[str, ...] = get_args(SplitName)
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class DataConfig:
     ``root=None`` means the embedded synthetic SIPaKMeD-compatible set, generated on
     first use at ``synth_scale`` of the real class counts. ``skip_bad`` leaves bad files
     out instead of refusing the set (``--skip-bad``); a run records how many it left out.
+    ``split`` chooses the split (see :data:`SPLITS`); ``split_seed`` seeds the group split
+    only (the paper split is fixed by the released seed, so another ``split_seed`` is refused).
     """
 
     root: str | None = None
@@ -52,10 +60,16 @@ class DataConfig:
     synth_scale: float = 0.25
     synth_seed: int = 0
     skip_bad: bool = False
+    split: SplitName = "group"
 
     def __post_init__(self) -> None:
         if self.subset not in SUBSETS:
             raise ValueError(f"subset must be one of {SUBSETS}, got {self.subset!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.split == "paper" and self.split_seed != 0:
+            raise ValueError(f"split_seed={self.split_seed} has no effect with split='paper' (the released "
+                             "split's seed is fixed at 230); leave it at 0 or use split='group'")
         if self.image_size < 64:
             raise ValueError(f"image_size must be at least 64 px, got {self.image_size}")
         fractions = tuple(float(f) for f in self.fractions)
@@ -123,6 +137,7 @@ class Profile:
     keeps their detail at a fraction of the cost of up-sampling them.
     ``cell_timeout`` bounds one notebook cell under ``cervix book`` (seconds; None: no
     bound), so that a stalled kernel fails the build instead of hanging it.
+    ``split`` is the profile's :attr:`DataConfig.split` (an explicit ``split`` wins).
     """
 
     name: str
@@ -138,6 +153,7 @@ class Profile:
     explain_steps: int = 50
     explain_images: int = 24
     cell_timeout: float | None = None
+    split: SplitName = "group"
 
     def epochs_for(self, subset: str) -> int:
         """The profile's number of epochs on ``subset``."""
@@ -165,7 +181,8 @@ class Profile:
 
             overrides["subset"] = default_subset(overrides["root"])
         subset = overrides.get("subset", DataConfig.subset)
-        data = DataConfig(image_size=self.image_size_for(subset), synth_scale=self.synth_scale)
+        data = DataConfig(image_size=self.image_size_for(subset), synth_scale=self.synth_scale,
+                          split=self.split)
         base = TrainConfig(
             model=model,
             data=data,
@@ -196,8 +213,10 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="paper",
             description="the protocol of Wang et al. (2021): 50 epochs, batch 16, Adam lr 1e-3, "
-                        "70/20/10 split, 224 px, full-size data (a GPU is advisable)",
+                        "the released code's 70/20/10 split (seed 230, crops of one image on both "
+                        "sides), 224 px, full-size data (a GPU is advisable)",
             image_size=224, epochs=50, synth_scale=1.0, explain_steps=50, explain_images=97,
+            split="paper",
         ),
     )
 }

@@ -37,12 +37,18 @@ def _skipped_text(run: Run) -> str:
     return f"  ({n} bad file{'s' * (n != 1)} left out, --skip-bad)" if n else ""
 
 
+def _siblings_text(run: Run) -> str:
+    n = run.info.get("test_with_sibling_in_train")
+    return f" ({n} test image{'s' * (n != 1)} with a sibling crop in train)" if n else ""
+
+
 def format_run(run: Run) -> str:
     """A plain-text metrics table of one run's test split."""
     m = run.metrics["test"]
     lines = [f"run       {run.dir}",
              f"model     {run.config.model}  subset {run.config.data.subset}  "
-             f"{run.config.data.image_size}px  epochs {run.config.epochs}  seed {run.config.seed}",
+             f"{run.config.data.image_size}px  epochs {run.config.epochs}  seed {run.config.seed}  "
+             f"split {run.config.data.split}" + _siblings_text(run),
              f"data      {dataset_label(run)}" + _skipped_text(run),
              f"test n={m['n']}  accuracy {_pct(m['accuracy'])}%  weighted F1 {_pct(m['weighted_f1'])}% "
              f"(95% bootstrap CI)  best epoch {run.metrics.get('best_epoch')}",
@@ -98,11 +104,11 @@ def subset_rows(isolated: Mapping[str, Run], multi: Mapping[str, Run]) -> list[d
 
 
 def mcnemar_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """McNemar's exact test for every pair of runs that share a test split (same subset, data and split seed)."""
+    """McNemar's exact test for every pair of runs that share a test split (same subset, data, split and seed)."""
     rows = []
     for a, b in combinations(runs, 2):
-        if (a.config.data.subset, a.config.data.split_seed, a.data_root) != (
-                b.config.data.subset, b.config.data.split_seed, b.data_root):
+        if (a.config.data.subset, a.config.data.split, a.config.data.split_seed, a.data_root) != (
+                b.config.data.subset, b.config.data.split, b.config.data.split_seed, b.data_root):
             continue
         if list(a.predictions["test_index"]) != list(b.predictions["test_index"]):
             continue

@@ -27,6 +27,7 @@ two different files of the same name); they are empty and harmless.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import io
@@ -49,7 +50,7 @@ from filelock import FileLock, Timeout
 from cervixlib.config import TrainConfig
 
 if TYPE_CHECKING:
-    from cervixlib.data import DatasetIndex, Item, Split
+    from cervixlib.data import DatasetIndex, Item, PreparedData, Split
 
 __all__ = [
     "RUN_FILES",
@@ -86,7 +87,7 @@ _TMP_SUFFIX = ".tmp"
 _CODE_THAT_MATTERS = (
     "config.py", "facts.py", "train.py", "metrics.py", "layers", "models",
     "data/datasets.py", "data/splits.py", "data/io.py", "data/index.py", "data/items.py",
-    "data/_walk.py",
+    "data/_walk.py", "data/prepared.py",
 )
 
 
@@ -123,7 +124,8 @@ def run_key(config: TrainConfig, data_fingerprint: str, version: str | None = No
 def run_dir_name(config: TrainConfig, key: str) -> str:
     """The directory name of a run: readable settings, then the start of its key."""
     d = config.data
-    return f"{config.model}-{d.subset}-{d.image_size}px-e{config.epochs}-s{config.seed}-{key[:10]}"
+    split = "" if d.split == "group" else f"-{d.split}"  # the default split is not named
+    return f"{config.model}-{d.subset}{split}-{d.image_size}px-e{config.epochs}-s{config.seed}-{key[:10]}"
 
 
 # ------------------------------------------------------------------ atomic writes
@@ -213,23 +215,43 @@ class Run:
         return model.to(device) if device is not None else model
 
     @cached_property
-    def dataset_index(self) -> DatasetIndex:
-        from cervixlib.data import load_index
+    def data(self) -> PreparedData:
+        """The run's data, through :func:`cervixlib.data.prepare` with the run's config and data root."""
+        from cervixlib.data import prepare
 
-        return load_index(self.data_root, skip_bad=self.config.data.skip_bad)
+        return prepare(dataclasses.replace(self.config.data, root=str(self.data_root)))
+
+    @property
+    def dataset_index(self) -> DatasetIndex:
+        return self.data.index
 
     def items(self) -> list[Item]:
-        return self.dataset_index.subset(self.config.data.subset)
+        """The images of the run's subset (split and prediction indices point into this list)."""
+        return self.data.items
 
     def split(self) -> Split:
-        from cervixlib.data import make_split
-
-        d = self.config.data
-        return make_split(self.items(), seed=d.split_seed, fractions=d.fractions)
+        """The run's split, worked out again from its config (its test part is ``predictions["test_index"]``)."""
+        return self.data.split
 
     def test_items(self) -> list[Item]:
+        """The test images, in the order of the saved predictions."""
         items = self.items()
         return [items[i] for i in self.predictions["test_index"]]
+
+    def test_batch(self, n: int | None = None) -> tuple[list[Item], torch.Tensor]:
+        """The first ``n`` test images (all when None) and their normalised ``(n, 3, S, S)`` tensor.
+
+        ``S`` is the run's image size; the images go through the evaluation transform,
+        as at test time, so the tensor is what the model was scored on.
+        """
+        from cervixlib.data import CellImageDataset
+
+        items = self.test_items()[:n]
+        size = self.config.data.image_size
+        if not items:
+            return items, torch.zeros(0, 3, size, size)
+        ds = CellImageDataset(items, image_size=size, train=False)
+        return items, torch.stack([ds[i][0] for i in range(len(ds))])
 
     @property
     def y_true(self) -> np.ndarray:

@@ -13,10 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cervixlib.config import Profile, TrainConfig, get_profile
+from cervixlib.config import DataConfig, Profile, TrainConfig, get_profile
 from cervixlib.runs import Run
+
+if TYPE_CHECKING:
+    from cervixlib.data import DatasetIndex, PreparedData
 
 __all__ = ["Study"]
 
@@ -29,12 +32,14 @@ class Study:
     data_root: str | None = None
     skip_bad: bool = False  # leave bad files out instead of refusing the data; the statement says how many
     subset: str | None = None  # None: the data's own (multi for SIPaKMeD, images for a class-per-folder set)
+    split: str | None = None  # None: the profile's ("group"; "paper" for the paper profile)
     image_size: int | None = None
     epochs: int | None = None
     seed: int = 0
     runs_dir: str = "runs"
     progress: bool = False
     _runs: dict[tuple[str, str], Run] = field(default_factory=dict, repr=False)
+    _data: dict[DataConfig, PreparedData] = field(default_factory=dict, repr=False)
 
     @cached_property
     def settings(self) -> Profile:
@@ -43,23 +48,32 @@ class Study:
     def config(self, model: str, subset: str | None = None) -> TrainConfig:
         """The run configuration of ``model`` on ``subset`` (default: the study's subset)."""
         return self.settings.config(
-            model, root=self.data_root, subset=subset or self.subset,
+            model, root=self.data_root, subset=subset or self.subset, split=self.split,
             image_size=self.image_size, epochs=self.epochs, seed=self.seed, skip_bad=self.skip_bad)
 
-    @cached_property
+    def data(self, subset: str | None = None) -> PreparedData:
+        """Root, index, items and split of ``subset`` (default: the study's), as training sees them.
+
+        The same :func:`cervixlib.data.prepare` as :func:`cervixlib.train.fit`; the index
+        is read once and shared by every subset.
+        """
+        from cervixlib.data import prepare
+
+        cfg = self.config("<model>", subset).data
+        if cfg not in self._data:
+            loaded = next(iter(self._data.values()), None)
+            self._data[cfg] = prepare(cfg, index=loaded.index if loaded is not None else None)
+        return self._data[cfg]
+
+    @property
     def root(self) -> Path:
         """The dataset root: the user's, or the embedded synthetic set (generated on first use)."""
-        from cervixlib.data import default_data_root
+        return self.data().root
 
-        if self.data_root:
-            return Path(self.data_root)
-        return default_data_root(scale=self.settings.synth_scale, seed=0)
-
-    @cached_property
-    def index(self) -> Any:
-        from cervixlib.data import load_index
-
-        return load_index(self.root, skip_bad=self.skip_bad)
+    @property
+    def index(self) -> DatasetIndex:
+        """The index of every image under :attr:`root`."""
+        return self.data().index
 
     def run(self, model: str, subset: str | None = None) -> Run:
         """Train ``model`` on ``subset`` (or load the cached run)."""
@@ -92,6 +106,8 @@ class Study:
         settings = (f"profile <code>{html.escape(self.profile)}</code>: {size_text}, "
                     f"{epochs_text}, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {self.seed}, "
                     f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
+        if cfg.data.split == "paper":
+            settings += " as in the released code (seed 230; crops of one source image on both sides)"
         if self.index.skipped:
             n = len(self.index.skipped)
             settings += f", {n} bad file{'s' * (n != 1)} left out (skip_bad)"

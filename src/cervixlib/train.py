@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from cervixlib import runs as store
 from cervixlib.config import DataConfig, TrainConfig
+from cervixlib.data.prepared import PreparedData, prepare
 from cervixlib.metrics import classification_metrics
 from cervixlib.runtime import autocast, memory_format_for, resolve_precision, select_device, set_seed
 
@@ -47,36 +48,14 @@ _log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ data
-@dataclass
-class PreparedData:
-    """A dataset index, the chosen subset and its split, for one :class:`DataConfig`."""
-
-    root: Path
-    index: Any  # cervixlib.data.DatasetIndex
-    items: list[Any]
-    split: Any  # cervixlib.data.Split
-
-    def part(self, name: str) -> list[Any]:
-        return [self.items[i] for i in getattr(self.split, name)]
-
-
 def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Resolve the data root (generating the embedded synthetic set if needed), index it and split it.
+    """:func:`cervixlib.data.prepare` with the split checked now (kept for callers of the old name).
 
-    Bad files raise one error that lists them all, unless ``cfg.skip_bad`` leaves them
-    out; ``len(result.index.skipped)`` then says how many were left out.
+    Raises ``ValueError`` at once if the subset is too small for a non-empty part.
     """
-    from cervixlib.data import default_data_root, load_index, make_split
-
-    root = Path(cfg.root) if cfg.root else default_data_root(scale=cfg.synth_scale, seed=cfg.synth_seed)
-    index = load_index(root, skip_bad=cfg.skip_bad)
-    items = index.subset(cfg.subset)
-    split = make_split(items, seed=cfg.split_seed, fractions=cfg.fractions)
-    for name in ("train", "val", "test"):
-        if len(getattr(split, name)) == 0:
-            raise ValueError(f"{root}: the {cfg.subset} subset has {len(items)} images, too few for a "
-                             f"non-empty {name} split with fractions {cfg.fractions}")
-    return PreparedData(root=root, index=index, items=items, split=split)
+    data = prepare(cfg)
+    data.split  # noqa: B018 -- work out (and check) the split now, before any run key
+    return data
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0,
@@ -290,6 +269,7 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
             "layout": data.index.layout, "classes": classes,
             "skipped_files": len(data.index.skipped),
             "split_sizes": {n: int(len(getattr(data.split, n))) for n in ("train", "val", "test")},
+            "test_with_sibling_in_train": data.test_with_sibling_in_train,
             "weights_source": getattr(model, "weights_source", config.weights),
             "device": str(device), "precision": precision, "code_version": store.code_version(),
             "torch": torch.__version__, "python": platform.python_version(),

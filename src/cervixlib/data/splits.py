@@ -25,18 +25,28 @@ folds only; 70/20/10 from ten folds merges 7, 2 and 1 of them, the per-fold roun
 errors add up (1.4 items off for SIPaKMeD's multi-cell class counts, breaking the
 "within one item" property tested in ``tests/test_splits.py``), and a class with
 fewer than ten items cannot be split at all (tiny synthetic sets).
+
+Beside it, :func:`paper_split` is the split of the authors' released code (one fixed
+shuffle of each class's sorted file names, seed 230): crops of one source image fall
+on both sides of it, which :func:`siblings_in_train` counts.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from cervixlib.data.index import Item
+from cervixlib.facts import PAPER_FRACTIONS
 
-__all__ = ["Split", "make_split", "repeated_splits"]
+__all__ = ["PAPER_SPLIT_SEED", "Split", "make_split", "paper_split", "repeated_splits", "siblings_in_train"]
+
+#: The seed of the released split script (``random.seed(230)`` before each class's shuffle).
+PAPER_SPLIT_SEED = 230
 
 _EPS = 1e-9
 
@@ -158,3 +168,58 @@ def repeated_splits(items: Sequence[Item], *, n_repeats: int, seed: int = 0,
                 return splits
     raise ValueError(f"found only {len(splits)} distinct splits of {len(items)} items; "
                      f"asked for {n_repeats}")
+
+
+def paper_split(items: Sequence[Item], *, fractions: Sequence[float] = PAPER_FRACTIONS,
+                seed: int = PAPER_SPLIT_SEED) -> Split:
+    """The split of the authors' released code, as a pure function of the file names.
+
+    The released script (``preprocess-scripts/spikamed-preprocess-for-classification.py``)
+    takes, per class, the sorted ``.bmp`` files of the class folder (multi-cell images) or
+    of its ``CROPPED/`` folder (isolated cells), calls ``random.seed(230)`` and
+    ``random.shuffle`` on that sorted list, and cuts it: the first ``int(0.7 * n)`` files
+    train, the next ``int(0.2 * n)`` validation, the rest test. This does the same with
+    Python's :mod:`random` (a fresh ``random.Random(seed)`` per class, so the global
+    random state is untouched), sorting each class's items by file name first, so the
+    result does not depend on the order of ``items``. Groups are ignored: crops of one
+    source image can land on both sides (see :func:`siblings_in_train`).
+
+    Args:
+        items: indexed images (anything with ``.path`` and ``.label``).
+        fractions: train, validation and test shares; only the first two are used, as
+            ``int(fraction * n)`` in Python floats, exactly like the released script.
+        seed: the seed set before each class's shuffle (230 in the released code).
+
+    Returns:
+        A :class:`Split` of indices into ``items``.
+    """
+    fr = [float(f) for f in fractions]
+    _check_fractions(fr)
+    if len(items) == 0:
+        raise ValueError("cannot split an empty item list")
+    by_class: dict[int, list[int]] = {}
+    for i, it in enumerate(items):
+        by_class.setdefault(int(it.label), []).append(i)
+    parts: list[list[int]] = [[], [], []]
+    for label in sorted(by_class):
+        members = sorted(by_class[label], key=lambda i: (Path(items[i].path).name, str(items[i].path)))
+        random.Random(seed).shuffle(members)  # == random.seed(seed); random.shuffle(members)
+        n_train = int(fr[0] * len(members))
+        n_val = int(fr[1] * len(members))
+        parts[0] += members[:n_train]
+        parts[1] += members[n_train:n_train + n_val]
+        parts[2] += members[n_train + n_val:]
+    return Split(*(np.sort(np.asarray(p, dtype=np.int64)) for p in parts))
+
+
+def siblings_in_train(items: Sequence[Item], split: Split, part: str = "test") -> int:
+    """How many items of ``part`` share a source image (``Item.group``) with a training item.
+
+    Zero for :func:`make_split` (groups never straddle parts); above zero for
+    :func:`paper_split` on isolated cells, whose crops of one multi-cell image are split
+    independently: a test cell whose neighbours were trained on is a leak.
+    """
+    if part not in ("val", "test"):
+        raise ValueError(f"part must be 'val' or 'test', got {part!r}")
+    train_groups = {str(items[i].group) for i in split.train}
+    return int(sum(str(items[i].group) in train_groups for i in getattr(split, part)))

@@ -22,6 +22,8 @@ from PIL import Image
 from cervixlib.explain.attributions import (
     BASELINES,
     METHODS,
+    OUTPUTS,
+    RELEASED_IG,
     Attribution,
     attribute,
     gaussian_blur,
@@ -48,7 +50,9 @@ from cervixlib.explain.faithfulness import (
 __all__ = [
     "BASELINES",
     "METHODS",
+    "OUTPUTS",
     "PARTS",
+    "RELEASED_IG",
     "Attribution",
     "ExplainResult",
     "IGExplorer",

@@ -392,14 +392,19 @@ def completeness(
     """``|sum A - (F(x) - F(b))|`` per image, recomputed with plain fp32 forward passes.
 
     An independent check of Captum's convergence delta (``attr.delta``): the baseline
-    is rebuilt from ``attr.baseline`` (pass ``baseline`` for a tensor baseline). For
+    is rebuilt from ``attr.baseline`` (pass ``baseline`` for a tensor or noise baseline). For
     saliency maps (``linearise``, default for them) the sum is over ``grad * (x - b)``.
+    ``F`` is the logit, or the softmax probability for ``attr.output == "softmax"``. An
+    average over several baselines has one gap per baseline: check each one's map instead.
     """
+    if attr.n_baselines != 1:
+        raise ValueError(f"this attribution averages {attr.n_baselines} baselines; check "
+                         "attr.delta_per_baseline, or each baseline's own attribution")
     device = model_device(model)
     X = (X.unsqueeze(0) if X.ndim == 3 else X).float().to(device)
     if baseline is None:
-        if attr.baseline == "tensor":
-            raise ValueError("this attribution used a tensor baseline: pass it as baseline=")
+        if attr.baseline in ("tensor", "uniform"):
+            raise ValueError(f"this attribution used a {attr.baseline} baseline: pass it as baseline=")
         B = make_baseline(X, attr.baseline)  # type: ignore[arg-type]
     else:
         B = make_baseline(X, baseline)
@@ -411,8 +416,10 @@ def completeness(
     model.eval()
     try:
         with torch.no_grad():
-            fx = model(X).float().gather(1, t[:, None])[:, 0]
-            fb = model(B).float().gather(1, t[:, None])[:, 0]
+            fx, fb = model(X).float(), model(B).float()
+            if attr.output == "softmax":
+                fx, fb = fx.softmax(dim=1), fb.softmax(dim=1)
+            fx, fb = fx.gather(1, t[:, None])[:, 0], fb.gather(1, t[:, None])[:, 0]
     finally:
         model.train(was_training)
     gap = A.flatten(1).double().sum(1) - (fx - fb).double()
