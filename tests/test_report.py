@@ -86,3 +86,16 @@ def test_study_configs_are_the_profiles_and_the_statement_says_what_ran(synth_ro
     default = Study(profile="default", data_root=str(synth_root)).statement()
     assert "80 px multi-cell images, 64 px isolated cells" in default
     assert "10 epochs on multi-cell images and 2 on isolated cells" in default
+
+
+def test_split_rows_count_each_class_in_each_part():
+    from types import SimpleNamespace
+
+    from cervixlib.data import Split
+
+    items = [SimpleNamespace(label=k) for k in (0, 0, 1, 1, 1, 2)]
+    split = Split(train=np.array([0, 2, 3]), val=np.array([1]), test=np.array([4, 5]))
+    rows = report.split_rows(items, split, ["a", "b", "c"], subset="multi")
+    assert [(r["class"], r["train"], r["val"], r["test"]) for r in rows] == [
+        ("a", 1, 1, 0), ("b", 2, 0, 1), ("c", 0, 0, 1)]
+    assert all(r["subset"] == "multi" for r in rows)

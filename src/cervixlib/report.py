@@ -18,7 +18,7 @@ from cervixlib.facts import CLASS_ABBREVIATIONS, PAPER_TABLE2
 from cervixlib.metrics import mcnemar, summarize
 from cervixlib.runs import Run
 
-__all__ = ["dataset_label", "format_run", "table2_rows", "subset_rows", "format_table", "mcnemar_rows",
+__all__ = ["dataset_label", "format_run", "table2_rows", "subset_rows", "split_rows", "format_table", "mcnemar_rows",
            "compare_text"]
 
 
@@ -101,6 +101,13 @@ def subset_rows(isolated: Mapping[str, Run], multi: Mapping[str, Run]) -> list[d
                      "multi accuracy %": _pct(multi[model].metrics["test"]["accuracy"]),
                      "paper isolated %": paper.get("isolated_acc"), "paper multi %": paper.get("multi_acc")})
     return rows
+
+
+def split_rows(items: Sequence[Any], split: Any, class_names: Sequence[str], *, subset: str = "") -> list[dict[str, Any]]:
+    """Images per class in each part of ``split`` (indices into ``items``), one row per class."""
+    return [{"subset": subset, "class": name,
+             **{part: int(sum(items[i].label == k for i in getattr(split, part))) for part in ("train", "val", "test")}}
+            for k, name in enumerate(class_names)]
 
 
 def mcnemar_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
