@@ -39,6 +39,11 @@ SUBSETS: tuple[str, ...] = get_args(Subset)
 #: shuffle with seed 230, :func:`cervixlib.data.paper_split`).
 SplitName = Literal["group", "paper"]
 SPLITS: tuple[str, ...] = get_args(SplitName)
+#: Which protocol a chapter's main tables follow: ``"ours"`` (our designs, the group
+#: split) or ``"released"`` (the authors' released code: their designs, their split,
+#: ImageNet weights where they used them); the other is shown beside it.
+Protocol = Literal["ours", "released"]
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,12 @@ class Profile:
     ``cell_timeout`` bounds one notebook cell under ``cervix book`` (seconds; None: no
     bound), so that a stalled kernel fails the build instead of hanging it.
     ``split`` is the profile's :attr:`DataConfig.split` (an explicit ``split`` wins).
+    ``protocol`` is what the chapters' main tables follow (``"released"`` on the paper
+    profile: the released split, designs and ImageNet weights); ``side_models`` also get
+    runs under the other protocol, shown beside, and ``leakage_models`` a second run on
+    isolated cells under the other split, for the leakage table. ``pretrained``: the
+    released protocol starts from ImageNet weights where the released code did (off on
+    the embedded data, which is meant to run offline).
     """
 
     name: str
@@ -154,6 +165,10 @@ class Profile:
     explain_images: int = 24
     cell_timeout: float | None = None
     split: SplitName = "group"
+    protocol: Protocol = "ours"
+    pretrained: bool = False
+    side_models: tuple[str, ...] = ()
+    leakage_models: tuple[str, ...] = ()
 
     def epochs_for(self, subset: str) -> int:
         """The profile's number of epochs on ``subset``."""
@@ -201,6 +216,7 @@ PROFILES: dict[str, Profile] = {
             description="seconds per run, for tests and CI: a tiny synthetic set, 64 px, one epoch",
             image_size=64, epochs=1, synth_scale=0.03, explain_steps=8, explain_images=4,
             cell_timeout=300,  # its slowest cell took under 60 s on a 2-core CPU
+            side_models=("rcan_densenet121",), leakage_models=("resnet50",),
         ),
         Profile(
             name="default",
@@ -209,14 +225,18 @@ PROFILES: dict[str, Profile] = {
                         "110 and 90 updates): the whole book in under 20 minutes on a 2-core AVX2 CPU",
             image_size=80, isolated_image_size=64, epochs=10, isolated_epochs=2, synth_scale=0.25,
             explain_steps=32, explain_images=16, cell_timeout=900,
+            side_models=("rcan_densenet121",), leakage_models=("resnet50",),
         ),
         Profile(
             name="paper",
-            description="the protocol of Wang et al. (2021): 50 epochs, batch 16, Adam lr 1e-3, "
-                        "the released code's 70/20/10 split (seed 230, crops of one image on both "
-                        "sides), 224 px, full-size data (a GPU is advisable)",
+            description="the protocol of Wang et al. (2021) as their released code ran it: 50 epochs, "
+                        "batch 16, Adam lr 1e-3, the released 70/20/10 split (seed 230, crops of one "
+                        "image on both sides), the released designs with ImageNet weights, 224 px, "
+                        "full-size data (a GPU is advisable); ours beside it",
             image_size=224, epochs=50, synth_scale=1.0, explain_steps=50, explain_images=97,
-            split="paper",
+            split="paper", protocol="released", pretrained=True,
+            side_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"),
+            leakage_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"),
         ),
     )
 }

@@ -19,7 +19,10 @@ __all__ = [
     "PAPER_FRACTIONS",
     "PAPER_TABLE1_ISOLATED",
     "PAPER_TABLE2",
+    "RELEASED_DESIGNS",
+    "RELEASED_IMAGENET",
     "abbreviation",
+    "paper_model",
 ]
 
 #: The five SIPaKMeD classes, in label order (label = position).
@@ -55,3 +58,17 @@ PAPER_TABLE2: dict[str, dict[str, Any]] = {
 def abbreviation(name: str) -> str:
     """The paper's short name of a SIPaKMeD class; the first three letters of any other class."""
     return dict(zip(CLASSES, CLASS_ABBREVIATIONS)).get(name, name[:3])
+
+
+#: The released code's design for each of the paper's four models (registry names): the
+#: same torchvision backbones, its one-layer channel attention on DenseNet-121, and the
+#: Residual Attention Network-92 trained from scratch (docs/models.md compares them).
+RELEASED_DESIGNS: dict[str, str] = {"resnet50": "resnet50", "densenet121": "densenet121",
+                                    "ran_resnet50": "ran92", "rcan_densenet121": "rcan_densenet121_released"}
+#: The released designs that start from ImageNet weights in the released code.
+RELEASED_IMAGENET: tuple[str, ...] = ("resnet50", "densenet121", "rcan_densenet121_released")
+
+
+def paper_model(design: str) -> str:
+    """The paper's model (one of :data:`PAPER_TABLE2`) that a registry name stands for."""
+    return next((ours for ours, released in RELEASED_DESIGNS.items() if released == design), design)

@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
-from cervixlib.facts import CLASS_ABBREVIATIONS, PAPER_TABLE2
+from cervixlib.facts import CLASS_ABBREVIATIONS, PAPER_TABLE2, paper_model
 from cervixlib.metrics import mcnemar, summarize
 from cervixlib.runs import Run
 
-__all__ = ["dataset_label", "format_run", "table2_rows", "subset_rows", "split_rows", "format_table", "mcnemar_rows",
+__all__ = ["dataset_label", "format_run", "table2_rows", "subset_rows", "split_rows", "leakage_rows",
+           "weights_label", "format_table", "mcnemar_rows",
            "compare_text"]
 
 
@@ -30,6 +32,26 @@ def dataset_label(run: Run) -> str:
 
 def _pct(interval: dict[str, float]) -> str:
     return f"{100 * interval['value']:.1f} [{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"
+
+
+def weights_label(run: Run) -> str:
+    """Where a run's starting weights came from: ``"ImageNet"``, a file's name, or ``"none"`` (from scratch)."""
+    source = run.info.get("weights_source") or run.config.weights
+    if not source:
+        return "none"
+    return "ImageNet" if run.config.weights == "imagenet" else Path(str(source)).name
+
+
+def leakage_rows(pairs: Mapping[str, Mapping[str, Run]]) -> list[dict[str, Any]]:
+    """The same model and recipe under our split and the released one (:meth:`Study.leakage_runs`):
+    test n, accuracy (95% CI) and how many test images share a source image with a training image."""
+    rows = []
+    for model, by_split in pairs.items():
+        for split, run in by_split.items():
+            rows.append({"model": model, "split": split, "test n": run.metrics["test"]["n"],
+                         "accuracy %": _pct(run.metrics["test"]["accuracy"]),
+                         "test images with a sibling in train": run.info.get("test_with_sibling_in_train")})
+    return rows
 
 
 def _skipped_text(run: Run) -> str:
@@ -48,7 +70,7 @@ def format_run(run: Run) -> str:
     lines = [f"run       {run.dir}",
              f"model     {run.config.model}  subset {run.config.data.subset}  "
              f"{run.config.data.image_size}px  epochs {run.config.epochs}  seed {run.config.seed}  "
-             f"split {run.config.data.split}" + _siblings_text(run),
+             f"split {run.config.data.split}  weights {weights_label(run)}" + _siblings_text(run),
              f"data      {dataset_label(run)}" + _skipped_text(run),
              f"test n={m['n']}  accuracy {_pct(m['accuracy'])}%  weighted F1 {_pct(m['weighted_f1'])}% "
              f"(95% bootstrap CI)  best epoch {run.metrics.get('best_epoch')}",
@@ -60,16 +82,16 @@ def format_run(run: Run) -> str:
 
 def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """One row per (model, subset): ours (mean over seeds, or the single run with its CI) beside the paper's."""
-    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
-        groups[(run.config.model, run.config.data.subset)].append(run)
+        groups[(run.config.model, run.config.data.subset, run.config.data.split, weights_label(run))].append(run)
     rows = []
-    for (model, subset), group in sorted(groups.items()):
+    for (model, subset, split, weights), group in sorted(groups.items()):
         accs = [r.metrics["test"]["accuracy"] for r in group]
         f1s = [r.metrics["test"]["weighted_f1"] for r in group]
-        paper = PAPER_TABLE2.get(model, {})
+        paper = PAPER_TABLE2.get(paper_model(model), {})
         row: dict[str, Any] = {
-            "model": model, "subset": subset, "seeds": len(group),
+            "model": model, "subset": subset, "split": split, "weights": weights, "seeds": len(group),
             "test_n": group[0].metrics["test"]["n"],
             "dataset": dataset_label(group[0]),
             "paper_accuracy": f"{paper[f'{subset}_acc']:.2f}" if f"{subset}_acc" in paper else None,

@@ -32,23 +32,53 @@ class Study:
     data_root: str | None = None
     skip_bad: bool = False  # leave bad files out instead of refusing the data; the statement says how many
     subset: str | None = None  # None: the data's own (multi for SIPaKMeD, images for a class-per-folder set)
-    split: str | None = None  # None: the profile's ("group"; "paper" for the paper profile)
+    split: str | None = None  # None: the protocol's ("group" for ours; "paper" for the released code's)
+    protocol: str | None = None  # None: the profile's ("ours"; "released" for the paper profile)
     image_size: int | None = None
     epochs: int | None = None
     seed: int = 0
     runs_dir: str = "runs"
     progress: bool = False
-    _runs: dict[tuple[str, str], Run] = field(default_factory=dict, repr=False)
+    _runs: dict[TrainConfig, Run] = field(default_factory=dict, repr=False)
     _data: dict[DataConfig, PreparedData] = field(default_factory=dict, repr=False)
 
     @cached_property
     def settings(self) -> Profile:
         return get_profile(self.profile)
 
-    def config(self, model: str, subset: str | None = None) -> TrainConfig:
-        """The run configuration of ``model`` on ``subset`` (default: the study's subset)."""
+    @property
+    def main_protocol(self) -> str:
+        """The protocol of the chapters' main tables: the study's, else the profile's."""
+        return self.protocol or self.settings.protocol
+
+    @property
+    def side_protocol(self) -> str:
+        """The protocol shown beside the main one."""
+        return "ours" if self.main_protocol == "released" else "released"
+
+    def config(self, model: str, subset: str | None = None, *, protocol: str | None = None,
+               split: str | None = None) -> TrainConfig:
+        """The run configuration of ``model`` (one of the paper's four) on ``subset``.
+
+        Under ``protocol="ours"`` (default: :attr:`main_protocol`): our design and the
+        group split; under ``"released"``: the released code's design
+        (:data:`cervixlib.facts.RELEASED_DESIGNS`), its split, and ImageNet weights where
+        it used them and the profile is ``pretrained``. ``split`` (else the study's)
+        overrides the protocol's split, as the leakage table does.
+        """
+        from cervixlib.config import PROTOCOLS
+        from cervixlib.facts import RELEASED_DESIGNS, RELEASED_IMAGENET
+
+        protocol = protocol or self.main_protocol
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        design, weights = model, None
+        if protocol == "released":
+            design = RELEASED_DESIGNS.get(model, model)
+            weights = "imagenet" if self.settings.pretrained and design in RELEASED_IMAGENET else None
+        split = split or self.split or ("paper" if protocol == "released" else "group")
         return self.settings.config(
-            model, root=self.data_root, subset=subset or self.subset, split=self.split,
+            design, root=self.data_root, subset=subset or self.subset, split=split, weights=weights,
             image_size=self.image_size, epochs=self.epochs, seed=self.seed, skip_bad=self.skip_bad)
 
     def data(self, subset: str | None = None) -> PreparedData:
@@ -75,18 +105,31 @@ class Study:
         """The index of every image under :attr:`root`."""
         return self.data().index
 
-    def run(self, model: str, subset: str | None = None) -> Run:
-        """Train ``model`` on ``subset`` (or load the cached run)."""
+    def run(self, model: str, subset: str | None = None, *, protocol: str | None = None,
+            split: str | None = None) -> Run:
+        """Train ``model`` on ``subset`` (or load the cached run); arguments as :meth:`config`."""
         from cervixlib.train import fit
 
-        config = self.config(model, subset)
-        key = (model, config.data.subset)
-        if key not in self._runs:
-            self._runs[key] = fit(config, runs_dir=self.runs_dir, progress=self.progress)
-        return self._runs[key]
+        config = self.config(model, subset, protocol=protocol, split=split)
+        if config not in self._runs:
+            self._runs[config] = fit(config, runs_dir=self.runs_dir, progress=self.progress)
+        return self._runs[config]
 
-    def runs(self, models: Iterable[str], subset: str | None = None) -> dict[str, Run]:
-        return {m: self.run(m, subset) for m in models}
+    def runs(self, models: Iterable[str], subset: str | None = None, *,
+             protocol: str | None = None) -> dict[str, Run]:
+        """``{model: run}`` for the paper's model names, under ``protocol`` (default: the main one)."""
+        return {m: self.run(m, subset, protocol=protocol) for m in models}
+
+    def side_runs(self, models: Iterable[str], subset: str | None = None) -> dict[str, Run]:
+        """The profile's ``side_models`` among ``models``, under :attr:`side_protocol`."""
+        return self.runs([m for m in models if m in self.settings.side_models], subset,
+                         protocol=self.side_protocol)
+
+    def leakage_runs(self, models: Iterable[str]) -> dict[str, dict[str, Run]]:
+        """For the profile's ``leakage_models`` among ``models``: the same recipe on isolated
+        cells under both splits, ``{model: {"group": run, "paper": run}}``."""
+        return {m: {split: self.run(m, "isolated", split=split) for split in ("group", "paper")}
+                for m in models if m in self.settings.leakage_models}
 
     @property
     def dataset_label(self) -> str:
@@ -108,6 +151,13 @@ class Study:
                     f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
         if cfg.data.split == "paper":
             settings += " as in the released code (seed 230; crops of one source image on both sides)"
+        weights = ("ImageNet weights where the released code used them"
+                   if self.main_protocol == "released" and self.settings.pretrained else "trained from scratch")
+        settings += (f"; main tables: {'the released code' if self.main_protocol == 'released' else 'our'} "
+                     f"protocol, {weights}")
+        if self.settings.side_models:
+            settings += (f"; beside them, the {'released' if self.side_protocol == 'released' else 'our'} "
+                         f"protocol for {', '.join(self.settings.side_models)}")
         if self.index.skipped:
             n = len(self.index.skipped)
             settings += f", {n} bad file{'s' * (n != 1)} left out (skip_bad)"
