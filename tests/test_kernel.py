@@ -9,6 +9,8 @@ timeout; ours, at most one slice.
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import json
 import time
 from pathlib import Path
@@ -109,6 +111,14 @@ def test_book_kernel_runs_over_ipc_skips_live_only_cells_and_prints_no_tcp_warni
     assert cells[-1].outputs[0]["text"].strip() == "ipc 42"
     captured = capfd.readouterr()
     assert "without encryption" not in captured.out + captured.err
+    assert not [p.name for p in tmp_path.iterdir() if "ipc" in p.name]  # no sockets left in the working dir
+
+
+def test_each_kernel_has_private_sockets_of_its_own():
+    a, b = kernel.BookKernelManager(), kernel.BookKernelManager()
+    assert a.ip != b.ip and os.path.dirname(a.ip) == os.path.dirname(b.ip)
+    assert os.path.isabs(a.ip) and len(a.ip) <= 96
+    assert stat.S_IMODE(os.stat(os.path.dirname(a.ip)).st_mode) & 0o077 == 0  # only the user
 
 
 def test_no_chapter_executes_a_live_widget_under_papermill():

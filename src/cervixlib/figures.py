@@ -434,7 +434,7 @@ def channel_weights(weights: dict[str, ArrayLike], labels: np.ndarray, class_nam
         w = np.asarray(torch.as_tensor(weights[name]).float().reshape(len(labels), -1))
         means = np.stack([w[labels == k].mean(0) for k in present])
         order = np.argsort(-means.std(0))
-        fig.add_trace(go.Heatmap(z=means[:, order], y=[_abbr(class_names[k]) for k in present],
+        fig.add_trace(go.Heatmap(z=means[:, order], y=[abbreviation(class_names[k]) for k in present],
                                  colorscale="Viridis", zmin=0, zmax=1, showscale=row == 1,
                                  hovertemplate="%{y}, channel rank %{x}: %{z:.3f}<extra></extra>"),
                       row=row, col=1)

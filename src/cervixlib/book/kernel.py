@@ -21,19 +21,25 @@ configurable traits:
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+import uuid
 from queue import Empty
 from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import CaselessStrEnum, DottedObjectName, Type
+from jupyter_client.localinterfaces import localhost
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import CaselessStrEnum, DottedObjectName, Type, default
 
 __all__ = ["POLL_SLICE", "BookKernelClient", "BookKernelManager", "SlicedChannel"]
 
 #: The longest single wait on a kernel socket, in seconds.
 POLL_SLICE = 0.5
+_MAX_SOCKET_PREFIX = 96
 
 
 class SlicedChannel(AsyncZMQSocketChannel):
@@ -58,7 +64,24 @@ class BookKernelClient(AsyncKernelClient):
 
 
 class BookKernelManager(AsyncKernelManager):
-    """``AsyncKernelManager`` over IPC whose clients are :class:`BookKernelClient`."""
+    """``AsyncKernelManager`` over IPC whose clients are :class:`BookKernelClient`.
+
+    The IPC sockets live in the user's private Jupyter runtime folder under a name of
+    their own: jupyter_client's default, ``kernel-ipc-N`` in the kernel's working
+    directory, put sockets into ``notebooks/`` and let two kernels started there at once
+    take the same ones.
+    """
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
     client_class = DottedObjectName("cervixlib.book.kernel.BookKernelClient")
+
+    @default("ip")
+    def _private_socket_prefix(self) -> str:
+        if self.transport != "ipc":
+            return localhost()
+        folder = jupyter_runtime_dir()
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        prefix = os.path.join(folder, f"cervix-{uuid.uuid4().hex[:12]}-ipc")
+        if len(prefix) > _MAX_SOCKET_PREFIX:  # a Unix socket path has about 107 bytes
+            prefix = os.path.join(tempfile.mkdtemp(prefix="cervix-"), "ipc")
+        return prefix
