@@ -102,7 +102,7 @@ def attribution_heatmap(
     sorted values reaches ``100 - outlier_perc`` percent of the total. A map whose
     percentile is zero is scaled by its maximum; an all-zero map stays zero.
     """
-    from cervixlib.explain.attributions import attribution_mass  # here: explain imports this module
+    from cervixlib.explain.reductions import attribution_mass  # here: explain imports this module
 
     t = attr.detach().float().cpu() if isinstance(attr, torch.Tensor) else torch.as_tensor(np.asarray(attr, np.float32))
     if t.ndim == 2:

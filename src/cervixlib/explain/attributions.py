@@ -31,13 +31,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, Saliency
 from torch import Tensor, nn
 
 from cervixlib.config import PRECISIONS, Precision
+from cervixlib.explain.reductions import (MASS_REDUCTIONS, REDUCTIONS, Reduce, attribution_mass,
+                                          reduce_channels)
 from cervixlib.runtime import autocast, eval_mode, resolve_precision
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
     "Attribution",
     "attribute",
     "attribution_mass",
-    "integration_alphas",
     "gaussian_blur",
     "make_baseline",
     "model_device",
@@ -66,10 +66,6 @@ OUTPUTS = ("logit", "softmax")
 Method = Literal["ig", "saliency"]
 BaselineName = Literal["black", "blur", "mean", "uniform"]
 Output = Literal["logit", "softmax"]
-Reduce = Literal["abs", "sum", "abs_sum", "positive"]
-#: The channel reductions of :func:`reduce_channels`, and those that give a non-negative mass.
-REDUCTIONS: tuple[str, ...] = ("abs", "sum", "abs_sum", "positive")
-MASS_REDUCTIONS: tuple[str, ...] = ("abs", "abs_sum", "positive")
 
 #: The settings of the authors' released IG (``integrated-gradient.py``): gradients of the
 #: softmax probability of the predicted class, 10 baselines of uniform noise in [0, 255]
@@ -173,42 +169,6 @@ class Attribution:
             output_diff_per_baseline=torch.cat([p.output_diff_per_baseline for p in parts]),
             precision=tuple(s for p in parts for s in p.precision),
         )
-
-
-def reduce_channels(attr: Tensor, reduce: Reduce = "abs") -> Tensor:
-    """``(..., C, H, W) -> (..., H, W)``: one map per image, one meaning per name.
-
-    - ``"abs"``: ``sum_c |A_c|``, the attribution mass of a pixel whatever its sign
-      (the default of the figures and the in-cell share);
-    - ``"sum"``: ``sum_c A_c``, signed (IG's completeness adds these up);
-    - ``"abs_sum"``: ``|sum_c A_c|``, the size of the signed sum;
-    - ``"positive"``: ``max(sum_c A_c, 0)``, the evidence for the explained class.
-
-    Every caller (figures, in-cell share, sanity check, explorer) reduces through this
-    function, so a name means the same map everywhere. A map without a channel axis
-    is reduced as one channel (``attr[..., None, :, :]``).
-    """
-    if reduce == "abs":
-        return attr.abs().sum(dim=-3)
-    if reduce == "sum":
-        return attr.sum(dim=-3)
-    if reduce == "abs_sum":
-        return attr.sum(dim=-3).abs()
-    if reduce == "positive":
-        return attr.sum(dim=-3).clamp_min(0)
-    raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
-
-
-def attribution_mass(attr: Tensor, reduce: Reduce = "abs") -> Tensor:
-    """Non-negative ``(..., H, W)`` maps from ``(..., C, H, W)`` attributions, for shares and heat maps.
-
-    ``reduce`` is one of :data:`MASS_REDUCTIONS`: a share of signed values has no
-    meaning, so ``"sum"`` is refused (``"abs_sum"`` is its size).
-    """
-    if reduce not in MASS_REDUCTIONS:
-        raise ValueError(f"a mass needs a non-negative reduction, one of {MASS_REDUCTIONS}, got {reduce!r}"
-                         + ("; 'abs_sum' is |sum_c A_c|" if reduce == "sum" else ""))
-    return reduce_channels(attr, reduce)
 
 
 # ------------------------------------------------------------------ baselines
@@ -519,23 +479,3 @@ def _saliency(forward: Callable[[Tensor], Tensor], X: Tensor, B: Tensor, t: Tens
         method="saliency", n_steps=1, baseline=baseline_name, precision=("fp32",) * X.shape[0],
         integration="none", output=output,
     )
-
-
-def integration_alphas(integration: str, n_steps: int) -> list[float]:
-    """Where on the path ``b + alpha (x - b)`` IG evaluates the gradient, for Captum's
-    approximation ``method`` names: the Riemann rules on ``n_steps`` even intervals, or
-    the Gauss-Legendre nodes mapped from [-1, 1] to [0, 1]. Captum computes the same
-    points internally; its helper for them is not public API, so the rules are written
-    out here and tested against their definitions."""
-    n = int(n_steps)
-    if n < 1:
-        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
-    if integration == "gausslegendre":
-        nodes, _ = np.polynomial.legendre.leggauss(n)
-        return [float(a) for a in 0.5 * (nodes + 1.0)]
-    if integration == "riemann_trapezoid":
-        return [float(a) for a in np.linspace(0.0, 1.0, n)] if n > 1 else [0.0]
-    offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}.get(integration)
-    if offset is None:
-        raise ValueError(f"unknown integration method {integration!r}")
-    return [(i + offset) / n for i in range(n)]

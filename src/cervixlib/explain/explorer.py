@@ -30,7 +30,6 @@ from cervixlib.explain.attributions import (
     Attribution,
     BaselineName,
     attribute,
-    integration_alphas,
     make_baseline,
     model_device,
 )
@@ -41,7 +40,8 @@ if TYPE_CHECKING:
     import ipywidgets
     import plotly.graph_objects as go
 
-__all__ = ["IGExplorer", "IGPath", "ig_explorer", "static_ig_slider", "DEFAULT_STEPS", "DEFAULT_ALPHAS"]
+__all__ = ["IGExplorer", "IGPath", "ig_explorer", "integration_alphas", "static_ig_slider", "DEFAULT_STEPS",
+           "DEFAULT_ALPHAS"]
 
 _log = logging.getLogger(__name__)
 
@@ -407,3 +407,23 @@ def ig_explorer(
     path = IGPath(model, x, target=target, baseline=baseline, denormalize=denormalize, **path_kwargs)
     return IGExplorer(path, n_steps=n_steps, alpha=alpha, max_steps=max_steps, warm_steps=warm_steps,
                       title=title)
+
+
+def integration_alphas(integration: str, n_steps: int) -> list[float]:
+    """Where on the path ``b + alpha (x - b)`` IG evaluates the gradient, for Captum's
+    approximation ``method`` names: the Riemann rules on ``n_steps`` even intervals, or
+    the Gauss-Legendre nodes mapped from [-1, 1] to [0, 1]. Captum computes the same
+    points internally; its helper for them is not public API, so the rules are written
+    out here and tested against their definitions."""
+    n = int(n_steps)
+    if n < 1:
+        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
+    if integration == "gausslegendre":
+        nodes, _ = np.polynomial.legendre.leggauss(n)
+        return [float(a) for a in 0.5 * (nodes + 1.0)]
+    if integration == "riemann_trapezoid":
+        return [float(a) for a in np.linspace(0.0, 1.0, n)] if n > 1 else [0.0]
+    offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}.get(integration)
+    if offset is None:
+        raise ValueError(f"unknown integration method {integration!r}")
+    return [(i + offset) / n for i in range(n)]

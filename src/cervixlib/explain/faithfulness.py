@@ -32,12 +32,11 @@ from torch import Tensor, nn
 
 from cervixlib.explain.attributions import (
     Attribution,
-    Reduce,
     attribute,
-    attribution_mass,
     make_baseline,
     model_device,
 )
+from cervixlib.explain.reductions import Reduce, attribution_mass
 from cervixlib.config import Precision
 from cervixlib.metrics import Interval
 
