@@ -6,6 +6,7 @@ against independent references (torchvision, layer formulas)."""
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 import urllib.error
 
 import cervixlib  # noqa: F401  (before torchvision)
@@ -503,3 +504,26 @@ def test_weights_file_of_the_wrong_backbone(tmp_path):
     torch.save(torchvision.models.densenet121().state_dict(), path)
     with pytest.raises(CheckpointError, match=r"densenet.pth: not a torchvision resnet50"):
         create_model("resnet50", weights=path)
+
+
+def test_cli_trains_the_released_rcan_on_the_paper_split_from_cached_imagenet_weights(
+        torch_home, no_download, synth_root, tmp_path, capsys):
+    """End to end: `cervix train --model rcan_densenet121_released --split paper --weights imagenet`
+    with the file in the cache (made from the backbone's own state_dict); the summary names
+    the design, the split and the weights, and the run records the file it started from."""
+    from cervixlib.cli import main as cli_main
+    from cervixlib.runs import load_run
+
+    torch_home.mkdir(parents=True)
+    torch.save(_old_densenet_keys(torchvision.models.densenet121().state_dict()), torch_home / DENSENET121_FILE)
+    rc = cli_main(["train", "--model", "rcan_densenet121_released", "--split", "paper", "--weights", "imagenet",
+                   "--profile", "smoke", "--subset", "isolated", "--data", str(synth_root),
+                   "--runs", str(tmp_path / "runs"), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "model     rcan_densenet121_released" in out
+    assert "split paper  weights ImageNet" in out
+    run = load_run(next(p for p in (tmp_path / "runs").iterdir() if p.is_dir()))
+    assert (run.config.model, run.config.data.split, run.config.weights) == (
+        "rcan_densenet121_released", "paper", "imagenet")
+    assert Path(run.info["weights_source"]).name == DENSENET121_FILE

@@ -108,3 +108,14 @@ def test_every_direct_import_is_declared_or_comes_with_a_declared_dependency():
                          ("filelock", "filelock")):
         if module in _third_party_imports():
             assert dist in declared, f"{module} is imported directly; declare {dist} in pyproject.toml"
+
+
+def test_captum_has_a_tested_upper_bound():
+    # cervixlib.explain uses Captum's public API only; a release past the bound is untested
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    spec = Requirement(_pyproject_deps()["captum"]).specifier
+    assert any(s.operator == "<" for s in spec), spec
+    assert version("captum") in spec

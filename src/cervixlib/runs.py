@@ -65,6 +65,7 @@ __all__ = [
     "lock_path",
     "run_lock",
     "start_partial",
+    "save_epoch",
     "finish_run",
     "partial_dir",
     "discard",
@@ -403,6 +404,20 @@ def start_partial(final: Path, *, resume: bool = False) -> tuple[Path, Any | Non
         discard(part)
     part.mkdir(parents=True, exist_ok=True)
     return part, state
+
+
+def save_epoch(part: Path, state: Mapping[str, Any], *, best_model: Mapping[str, Any] | None = None) -> None:
+    """Record one finished epoch of the partial run in ``part``.
+
+    ``best_model`` (a state_dict, given when this epoch is the best so far) becomes
+    ``best.pt`` first; then ``state`` (what :func:`start_partial` resumes from: epoch,
+    model, optimizer, history, best, random states) becomes ``last.pt``. Both writes are
+    atomic, so a kill between them leaves a ``best.pt`` one epoch ahead of ``last.pt``,
+    which the resumed epoch rewrites.
+    """
+    if best_model is not None:
+        atomic_torch_save(part / "best.pt", {k: v.detach().cpu() for k, v in best_model.items()})
+    atomic_torch_save(part / "last.pt", dict(state))
 
 
 def finish_run(part: Path, final: Path, *, config: TrainConfig, key: str, info: Mapping[str, Any],

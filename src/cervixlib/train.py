@@ -241,13 +241,13 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
                "val_loss": val.loss, "val_accuracy": val.accuracy,
                "train_seconds": tr["seconds"], "train_images_per_s": tr["images_per_s"]}
         history.append(row)
-        if _better(val, best):
+        improved = _better(val, best)
+        if improved:
             best = {"epoch": epoch + 1, "accuracy": val.accuracy, "loss": val.loss}
-            store.atomic_torch_save(part / "best.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
-        store.atomic_torch_save(part / "last.pt", {
+        store.save_epoch(part, {
             "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "history": history, "best": best, "torch_rng": torch.get_rng_state(),
-            "loader_rng": train_loader.generator.get_state()})
+            "loader_rng": train_loader.generator.get_state()}, best_model=model.state_dict() if improved else None)
         _log.info("%s epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.1f img/s",
                   label, epoch + 1, config.epochs, tr["loss"], tr["accuracy"], val.loss,
                   val.accuracy, tr["images_per_s"])
