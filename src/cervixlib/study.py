@@ -56,6 +56,11 @@ class Study:
         """The protocol shown beside the main one."""
         return "ours" if self.main_protocol == "released" else "released"
 
+    @staticmethod
+    def protocol_title(protocol: str) -> str:
+        """A protocol's name in a sentence: ``"our protocol"`` or ``"the released code's protocol"``."""
+        return "our protocol" if protocol == "ours" else "the released code's protocol"
+
     def config(self, model: str, subset: str | None = None, *, protocol: str | None = None,
                split: str | None = None) -> TrainConfig:
         """The run configuration of ``model`` (one of the paper's four) on ``subset``.
