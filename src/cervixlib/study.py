@@ -117,7 +117,8 @@ class Study:
 
         config = self.config(model, subset, protocol=protocol, split=split)
         if config not in self._runs:
-            self._runs[config] = fit(config, runs_dir=self.runs_dir, progress=self.progress)
+            self._runs[config] = fit(config, runs_dir=self.runs_dir, progress=self.progress,
+                                     index=self.index)
         return self._runs[config]
 
     def runs(self, models: Iterable[str], subset: str | None = None, *,

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from cervixlib import runs as store
 from cervixlib.config import DataConfig, TrainConfig
+from cervixlib.data.index import DatasetIndex
 from cervixlib.data.prepared import PreparedData, prepare
 from cervixlib.metrics import classification_metrics
 from cervixlib.runtime import autocast, memory_format_for, resolve_precision, select_device, set_seed
@@ -48,12 +49,13 @@ _log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ data
-def prepare_data(cfg: DataConfig) -> PreparedData:
+def prepare_data(cfg: DataConfig, *, index: DatasetIndex | None = None) -> PreparedData:
     """:func:`cervixlib.data.prepare` with the split checked now (kept for callers of the old name).
 
+    ``index``: an index of the same data already read (see :func:`cervixlib.data.prepare`).
     Raises ``ValueError`` at once if the subset is too small for a non-empty part.
     """
-    data = prepare(cfg)
+    data = prepare(cfg, index=index)
     data.split  # noqa: B018 -- work out (and check) the split now, before any run key
     return data
 
@@ -182,15 +184,18 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
+    index: DatasetIndex | None = None,
 ) -> store.Run:
     """Train ``config`` once and return its run; later calls load the cached run instead.
 
+    ``index``: the index of ``config.data``'s dataset when the caller has read it already
+    (a :class:`~cervixlib.study.Study` does), so that it is not read again for every run.
     ``resume=True`` continues an interrupted run from its last epoch checkpoint;
     otherwise a leftover ``.partial`` directory is discarded and training starts clean.
     A corrupt finished run is reported and retrained. While another process trains the
     same configuration, this call waits for it and loads its run (see :mod:`cervixlib.runs`).
     """
-    data = prepare_data(config.data)
+    data = prepare_data(config.data, index=index)
     key = store.run_key(config, data.index.fingerprint())
     final = store.find_run(Path(runs_dir), config, key)
     run = store.load_finished(final)
