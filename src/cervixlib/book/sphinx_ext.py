@@ -67,7 +67,7 @@ div.cell_output div.output.text_html { max-width: 100%; overflow-x: auto; }
 /* Tables: a smaller font, numbers aligned, the caption above and left-aligned. */
 div.cell_output div.output.text_html table { font-size: 0.8rem; margin: 0.25rem 0 1rem 0; }
 div.cell_output div.output.text_html table th,
-div.cell_output div.output.text_html table td { padding: 0.2rem 0.45rem; vertical-align: top; }
+div.cell_output div.output.text_html table td { padding: 0.2rem 0.35rem; vertical-align: top; }
 div.cell_output div.output.text_html table caption {
   caption-side: top; text-align: left; font-size: 0.85rem; color: var(--pst-color-text-muted);
 }
