@@ -449,9 +449,10 @@ _PAGE_STATE_JS = """(() => {
   const plots = [...document.querySelectorAll('div.plotly-graph-div')].map(d => {
       const r = d.getBoundingClientRect();
       const box = d.closest('div.output') || d.parentElement;
+      const b = box.getBoundingClientRect();
       return {id: d.id, svg: d.querySelectorAll('svg.main-svg').length > 0, height: r.height,
               width: r.width, right: r.right, box_width: box.clientWidth,
-              box_scrolls: box.scrollWidth > box.clientWidth + 1,
+              box_scrolls: r.width > box.clientWidth + 1 || r.right > b.left + box.clientWidth + 1,
               full_width: !!d.closest('div.cell.tag_full-width')}; });
   return {
     plotly: typeof window.Plotly !== 'undefined',
