@@ -2,6 +2,7 @@
 
 Each check raises AssertionError with a message naming the file and the problem:
 - :func:`check_source_notebook`: a notebook as stored in git (clean, one parameters cell);
+- :func:`check_cell_tags`: the plumbing cells are hidden from the page by cell tags;
 - :func:`check_executed_parameters`: papermill injected the expected parameters;
 - :func:`check_built_site`: the HTML has the chapters, every plotly figure, no error
   output, and loads nothing from another host;
@@ -13,6 +14,7 @@ Each check raises AssertionError with a message naming the file and the problem:
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -35,12 +37,19 @@ from bs4 import BeautifulSoup
 
 __all__ = [
     "CHROMIUM_HINT",
+    "CONTENT_PX_AT_1280",
+    "FULL_WIDTH_PX_AT_1280",
+    "HIDDEN_SOURCE_TAGS",
+    "REMOVED_SOURCE_TAGS",
     "check_built_site",
+    "check_cell_tags",
     "check_executed_parameters",
     "check_in_browser",
     "check_jupyterlab",
     "check_source_notebook",
     "find_chromium",
+    "plotly_layouts",
+    "visible_soup",
 ]
 
 CHROMIUM_HINT = ("headless Chromium not found: install Debian's package with "
@@ -90,9 +99,75 @@ def check_source_notebook(path: str | os.PathLike[str]) -> None:
     assert not problems, f"{path}: " + "; ".join(problems)
 
 
+#: Tags with which Jupyter Book leaves a cell's source off the page (``hide-*``: behind a
+#: "Show code cell source" toggle). The source stays in the downloadable notebook.
+HIDDEN_SOURCE_TAGS = frozenset({"remove-cell", "remove-input", "hide-cell", "hide-input"})
+#: Tags with which a setup cell's source is not on the page at all.
+REMOVED_SOURCE_TAGS = frozenset({"remove-cell", "remove-input"})
+
+
+def _statements(source: str) -> list[ast.stmt] | None:
+    """Top-level statements of a code cell (IPython magics turned into calls), or None
+    when the cell is not Python."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return ast.parse(TransformerManager().transform_cell(source)).body
+    except SyntaxError:
+        return None
+
+
+def _is_setup_statement(stmt: ast.stmt) -> bool:
+    """An import, an assignment, or a bare ``<x>.show_statement()`` call."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        return True
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Attribute) and stmt.value.func.attr == "show_statement")
+
+
+def check_cell_tags(path: str | os.PathLike[str]) -> None:
+    """The book's cell-tag convention, on a source notebook (the page shows prose,
+    figures and tables; the plumbing stays in the notebook, off the page):
+
+    1. the ``parameters`` cell also carries ``remove-cell``;
+    2. a *setup* cell, one whose top-level statements are all imports, assignments
+       or a ``study.show_statement()`` call, carries ``remove-cell`` (it shows
+       nothing a reader needs) or ``remove-input`` (its output is needed: the
+       dataset statement);
+    3. any other code cell with an import statement keeps its source off the page:
+       one of :data:`HIDDEN_SOURCE_TAGS`.
+    """
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    problems = []
+    for i, cell in enumerate(nb.cells, 1):
+        if cell.cell_type != "code":
+            continue
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+        where = f"cell {i} ({first[:50]!r})"
+        if "parameters" in tags:
+            if "remove-cell" not in tags:
+                problems.append(f"{where}: the parameters cell lacks the tag 'remove-cell'")
+            continue
+        body = _statements(cell.source)
+        if not body:
+            continue
+        if all(_is_setup_statement(s) for s in body):
+            if not tags & REMOVED_SOURCE_TAGS:
+                problems.append(f"{where} only imports and sets up: tag it 'remove-cell' "
+                                "(or 'remove-input' if the reader needs its output)")
+        elif any(isinstance(n, (ast.Import, ast.ImportFrom)) for s in body for n in ast.walk(s)):
+            if not tags & HIDDEN_SOURCE_TAGS:
+                problems.append(f"{where} imports: tag it 'hide-input' so the page shows its "
+                                "output and leaves the code a click away")
+    assert not problems, f"{path}: " + "; ".join(problems)
+
+
 def check_executed_parameters(path: str | os.PathLike[str], expected: Mapping[str, Any]) -> None:
     """The executed notebook ran with ``expected`` parameters: papermill recorded them
-    and its injected cell (right after the ``parameters`` cell) assigns them."""
+    and its injected cell (right after the ``parameters`` cell) assigns them; both
+    cells are tagged ``remove-cell``, so the page does not show them."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     recorded = nb.metadata.get("papermill", {}).get("parameters", {})
@@ -102,6 +177,9 @@ def check_executed_parameters(path: str | os.PathLike[str], expected: Mapping[st
     i = next(i for i, t in enumerate(tags) if "parameters" in t)
     assert i + 1 < len(nb.cells) and "injected-parameters" in tags[i + 1], \
         f"{path}: no injected-parameters cell right after the parameters cell"
+    assert "remove-cell" in tags[i] and "remove-cell" in tags[i + 1], \
+        f"{path}: the parameters cell (tags {tags[i]}) or papermill's injected cell (tags {tags[i + 1]}) " \
+        "would show on the page: both need 'remove-cell'"
     injected = nb.cells[i + 1].source
     for key in expected:
         assert re.search(rf"^{re.escape(key)} = ", injected, re.M), f"{path}: injected cell does not set {key}"
@@ -111,6 +189,109 @@ def check_executed_parameters(path: str | os.PathLike[str], expected: Mapping[st
 def _local_target(html_dir: Path, page: Path, url: str) -> Path:
     url = url.split("#", 1)[0].split("?", 1)[0]
     return (page.parent / url).resolve() if not url.startswith("/") else (html_dir / url.lstrip("/")).resolve()
+
+
+#: Width (CSS px) of a cell's output box in sphinx-book-theme's content column, in a
+#: 1280 px wide window with the navigation sidebar shown, and of the output box of a cell
+#: tagged ``full-width`` (136% of the column), measured in headless Chromium.
+CONTENT_PX_AT_1280 = 676
+FULL_WIDTH_PX_AT_1280 = 919
+#: The book's own stylesheet (cervixlib.book.sphinx_ext.BOOK_CSS), on every page.
+BOOK_CSS = "_static/cervix/book.css"
+#: Text of the parameters cells: never on a page.
+PLUMBING_TEXT = ("Parameters (papermill injects", "# Parameters")
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]+\w.*$", re.M)
+
+
+def visible_soup(soup: BeautifulSoup) -> BeautifulSoup:
+    """A copy of ``soup`` without what a reader does not see: scripts, styles, and the
+    inside of collapsed toggles (``<details>`` but its ``<summary>``, as Jupyter Book
+    renders ``hide-input``)."""
+    soup = BeautifulSoup(str(soup), "html.parser")
+    for el in soup.find_all(["script", "style", "noscript", "template"]):
+        el.decompose()
+    for el in soup.find_all("details"):
+        if el.get("open") is None:
+            for child in list(el.children):
+                if getattr(child, "name", None) != "summary":
+                    child.extract()
+    return soup
+
+
+def plotly_layouts(soup: BeautifulSoup) -> dict[str, dict[str, Any]]:
+    """``{div id: layout}`` of each ``Plotly.newPlot(id, data, layout, config)`` call."""
+    decoder = json.JSONDecoder()
+    layouts: dict[str, dict[str, Any]] = {}
+    for script in soup.find_all("script", src=False):
+        text = script.get_text()
+        for m in re.finditer(r"Plotly\.newPlot\(\s*", text):
+            try:
+                pos, args = m.end(), []
+                for _ in range(3):  # id, data, layout
+                    value, end = decoder.raw_decode(text, pos)
+                    args.append(value)
+                    pos = re.compile(r"\s*,\s*").match(text, end).end()
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(args[0], str) and isinstance(args[2], dict):
+                layouts[args[0]] = args[2]
+    return layouts
+
+
+def _check_reading(html_dir: Path, page: Path, soup: BeautifulSoup, chapters: Sequence[str]) -> list[str]:
+    """What a reader of ``page`` would stumble on: plumbing cells shown, a figure wider
+    than the column, a chapter without its download button, a root page that does not
+    link the chapters."""
+    where, problems = page.name, []
+    if soup.find("meta", attrs={"http-equiv": re.compile("^refresh$", re.I)}):
+        return problems  # Jupyter Book's index.html: a redirect to the root page
+    css = [link.get("href", "").split("?")[0] for link in soup.find_all("link", rel="stylesheet")]
+    if not any(href.endswith(BOOK_CSS) for href in css):
+        problems.append(f"{where}: does not load {BOOK_CSS} (wide outputs would push the page)")
+    shown = visible_soup(soup)
+    text = shown.get_text(" ")
+    for snippet in PLUMBING_TEXT:
+        if snippet in text:
+            problems.append(f"{where}: shows the parameters cell ({snippet!r})")
+    for tag in ("parameters", "injected-parameters"):
+        if soup.select(f"div.cell.tag_{tag}"):
+            problems.append(f"{where}: shows the {tag} cell (tag it 'remove-cell')")
+    for cell_input in shown.select("div.cell_input"):
+        code = cell_input.get_text()
+        m = _IMPORT_LINE.search(code)
+        if m:
+            problems.append(f"{where}: shows a code cell with imports ({m.group(0).strip()!r}); "
+                            "tag it 'remove-cell', 'remove-input' or 'hide-input'")
+    for fid, layout in plotly_layouts(soup).items():
+        width = layout.get("width")
+        div = soup.find(id=fid)
+        full = div is not None and any("tag_full-width" in (c.get("class") or [])
+                                       for c in div.find_parents("div"))
+        limit = FULL_WIDTH_PX_AT_1280 if full else CONTENT_PX_AT_1280
+        if isinstance(width, (int, float)) and width > limit:
+            problems.append(f"{where}: plotly figure {fid} is {width:g} px wide, wider than the "
+                            f"{'full-width cell' if full else 'content column'} ({limit} px at 1280 px); "
+                            "autosize it (layout width None) or tag its cell 'full-width'")
+    if page.stem in chapters:
+        target = f"_sources/{page.stem}.ipynb"
+        links = [a for a in soup.find_all("a", href=True) if a["href"].split("?")[0].endswith(target)]
+        if not links:
+            problems.append(f"{where}: no download button for {target}")
+        elif not (html_dir / target).is_file():
+            problems.append(f"{where}: the download button links {target}, which is not in the site")
+        else:
+            nb = nbformat.read(html_dir / target, as_version=4)
+            tags = [t for c in nb.cells for t in c.get("metadata", {}).get("tags", [])]
+            if "parameters" not in tags:
+                problems.append(f"{where}: the downloadable {target} has no parameters cell")
+    if page.name == "intro.html":
+        hrefs = {a["href"].split("#")[0] for a in shown.find_all("a", href=True)}
+        missing = [ch for ch in chapters if f"{ch}.html" not in hrefs]
+        if missing:
+            problems.append(f"{where}: does not link the chapters {missing}")
+        if "{{" in text:
+            problems.append(f"{where}: an unresolved substitution: {text[text.index('{{'):][:40]!r}")
+    return problems
 
 
 def check_built_site(html_dir: str | os.PathLike[str], chapters: Sequence[str], *,
@@ -124,7 +305,12 @@ def check_built_site(html_dir: str | os.PathLike[str], chapters: Sequence[str], 
       widget manager; ``min_figures[chapter]`` figures at least;
     - every script, stylesheet, image or frame a page loads is a file of the site,
       inline scripts name no other host (but :data:`ALLOWED_INLINE_URLS`), and no
-      stylesheet under ``_static`` imports fonts or styles from another host.
+      stylesheet under ``_static`` imports fonts or styles from another host;
+    - for reading: no page shows the parameters or injected-parameters cell or a code
+      cell with imports (collapsed ``hide-input`` toggles do not count), no plotly
+      figure has a fixed width above the content column (or above a ``full-width``
+      cell), every chapter has the download button for its ``.ipynb`` (a file of the
+      site that keeps its parameters cell), and ``intro.html`` links every chapter.
     """
     html_dir = Path(html_dir)
     assert (html_dir / "index.html").is_file(), f"{html_dir}: no index.html"
@@ -186,6 +372,7 @@ def check_built_site(html_dir: str | os.PathLike[str], chapters: Sequence[str], 
                     problems.append(f"{where}: widget view {mid} has no saved widget state")
             if not any(s.endswith("html-manager/embed.js") for s in scripts_src):
                 problems.append(f"{where}: has widgets but does not load the local html-manager embed.js")
+        problems.extend(_check_reading(html_dir, page, soup, chapters))
         summary[page.stem] = {"figures": len(divs), "widgets": len(views)}
     for ch, n in (min_figures or {}).items():
         got = summary.get(ch, {}).get("figures", 0)
@@ -257,9 +444,16 @@ class _DevTools:
 
 _PAGE_STATE_JS = """(() => {
   const views = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')];
-  const plots = [...document.querySelectorAll('div.plotly-graph-div')].map(d => ({
-      id: d.id, svg: d.querySelectorAll('svg.main-svg').length > 0,
-      height: d.getBoundingClientRect().height}));
+  // a figure fits when it is not wider than the output box that holds it (which would
+  // scroll) and ends inside the window
+  const plots = [...document.querySelectorAll('div.plotly-graph-div')].map(d => {
+      const r = d.getBoundingClientRect();
+      const box = d.closest('div.output') || d.parentElement;
+      const b = box.getBoundingClientRect();
+      return {id: d.id, svg: d.querySelectorAll('svg.main-svg').length > 0, height: r.height,
+              width: r.width, right: r.right, box_width: box.clientWidth,
+              box_scrolls: r.width > box.clientWidth + 1 || r.right > b.left + box.clientWidth + 1,
+              full_width: !!d.closest('div.cell.tag_full-width')}; });
   return {
     plotly: typeof window.Plotly !== 'undefined',
     plots: plots,
@@ -272,6 +466,12 @@ _PAGE_STATE_JS = """(() => {
     widget_errors: document.querySelectorAll('.jupyter-widgets-error-widget, .widget-error').length,
     math: document.querySelectorAll('mjx-container').length,
     ready: document.readyState,
+    window_width: window.innerWidth,
+    page_scrolls: document.documentElement.scrollWidth > window.innerWidth + 1,
+    column_width: (document.querySelector('article.bd-article') || document.body).clientWidth,
+    // HTML outputs (tables) wider than their box: they scroll inside it, the page does not
+    scrolling_outputs: [...document.querySelectorAll('div.cell_output div.output.text_html')]
+        .filter(o => o.scrollWidth > o.clientWidth + 1 && !o.querySelector('div.plotly-graph-div')).length,
   };
 })()"""
 
@@ -285,7 +485,9 @@ def check_in_browser(html_dir: str | os.PathLike[str], pages: Sequence[str], out
     files can load. For each page: every plotly div must contain an ``svg``, every
     saved widget view must render, ``sliders[page]`` plotly sliders at least must
     exist, no script may throw, and the page may request nothing but ``file:`` and
-    ``data:`` URLs. A full-page screenshot goes to ``out_dir/<page>.png``. Returns
+    ``data:`` URLs. In the 1280 px window, every figure must fit its box (nothing
+    scrolled out of view) and the page must not scroll sideways; wide tables may
+    scroll inside their own box (counted in ``scrolling_outputs``). A full-page screenshot goes to ``out_dir/<page>.png``. Returns
     the state read from each page.
     """
     exe = chromium or find_chromium()
@@ -359,6 +561,12 @@ def check_in_browser(html_dir: str | os.PathLike[str], pages: Sequence[str], out
                     if not p["svg"] or p["height"] < 50:
                         problems.append(f"{name}: plotly figure {p['id']} did not draw "
                                         f"(svg={p['svg']}, height={p['height']:.0f}px)")
+                    elif p["box_scrolls"] or p["right"] > state["window_width"] + 1:
+                        problems.append(f"{name}: plotly figure {p['id']} ({p['width']:.0f} px) does not fit "
+                                        f"its {p['box_width']:.0f} px box in a {state['window_width']} px "
+                                        "window: part of it is scrolled out of view")
+                if state["page_scrolls"]:
+                    problems.append(f"{name}: the page is wider than the {state['window_width']} px window")
                 if state["widget_views"] and state["widgets_drawn"] < state["widget_views"]:
                     problems.append(f"{name}: {state['widget_views']} widget view(s), "
                                     f"{state['widgets_drawn']} drawn")

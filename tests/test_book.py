@@ -36,16 +36,20 @@ JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 
 
 def make_project(root: Path, *, toc: Path = FIXTURE / "_toc.yml", notebooks: Path = FIXTURE / "notebooks",
-                 manifest: Path = FIXTURE / "manifest.yml") -> Path:
-    """The repository's book layout at ``root``: its _config.yml, intro and vendored
-    files around ``notebooks``, ``toc`` and ``manifest`` (the fixture's by default;
-    pass the repository's to run the real chapters outside the working tree)."""
+                 manifest: Path = FIXTURE / "manifest.yml", intro: Path | None = None) -> Path:
+    """The repository's book layout at ``root``: its _config.yml and vendored files
+    around ``notebooks``, ``toc``, ``manifest`` and ``intro`` (the fixture's by default;
+    pass the repository's to run the real chapters outside the working tree). The
+    intro defaults to the repository's with the repository's toc (it links the
+    chapters), else to the fixture's."""
+    if intro is None:
+        intro = REPO / "book" / "intro.md" if toc.resolve() == (REPO / "_toc.yml").resolve() else FIXTURE / "intro.md"
     (root / "book").mkdir(parents=True)
     shutil.copy(REPO / "_config.yml", root / "_config.yml")
     shutil.copy(toc, root / "_toc.yml")
     shutil.copytree(notebooks, root / "notebooks")
     shutil.copy(manifest, root / "book" / "manifest.yml")
-    shutil.copy(REPO / "book" / "intro.md", root / "book" / "intro.md")
+    shutil.copy(intro, root / "book" / "intro.md")
     shutil.copytree(REPO / "book" / "_vendor", root / "book" / "_vendor")
     for name in ("_config.yml", "_toc.yml"):  # as in the repository: relative links
         os.symlink(os.readlink(REPO / "book" / name), root / "book" / name)
@@ -464,3 +468,114 @@ def test_site_checks_catch_errors_cdn_scripts_and_undrawn_figures(built, tmp_pat
     msg = str(exc.value)
     assert "requests outside the site: ['https://cdn.plot.ly/plotly-2.0.0.min.js']" in msg, msg
     assert "Plotly is not defined" in msg and "did not draw" in msg, msg
+
+
+# ----------------------------------------------------------------------------- for reading
+def test_injected_parameters_cell_is_tagged_for_removal_once():
+    from cervixlib.book.execute import hide_injected_parameters
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("profile = 'default'", metadata={"tags": ["parameters", "remove-cell"]}),
+        nbformat.v4.new_code_cell("# Parameters\nprofile = 'smoke'", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("print(profile)")])
+    assert hide_injected_parameters(nb) == 1
+    assert [c.metadata.get("tags") for c in nb.cells] == [
+        ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
+    assert hide_injected_parameters(nb) == 0  # already tagged: unchanged
+
+
+def test_fig2_has_no_fixed_width_so_all_five_columns_fit_the_column():
+    import numpy as np
+
+    from cervixlib.figures import FIG2_PANEL_PX, Fig2Row, fig2_plotly
+
+    rng = np.random.default_rng(0)
+    rows = [Fig2Row(rng.random((3, 16, 16)), rng.random((3, 16, 16)), rng.random((3, 16, 16)),
+                    label=f"model {k}", note="target: A") for k in range(2)]
+    fig = fig2_plotly(rows, title="Fig. 2")
+    assert fig.layout.width is None and fig.layout.autosize is True
+    assert fig.layout.height == int(FIG2_PANEL_PX * 2 * 1.18) + 60
+    # as the book shows it: a div as wide as its column, a responsive figure, no width in the layout
+    html = display.figure_mimebundle(fig)["text/html"]
+    assert "width:100%" in html.replace(" ", "") and '"responsive": true' in html
+    layout = next(iter(bc.plotly_layouts(bc.BeautifulSoup(html, "html.parser")).values()))
+    assert "width" not in layout
+    # five panels of FIG2_PANEL_PX and their gaps fill a full-width cell at 1280 px, not more
+    assert 5 * FIG2_PANEL_PX <= bc.FULL_WIDTH_PX_AT_1280 - 20
+    fixed = fig2_plotly(rows, width=600)
+    assert fixed.layout.width == 600 and fixed.layout.autosize is False
+
+
+def test_html_table_headers_may_break_after_underscores():
+    text = display.html_table([{"paper_f1_per_class": "0.9 0.8", "model": "a_b"}])
+    assert "<th>paper_<wbr>f1_<wbr>per_<wbr>class</th><th>model</th>" in text
+    assert "<td>a_b</td>" in text  # cells keep their text as it is
+    assert bc.BeautifulSoup(text, "html.parser").th.get_text() == "paper_f1_per_class"
+
+
+def test_repository_link_is_configurable_and_never_jupyter_books_own():
+    from types import SimpleNamespace
+
+    from jupyter_book.config import get_final_config
+
+    from cervixlib.book import sphinx_ext
+
+    conf, _ = get_final_config(user_yaml=REPO / "_config.yml", sourcedir=REPO / "book",
+                               cli_config={"latex_individualpages": False})
+    url = conf["html_theme_options"].get("repository_url", "")
+    assert "executablebooks" not in url  # Jupyter Book's default when `repository:` is left out
+    config = SimpleNamespace(html_theme_options={"repository_url": ""}, myst_substitutions={})
+    sphinx_ext._link_repository(config)
+    assert config.myst_substitutions["repository"] == sphinx_ext.NO_REPOSITORY_TEXT
+    assert "use_repository_button" not in config.html_theme_options
+    config = SimpleNamespace(html_theme_options={"repository_url": "https://example.org/cervixlib"},
+                             myst_substitutions=None)
+    sphinx_ext._link_repository(config)
+    assert config.html_theme_options["use_repository_button"] is True
+    assert config.myst_substitutions["repository"].endswith("[https://example.org/cervixlib](https://example.org/cervixlib)")
+
+
+def test_how_to_read_page_says_what_a_reader_needs():
+    text = (REPO / "book" / "intro.md").read_text()
+    assert text.startswith("# How to read this book\n")
+    for chapter in CHAPTERS:
+        assert f"{{doc}}`{chapter}`" in text, chapter
+    for needed in (".venv/bin/jupyter lab notebooks/", ".venv/bin/papermill notebooks/", "--cwd notebooks",
+                   "{{ repository }}", "`.ipynb`", "download", "not SIPaKMeD results", "`smoke`", "`default`",
+                   "`paper`", "https://github.com/suikei-wang/Towards-Interpretable-Attention-Networks-for-Cervical-"
+                              "Cancer-Analysis", "https://arxiv.org/abs/2106.00557"):
+        assert needed in text, needed
+    assert "binder" not in text.lower() and "colab" not in text.lower()  # nothing that needs a network
+
+
+def test_reading_checks_catch_shown_plumbing_wide_figures_and_a_missing_download(tmp_path):
+    """The site checks for reading can fail: a shown parameters cell and import, a
+    fixed-width figure, no download button, an intro that does not link the chapters."""
+    html = tmp_path / "html"
+    (html / "_static" / "cervix").mkdir(parents=True)
+    (html / "_static" / "cervix" / "book.css").write_text("")
+    (html / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=intro.html" />')
+    head = '<head><link rel="stylesheet" href="_static/cervix/book.css" /></head>'
+    (html / "intro.html").write_text(f"<html>{head}<body><p>{{{{ repository }}}}</p></body></html>")
+    wide = ('<div id="f1" class="plotly-graph-div"></div><script>Plotly.newPlot("f1", [{"y": [1]}], '
+            '{"width": 990, "height": 300}, {"responsive": true})</script>')
+    (html / "ch.html").write_text(
+        f"<html>{head}<body><div class=\"cell tag_parameters\"><div class=\"cell_input\"><pre># Parameters (papermill "
+        "injects overrides after this cell).</pre></div></div><div class=\"cell\"><div class=\"cell_input\"><pre>"
+        "from cervixlib import figures\nshow(x)</pre></div></div>"
+        "<div class=\"cell tag_hide-input\"><details class=\"hide above-input\"><summary>Show code cell source</summary>"
+        "<div class=\"cell_input\"><pre>import numpy as np</pre></div></details></div>"
+        f"<div class=\"cell\"><div class=\"cell_output\"><div class=\"output text_html\">{wide}</div></div></div>"
+        "</body></html>")
+    with pytest.raises(AssertionError) as exc:
+        bc.check_built_site(html, ["ch"])
+    msg = str(exc.value)
+    for problem in ("ch.html: shows the parameters cell ('Parameters (papermill injects')",
+                    "ch.html: shows the parameters cell (tag it 'remove-cell')",
+                    "ch.html: shows a code cell with imports ('from cervixlib import figures')",
+                    "plotly figure f1 is 990 px wide, wider than the content column (676 px at 1280 px)",
+                    "ch.html: no download button for _sources/ch.ipynb",
+                    "intro.html: does not link the chapters ['ch']",
+                    "intro.html: an unresolved substitution"):
+        assert problem in msg, (problem, msg)
+    assert "import numpy" not in msg  # behind a collapsed hide-input toggle: not shown

@@ -110,7 +110,11 @@ def use_book_renderer() -> None:
 
 
 def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> str:
-    """Rows of dicts as a small HTML table (renders the same in JupyterLab and in the book)."""
+    """Rows of dicts as a small HTML table (renders the same in JupyterLab and in the book).
+
+    Column names may break after an underscore (``<wbr>``), so a wide table reflows
+    into a narrow column; the book's stylesheet scrolls what still does not fit inside
+    the table's own box."""
     if not rows:
         return "<p><em>(no rows)</em></p>"
     cols = list(dict.fromkeys(k for row in rows for k in row))
@@ -122,7 +126,7 @@ def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> st
             return f"{v:.3g}"
         return html.escape(str(v))
 
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    head = "".join(f"<th>{html.escape(str(c)).replace('_', '_<wbr>')}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return f'<table class="table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

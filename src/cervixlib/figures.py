@@ -47,6 +47,7 @@ __all__ = [
     "learning_curves",
     "sample_grid",
     "FIG2_COLUMNS",
+    "FIG2_PANEL_PX",
     "Fig2Row",
     "attribution_heatmap",
     "colorize",
@@ -60,6 +61,9 @@ __all__ = [
 ]
 
 FIG2_COLUMNS = ("Original", "Gradient overlay", "IG overlay", "Gradient", "IG")
+#: Height of a Fig. 2 panel (px) that :func:`fig2_plotly` lays its rows out for: five
+#: panels and their gaps fill a full-width cell of the book at 1280 px.
+FIG2_PANEL_PX = 175
 HEAT_CMAP = "inferno"
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -219,11 +223,20 @@ def fig2_plotly(
     rows: Fig2Row | Sequence[Fig2Row],
     *,
     title: str | None = None,
-    panel_px: int = 190,
+    panel_px: int = FIG2_PANEL_PX,
+    width: int | None = None,
     clip_percentile: float = 99.0,
 ) -> go.Figure:
     """The Fig. 2 layout as a plotly figure: one row per :class:`Fig2Row`, five columns
-    (three without IG). Panels are embedded as PNGs, so the figure stays small in HTML."""
+    (three without IG). Panels are embedded as PNGs, so the figure stays small in HTML.
+
+    With ``width=None`` (the default) the figure has no fixed width: plotly sizes it to
+    the column it is shown in (the book's and JupyterLab's figures are responsive), so
+    all five columns stay in view; its height is set for panels of ``panel_px`` pixels,
+    about their size in the book's full-width cell at 1280 px (pixels stay square, so
+    in a narrower column the panels shrink and leave some space between the rows).
+    ``width`` fixes the width in pixels instead (``panel_px * columns + 20`` fits the
+    panels exactly)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -246,8 +259,11 @@ def fig2_plotly(
                                xanchor="left", yanchor="top", showarrow=False, align="left",
                                font=dict(size=11))
     fig.update_layout(
-        title=title, width=panel_px * C + 40, height=int(panel_px * R * 1.18) + (60 if title else 40),
-        margin=dict(l=10, r=10, t=60 if title else 30, b=10), plot_bgcolor="white",
+        title=title, width=width, autosize=width is None,
+        height=int(panel_px * R * 1.18) + (60 if title else 40),
+        # the bottom margin holds the last row's label and note
+        margin=dict(l=10, r=10, t=60 if title else 30, b=45 if rows[-1].label or rows[-1].note else 10),
+        plot_bgcolor="white",
     )
     return fig
 

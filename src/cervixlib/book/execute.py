@@ -43,6 +43,7 @@ __all__ = [
     "BookResult",
     "CellTimeout",
     "execute_notebook",
+    "hide_injected_parameters",
     "resolve_kernel",
     "run_book",
 ]
@@ -160,6 +161,23 @@ def _check_executed(nb: Any, where: str) -> None:
                                 "display it with cervixlib.display.show(fig)")
 
 
+def hide_injected_parameters(nb: Any) -> int:
+    """Tag papermill's ``injected-parameters`` cell ``remove-cell``, in place.
+
+    papermill writes that cell into the executed copy; the source notebook cannot tag
+    it. With the tag the rendered page leaves it out, as it leaves out the tagged
+    ``parameters`` cell, while the downloadable notebook keeps both. Returns the
+    number of cells tagged now.
+    """
+    n = 0
+    for cell in nb.cells:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            n += 1
+    return n
+
+
 def execute_notebook(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -177,7 +195,9 @@ def execute_notebook(
 
     The executed copy is written to ``scratch`` (default: next to ``output``, hidden)
     and moved to ``output`` once it ran without error and passed the output checks;
-    ``metadata`` is stored under the notebook's ``metadata.cervix``. On failure a
+    ``metadata`` is stored under the notebook's ``metadata.cervix``, and papermill's
+    injected-parameters cell is tagged ``remove-cell`` (:func:`hide_injected_parameters`,
+    so the page does not show it). On failure a
     stale ``output`` is removed and :class:`BookError` names the notebook, the cell
     (1-based, counted in ``source``) and the exception. A cell that runs longer than
     ``cell_timeout`` seconds (None: no limit) raises :class:`CellTimeout`.
@@ -224,6 +244,7 @@ def execute_notebook(
         output.unlink(missing_ok=True)
         raise
     nb.metadata["cervix"] = dict(metadata or {})
+    hide_injected_parameters(nb)
     nbformat.write(nb, str(scratch))
     os.replace(scratch, output)
     return output

@@ -11,7 +11,12 @@ The extension
 * makes any warning fail the build (``cervix_warnings_as_errors``, Sphinx's
   ``-W --keep-going``, also for a plain ``jupyter-book build book/``);
 * removes two script errors of the stock pages: sphinx-thebe's inline config added
-  twice, and ipywidgets calling MathJax 2's API next to MathJax 3 (a small shim).
+  twice, and ipywidgets calling MathJax 2's API next to MathJax 3 (a small shim);
+* keeps wide outputs inside the content column (:data:`BOOK_CSS`: an HTML output
+  wider than the column scrolls in its own box, tables in a smaller font);
+* links the repository when ``_config.yml`` names one (``repository: url:``): the
+  theme's repository button on every page, and the MyST substitution
+  ``{{ repository }}`` (a link, or where the notebooks are when no address is set).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 from cervixlib import __version__
 from cervixlib.display import PLOTLY_MIMETYPE
 
-__all__ = ["MATHJAX_SHIM", "PLOTLY_JS", "VENDOR_STATIC", "setup"]
+__all__ = ["BOOK_CSS", "MATHJAX_SHIM", "NO_REPOSITORY_TEXT", "PLOTLY_JS", "VENDOR_STATIC", "setup"]
 
 #: Where the Sphinx extension puts plotly.js and the vendored files, under ``_static``.
 VENDOR_STATIC = "vendor"
@@ -52,6 +57,27 @@ _MATHJAX_SHIM_JS = """\
 })();
 """
 
+#: Our stylesheet, under ``_static``.
+BOOK_CSS = "cervix/book.css"
+_BOOK_CSS = """\
+/* cervixlib: wide outputs stay inside the content column at any window width. */
+/* An HTML output (a table, a fixed-size figure) wider than the column scrolls in its
+   own box instead of pushing the page sideways. */
+div.cell_output div.output.text_html { max-width: 100%; overflow-x: auto; }
+/* Tables: a smaller font, numbers aligned, the caption above and left-aligned. */
+div.cell_output div.output.text_html table { font-size: 0.8rem; margin: 0.25rem 0 1rem 0; }
+div.cell_output div.output.text_html table th,
+div.cell_output div.output.text_html table td { padding: 0.2rem 0.35rem; vertical-align: top; }
+div.cell_output div.output.text_html table caption {
+  caption-side: top; text-align: left; font-size: 0.85rem; color: var(--pst-color-text-muted);
+}
+/* Autosized plotly figures fill the column. */
+div.cell_output div.plotly-graph-div { max-width: 100%; }
+"""
+#: What ``{{ repository }}`` says when ``_config.yml`` names no repository URL.
+NO_REPOSITORY_TEXT = ("the cervixlib repository (this copy of the book names no public address "
+                      "for it; `repository: url:` in `_config.yml` sets one)")
+
 
 _LOCAL_ASSETS: dict[int, dict[str, str]] = {}  # id(app) -> local asset -> first page using it
 
@@ -69,6 +95,20 @@ def _sphinx_config_inited(app: Any, config: Any) -> None:
     if config.cervix_warnings_as_errors and not app.warningiserror and not app.keep_going:
         # Sphinx 7's -W --keep-going: report every warning, then exit with status 1
         app.keep_going = True
+    _link_repository(config)
+
+
+def _link_repository(config: Any) -> None:
+    """``repository: url:`` of _config.yml (Jupyter Book passes it as the theme's
+    ``repository_url``): when set, the theme's repository button and a link in
+    ``{{ repository }}``; when empty, no button and :data:`NO_REPOSITORY_TEXT`."""
+    options = config.html_theme_options if isinstance(config.html_theme_options, dict) else {}
+    url = str(options.get("repository_url") or "").strip()
+    if url:
+        options["use_repository_button"] = True
+    substitutions = dict(getattr(config, "myst_substitutions", None) or {})
+    substitutions.setdefault("repository", f"the cervixlib repository, [{url}]({url})" if url else NO_REPOSITORY_TEXT)
+    config.myst_substitutions = substitutions
 
 
 def _sphinx_page_context(app: Any, pagename: str, templatename: str, context: dict[str, Any],
@@ -166,10 +206,11 @@ def _sphinx_build_finished(app: Any, exception: BaseException | None) -> None:
         return
     for src, dst in _vendor_files(app):
         _sync(src, dst)
-    shim = Path(app.outdir) / "_static" / MATHJAX_SHIM
-    if not shim.is_file() or shim.read_text(encoding="utf-8") != _MATHJAX_SHIM_JS:
-        shim.parent.mkdir(parents=True, exist_ok=True)
-        shim.write_text(_MATHJAX_SHIM_JS, encoding="utf-8")
+    for name, text in ((MATHJAX_SHIM, _MATHJAX_SHIM_JS), (BOOK_CSS, _BOOK_CSS)):
+        path = Path(app.outdir) / "_static" / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
     if app.config.cervix_offline:
         logger = sphinx_logging.getLogger(__name__)
         for name, page in sorted(_LOCAL_ASSETS.pop(id(app), {}).items()):
@@ -187,4 +228,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("source-read", _sphinx_source_read)
     app.connect("html-page-context", _sphinx_page_context, priority=900)
     app.connect("build-finished", _sphinx_build_finished)
+    app.add_css_file(BOOK_CSS, priority=900)  # after the theme's stylesheets
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}
