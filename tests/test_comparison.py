@@ -94,3 +94,33 @@ def test_a_claim_of_several_comparisons_needs_them_all():
     table = claims_markdown([claim, Claim(2, "x", (Evidence("x", loss.scaled(100), 1),),
                                           ("04_multicell_vs_isolated.ipynb",), synthetic=False)])
     assert "[chapter 3](03_attention_models.ipynb)" in table and "**contradicted**" in table
+
+
+def _fake_run(test_index, y, prob, fold=0, folds=2, n_train=20):
+    from types import SimpleNamespace
+
+    prob = np.asarray(prob, dtype=float)
+    return SimpleNamespace(
+        name=f"fake-f{fold}", predictions={"test_index": np.asarray(test_index), "test_y": np.asarray(y),
+                                           "test_prob": prob},
+        y_true=np.asarray(y), y_pred=prob.argmax(1), info={"split_sizes": {"train": n_train}},
+        config=SimpleNamespace(data=SimpleNamespace(folds=folds, fold=fold)))
+
+
+def test_the_isolated_vote_is_the_mean_softmax_over_an_images_crops():
+    from pathlib import Path
+
+    from cervixlib.claims import image_votes, vote_comparison
+    from cervixlib.data import Item
+
+    multi_items = [Item(Path(f"m{g}.bmp"), 0, f"C/{g}", (), (1, 1)) for g in range(3)]
+    iso_items = [Item(Path(f"c{g}_{m}.bmp"), 0, f"C/{g}", (), (1, 1)) for g in range(3) for m in range(2)]
+    # image 0: crops 0.9/0.1 and 0.2/0.8 -> mean 0.55 for class 0: right (a majority of argmaxes would tie)
+    # image 1: crops both wrong; image 2: no crop among the isolated test cells (left out)
+    iso = _fake_run([0, 1, 2, 3], [0, 0, 0, 0], [[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]])
+    multi = _fake_run([0, 1, 2], [0, 0, 0], [[0.2, 0.8], [0.6, 0.4], [0.9, 0.1]])
+    right_multi, right_vote, missing = image_votes(multi, iso, multi_items, iso_items)
+    assert right_multi.tolist() == [False, True] and right_vote.tolist() == [True, False] and missing == 1
+    cmp = vote_comparison([multi, multi], [iso, _fake_run([0, 1, 2, 3], [0] * 4, [[0.9, 0.1]] * 4, fold=0)],
+                          multi_items, iso_items)
+    assert cmp.a.tolist() == [0.5, 0.5] and cmp.b.tolist() == [0.5, 1.0] and cmp.n_images == 4
