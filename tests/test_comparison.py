@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cervixlib.claims import (CONTRADICTED, SUPPORTED, UNDECIDED, Claim, Evidence, claims_markdown,
+from cervixlib.claims import (CONTRADICTED, SUPPORTED, UNDECIDED, Claim, Evidence, claims_html,
                               combine_verdicts, verdict)
 from cervixlib.comparison import corrected_resampled_t, fold_mean_sd, paired_bootstrap
 
@@ -91,9 +91,10 @@ def test_a_claim_of_several_comparisons_needs_them_all():
     text = claim.sentence()
     d = claim.deciding.difference
     assert f"{d.mean:+.1f} points" in text and f"[{d.low:+.1f}, {d.high:+.1f}]" in text
-    table = claims_markdown([claim, Claim(2, "x", (Evidence("x", loss.scaled(100), 1),),
-                                          ("04_multicell_vs_isolated.ipynb",), synthetic=False)])
-    assert "[chapter 3](03_attention_models.ipynb)" in table and "**contradicted**" in table
+    table = claims_html([claim, Claim(2, "x", (Evidence("x", loss.scaled(100), 1),),
+                                      ("04_multicell_vs_isolated.ipynb",), synthetic=False)])
+    assert '<a href="03_attention_models.html">chapter 3</a>' in table
+    assert "<strong>contradicted</strong>" in table and "a − c" in table
 
 
 def _fake_run(test_index, y, prob, fold=0, folds=2, n_train=20):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTRADICTED", "SUPPORTED", "UNDECIDED", "VERDICTS", "MODEL_NAMES", "RULE",
     "Claim", "Evidence", "FoldComparison", "PerImageMeasure",
-    "claims_markdown", "verdict_intro", "combine_verdicts", "compare_fold_runs", "fold_accuracies", "image_votes",
+    "claims_html", "verdict_intro", "combine_verdicts", "compare_fold_runs", "fold_accuracies", "image_votes",
     "in_cell_measure", "paper_claims", "verdict", "vote_comparison",
 ]
 
@@ -151,20 +152,27 @@ class Claim:
                 "paper": paper, "evidence": ", ".join(self.chapters)}
 
 
-def claims_markdown(claims: Sequence[Claim]) -> str:
-    """The claims as a Markdown table, each with a link to the chapter with its evidence."""
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
+def claims_html(claims: Sequence[Claim], *, link_suffix: str = ".html") -> str:
+    """The claims as an HTML table, each with links to the chapters with its evidence.
 
-    lines = ["| claim | verdict | our number (95% interval) | the paper | evidence |",
-             "| --- | --- | --- | --- | --- |"]
+    The links point at the built site's pages (``03_attention_models.html``): a notebook's
+    HTML output is not rewritten by Jupyter Book, and MyST-NB renders Markdown outputs
+    without tables. The front page adds the same links as ``.ipynb`` links in a Markdown
+    cell, which Jupyter Book resolves and JupyterLab opens.
+    """
+    import html
+
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "our number (95% interval)", "the paper", "evidence"))
+    body = []
     for c in claims:
         r = c.row()
         ours = next(v for k, v in r.items() if k.startswith("ours"))
-        links = ", ".join(f"[chapter {ch.split('_', 1)[0].lstrip('0') or '0'}]({ch})" for ch in c.chapters)
-        lines.append(f"| {cell(r['claim'])} | **{cell(r['verdict'])}** | {cell(ours)} | {cell(r['paper'])} | "
-                     f"{links} |")
-    return "\n".join(lines)
+        links = ", ".join(f'<a href="{html.escape(Path(ch).stem + link_suffix)}">chapter '
+                          f"{html.escape(ch.split('_', 1)[0].lstrip('0') or '0')}</a>" for ch in c.chapters)
+        body.append(f"<tr><td>{html.escape(r['claim'])}</td><td><strong>{html.escape(r['verdict'])}</strong></td>"
+                    f"<td>{html.escape(ours)}</td><td>{html.escape(r['paper'])}</td><td>{links}</td></tr>")
+    return (f'<table class="table"><caption>The paper\'s claims and the verdicts on this run\'s data</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
 def verdict_intro(claims: Sequence[Claim], *, synthetic: bool, folds: int) -> str:
