@@ -77,9 +77,16 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------- engine
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cervixlib.config import make_config
+    from cervixlib.config import get_profile, make_config
     from cervixlib.report import format_run
     from cervixlib.train import fit
+
+    if args.fold is not None:
+        k = args.folds if args.folds is not None else (1 if args.split == "paper" else get_profile(args.profile).folds)
+        if not 1 <= args.fold <= k:
+            print(f"cervix train: error: --fold must be in 1..{k} ({k} fold{'s' * (k != 1)}), got {args.fold}",
+                  file=sys.stderr)
+            return 2
 
     config = make_config(
         args.model, profile=args.profile, root=str(args.data) if args.data else None,
