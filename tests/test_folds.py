@@ -90,3 +90,19 @@ def test_fold_settings_are_checked():
         fold_split(multi, folds=3, fold=-1)
     with pytest.raises(ValueError, match="folds must be at least 2"):
         fold_of_groups([("a", 0)], folds=1)
+
+
+def test_study_trains_every_model_on_the_same_folds_under_our_protocol():
+    from cervixlib.study import Study
+
+    paper = Study(profile="paper")  # main tables: the released split, one split
+    assert (paper.config("resnet50").data.split, paper.config("resnet50").data.folds) == ("paper", 1)
+    with pytest.raises(ValueError, match="fold must be in 0..0"):
+        paper.config("resnet50", fold=1)
+    ours = [paper.config(m, "multi", protocol="ours", split="group", fold=f) for m in ("resnet50", "densenet121")
+            for f in range(5)]
+    assert [(c.data.folds, c.data.fold) for c in ours] == [(5, f) for f in range(5)] * 2
+    default = Study(profile="default")
+    assert default.n_folds == 3 and default.config("resnet50", "isolated").data.fold == 0
+    assert default.folds_text() == "fold 1 of 3 (grouped, stratified 3-fold cross-validation)"
+    assert Study(profile="default", folds=1).config("resnet50").data.folds == 1  # the single split

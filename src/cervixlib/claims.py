@@ -145,10 +145,11 @@ class Claim:
         return f"Claim {self.number}: {self.verdict_text}; {which}{e.label}: {e.number_text()}."
 
     def row(self) -> dict[str, str]:
+        """The table row: claim, verdict, our number (the deciding comparison), the paper's, the evidence."""
         e = self.deciding
         paper = self.paper_text or (f"{e.paper:+.2f} {e.unit}" if e.paper is not None else "not given")
         return {"claim": f"{self.number}. {self.text}", "verdict": self.verdict_text,
-                "ours (the weakest comparison)" if len(self.evidence) > 1 else "ours": f"{e.label}: {e.number_text()}",
+                "ours": f"{e.label}: {e.number_text()}",
                 "paper": paper, "evidence": ", ".join(self.chapters)}
 
 
@@ -166,7 +167,7 @@ def claims_html(claims: Sequence[Claim], *, link_suffix: str = ".html") -> str:
     body = []
     for c in claims:
         r = c.row()
-        ours = next(v for k, v in r.items() if k.startswith("ours"))
+        ours = r["ours"] if len(c.evidence) == 1 else f"the weakest of {len(c.evidence)} comparisons: {r['ours']}"
         links = ", ".join(f'<a href="{html.escape(Path(ch).stem + link_suffix)}">chapter '
                           f"{html.escape(ch.split('_', 1)[0].lstrip('0') or '0')}</a>" for ch in c.chapters)
         body.append(f"<tr><td>{html.escape(r['claim'])}</td><td><strong>{html.escape(r['verdict'])}</strong></td>"
