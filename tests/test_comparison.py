@@ -125,3 +125,33 @@ def test_the_isolated_vote_is_the_mean_softmax_over_an_images_crops():
     cmp = vote_comparison([multi, multi], [iso, _fake_run([0, 1, 2, 3], [0] * 4, [[0.9, 0.1]] * 4, fold=0)],
                           multi_items, iso_items)
     assert cmp.a.tolist() == [0.5, 0.5] and cmp.b.tolist() == [0.5, 1.0] and cmp.n_images == 4
+
+
+def _runs_with_accuracy(accuracies, n=100):
+    """One fake run per fold, right on the first ``acc * n`` of the same ``n`` test images."""
+    runs = []
+    for fold, acc in enumerate(accuracies):
+        y = np.zeros(n, dtype=int)
+        prob = np.tile([0.1, 0.9], (n, 1))
+        prob[: int(round(acc * n))] = [0.9, 0.1]
+        runs.append(_fake_run(np.arange(n) + 1000 * fold, y, prob, fold=fold, folds=len(accuracies), n_train=200))
+    return runs
+
+
+def test_paper_claims_on_constructed_runs():
+    from cervixlib.claims import PerImageMeasure, paper_claims
+
+    accuracy = {"rcan_densenet121": (0.90, 0.92, 0.91), "densenet121": (0.70, 0.74, 0.71),
+                "resnet50": (0.60, 0.63, 0.62), "ran_resnet50": (0.50, 0.52, 0.49)}
+    folds = {subset: {m: _runs_with_accuracy(a) for m, a in accuracy.items()} for subset in ("multi", "isolated")}
+    found = paper_claims(folds, synthetic=True, n_resamples=200)
+    assert [c.number for c in found] == [1, 2, 3]  # no measures, no vote: claims 4 and 5 left out
+    assert [c.verdict for c in found] == [SUPPORTED] * 3
+    assert len(found[0].evidence) == 6 and "DenseNet-121" in found[0].deciding.label  # the closest rival
+    assert found[2].deciding.paper == pytest.approx(84.16 - 85.15)  # the paper's difference, in points
+    # the same runs with DenseNet-121 and ResNet-50 swapped contradict claim 2
+    swapped = {s: {**runs, "densenet121": runs["resnet50"], "resnet50": runs["densenet121"]} for s, runs in folds.items()}
+    assert paper_claims(swapped, synthetic=False, n_resamples=200)[1].verdict == CONTRADICTED
+    tie = PerImageMeasure("share", np.full(8, 0.5), np.full(8, 0.5), side=1)
+    claim4 = paper_claims({}, synthetic=True, measures=[tie])[0]
+    assert claim4.number == 4 and claim4.verdict == UNDECIDED
