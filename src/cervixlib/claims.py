@@ -309,7 +309,7 @@ def in_cell_measure(rcan: Any, densenet: Any) -> PerImageMeasure:
         raise ValueError(f"the two in-cell studies cover {len(rcan)} and {len(densenet)} images; "
                          "they must be of the same images")
     return PerImageMeasure("share of |IG| inside the annotated cells", np.asarray(rcan.share["cell"]),
-                           np.asarray(densenet.share["cell"]), side=1)
+                           np.asarray(densenet.share["cell"]), side=1, unit="points of share")
 
 
 def _fold_evidence(label: str, cmp: FoldComparison, side: int, paper: float | None) -> Evidence:
