@@ -112,6 +112,13 @@ class Evidence:
         interval = f"95% interval [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else "no interval"
         return f"{d.mean:+.1f} {self.unit}, {interval} ({d.method}, {d.n} {what})"
 
+    def short_text(self) -> str:
+        """The number for a table cell: ``"+2.0 points [-5.1, +9.1], 3 folds"`` (the method is in the rule)."""
+        d = self.difference
+        what = ("fold" if "t-test" in d.method else "image") + "s" * (d.n != 1)
+        interval = f" [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else " (no interval)"
+        return f"{d.mean:+.1f} {self.unit}{interval}, {d.n} {what}"
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -149,7 +156,7 @@ class Claim:
         e = self.deciding
         paper = self.paper_text or (f"{e.paper:+.2f} {e.unit}" if e.paper is not None else "not given")
         return {"claim": f"{self.number}. {self.text}", "verdict": self.verdict_text,
-                "ours": f"{e.label}: {e.number_text()}",
+                "ours": f"{e.label}: {e.short_text()}",
                 "paper": paper, "evidence": ", ".join(self.chapters)}
 
 
@@ -163,7 +170,7 @@ def claims_html(claims: Sequence[Claim], *, link_suffix: str = ".html") -> str:
     """
     import html
 
-    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "our number (95% interval)", "the paper", "evidence"))
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "our number [95% interval]", "the paper", "evidence"))
     body = []
     for c in claims:
         r = c.row()
