@@ -29,8 +29,12 @@ from cervixlib.book import BookError
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "book"
+#: The book's notebooks in execution order (book/manifest.yml): the front page, which reads
+#: the fold runs of chapters 3 and 4, last.
 CHAPTERS = ["01_data_exploration", "02_baselines", "03_attention_models",
-            "04_multicell_vs_isolated", "05_explainability"]
+            "04_multicell_vs_isolated", "05_explainability", "00_claims"]
+#: ... and in reading order (_toc.yml): the front page is the root, then the intro page.
+READING_ORDER = ["00_claims", "intro", *CHAPTERS[:-1]]
 FIXTURE_CHAPTERS = ["01_figures", "05_explainability"]
 JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 
@@ -83,8 +87,10 @@ def test_repository_layout_and_manifest():
     assert (REPO / "book" / "_toc.yml").resolve() == (REPO / "_toc.yml").resolve()
     man = book.load_manifest(REPO / "book" / "manifest.yml")
     assert man.names == CHAPTERS
-    assert book.toc_chapters(REPO / "_toc.yml") == CHAPTERS
-    assert yaml.safe_load((REPO / "_toc.yml").read_text())["root"] == "intro"
+    assert book.toc_documents(REPO / "_toc.yml") == READING_ORDER
+    assert book.toc_chapters(REPO / "_toc.yml") == READING_ORDER[1:]
+    assert book.toc_notebooks(REPO / "book" / "_toc.yml") == ["00_claims", *CHAPTERS[:-1]]  # intro.md: a page
+    assert yaml.safe_load((REPO / "_toc.yml").read_text())["root"] == "00_claims"
     for nb_path in sorted((REPO / "notebooks").glob("*.ipynb")):  # the lead's notebooks, as they land
         assert nb_path.stem in man.names, f"{nb_path} is not in book/manifest.yml"
         bc.check_source_notebook(nb_path)
@@ -164,8 +170,25 @@ def test_manifest_select_and_profile_overrides():
 def test_toc_and_manifest_must_agree(tmp_path):
     root = make_project(tmp_path / "p")
     (root / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: 01_figures\n")
-    with pytest.raises(BookError, match="not in the toc: 05_explainability"):
+    with pytest.raises(BookError, match="must list the same notebooks: not in the toc: 05_explainability"):
         book.run_book("smoke", notebooks_dir=root / "notebooks", book_dir=root / "book", build=False)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: 01_figures\n"
+                                   "  - file: 05_explainability\n  - file: 06_extra\n")
+    with pytest.raises(BookError, match="not in the manifest: 06_extra"):
+        book.run_book("smoke", notebooks_dir=root / "notebooks", book_dir=root / "book", build=False)
+
+
+def test_toc_order_is_for_reading_and_the_manifest_order_for_execution(tmp_path):
+    # the toc may put a notebook first that the manifest executes last (the front page)
+    root = make_project(tmp_path / "p")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: 05_explainability\nchapters:\n  - file: intro\n"
+                                   "  - file: 01_figures\n")
+    man = book.load_manifest(root / "book" / "manifest.yml")
+    assert book.toc_notebooks(root / "book" / "_toc.yml") == ["05_explainability", "01_figures"]
+    from cervixlib.book.manifest import _parse_toc_against
+
+    _parse_toc_against(man, root / "book" / "_toc.yml")  # same notebooks, another order: accepted
+    assert man.names == FIXTURE_CHAPTERS  # executed in the manifest's order
 
 
 def test_unknown_parameter_is_refused_before_running(tmp_path):

@@ -20,7 +20,7 @@ from test_book import CHAPTERS, REPO, make_project
 
 pytestmark = pytest.mark.slow
 
-MIN_FIGURES = {"01_data_exploration": 5, "02_baselines": 2, "03_attention_models": 3,
+MIN_FIGURES = {"00_claims": 0, "01_data_exploration": 5, "02_baselines": 2, "03_attention_models": 3,
                "04_multicell_vs_isolated": 1, "05_explainability": 3}
 
 
@@ -61,6 +61,17 @@ def test_every_chapter_says_it_ran_on_synthetic_data(real_book):
     for name in CHAPTERS:
         page = (html / f"{name}.html").read_text()
         assert "these are not SIPaKMeD results" in page, name
+
+
+def test_front_page_gives_a_computed_verdict_for_each_claim(real_book):
+    from cervixlib.claims import VERDICTS
+
+    html = real_book[0] / "book" / "_build" / "html"
+    page = (html / "00_claims.html").read_text()
+    assert "on the synthetic set (not SIPaKMeD)" in page
+    assert sum(page.count(f"{v} on the synthetic set") for v in VERDICTS) >= 5
+    for chapter in ("03_attention_models", "04_multicell_vs_isolated", "05_explainability"):
+        assert f'href="{chapter}.html' in page, chapter  # the evidence links resolve to the chapters
 
 
 def test_tables_carry_the_papers_numbers_and_intervals(real_book):

@@ -71,7 +71,32 @@ def test_isolated_cells_take_the_profiles_isolated_image_size_unless_given():
 
 
 def test_data_config_defaults_are_the_default_profiles():
-    assert DataConfig() == make_config("resnet50", profile="default").data
+    # but for the folds: a bare DataConfig is the single 70/20/10 split, the profiles use k folds
+    assert DataConfig(folds=PROFILES["default"].folds) == make_config("resnet50", profile="default").data
+
+
+def test_folds_are_a_profile_setting_and_part_of_the_run():
+    assert {n: p.folds for n, p in PROFILES.items()} == {"smoke": 2, "default": 3, "paper": 5}
+    cfg = make_config("resnet50", profile="default")
+    assert (cfg.data.folds, cfg.data.fold) == (3, 0)
+    assert make_config("resnet50", profile="default", fold=2).data.fold == 2
+    assert make_config("resnet50", profile="default", folds=1).data.folds == 1  # the single split
+    # the released split is one split: the paper profile's folds apply to our split only
+    assert make_config("resnet50", profile="paper").data.folds == 1
+    assert make_config("resnet50", profile="paper", split="group").data.folds == 5
+    assert make_config("resnet50", profile="default", split="paper").data.folds == 1
+    assert cfg != cfg.replace(fold=1)  # part of a run's identity
+    old = cfg.to_dict()
+    del old["data"]["folds"], old["data"]["fold"]  # a run saved before the fields existed
+    assert TrainConfig.from_dict(old).data.folds == 1
+
+
+def test_run_directory_names_the_fold():
+    from cervixlib.runs import run_dir_name
+
+    cfg = make_config("resnet50", profile="default", fold=1)
+    assert "-f2of3-" in run_dir_name(cfg, "0123456789abcdef")
+    assert "-f" not in run_dir_name(cfg.replace(folds=1, fold=0), "0123456789abcdef").split("-s0-")[0]
 
 
 def test_split_is_part_of_the_config_and_the_paper_profile_uses_the_released_one():
@@ -94,6 +119,9 @@ def test_split_is_part_of_the_config_and_the_paper_profile_uses_the_released_one
 
 def test_cli_train_accepts_split():
     from cervixlib.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--model", "resnet50", "--folds", "5", "--fold", "2"])
+    assert (args.folds, args.fold) == (5, 2)  # --fold counts from 1, as the run names do
 
     args = build_parser().parse_args(["train", "--model", "resnet50", "--split", "paper"])
     assert args.split == "paper"

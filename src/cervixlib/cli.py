@@ -77,15 +77,22 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------- engine
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cervixlib.config import make_config
+    from cervixlib.config import get_profile, make_config
     from cervixlib.report import format_run
     from cervixlib.train import fit
+
+    if args.fold is not None:
+        k = args.folds if args.folds is not None else (1 if args.split == "paper" else get_profile(args.profile).folds)
+        if not 1 <= args.fold <= k:
+            print(f"cervix train: error: --fold must be in 1..{k} ({k} fold{'s' * (k != 1)}), got {args.fold}",
+                  file=sys.stderr)
+            return 2
 
     config = make_config(
         args.model, profile=args.profile, root=str(args.data) if args.data else None,
         subset=args.subset, split=args.split, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         image_size=args.image_size, seed=args.seed, weights=args.weights, precision=args.precision,
-        skip_bad=args.skip_bad)
+        skip_bad=args.skip_bad, folds=args.folds, fold=None if args.fold is None else args.fold - 1)
     run = fit(config, runs_dir=args.runs, resume=args.resume, progress=not args.quiet)
     print(format_run(run))
     return 0
@@ -127,6 +134,11 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=SPLITS, default=None,
                    help="group: ours, stratified, no source image in two parts (the default); paper: the "
                         "released code's per-class shuffle with seed 230 (the paper profile's)")
+    p.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="grouped, stratified K-fold cross-validation of the group split (default: the "
+                        "profile's; 1: the single 70/20/10 split); the released split has one split")
+    p.add_argument("--fold", type=int, default=None, metavar="I",
+                   help="which fold is the test part, 1..K (default 1)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)

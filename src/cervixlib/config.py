@@ -55,6 +55,10 @@ class DataConfig:
     out instead of refusing the set (``--skip-bad``); a run records how many it left out.
     ``split`` chooses the split (see :data:`SPLITS`); ``split_seed`` seeds the group split
     only (the paper split is fixed by the released seed, so another ``split_seed`` is refused).
+    ``folds`` > 1 makes the group split grouped, stratified k-fold cross-validation
+    (:func:`cervixlib.data.fold_split`): the test part is fold ``fold`` (0-based), and
+    validation is carved out of the other folds in the ratio ``fractions[0]:fractions[1]``;
+    ``folds=1`` is the single 70/20/10 split. The released split stays a single split.
     """
 
     root: str | None = None
@@ -66,8 +70,15 @@ class DataConfig:
     synth_seed: int = 0
     skip_bad: bool = False
     split: SplitName = "group"
+    folds: int = 1
+    fold: int = 0
 
     def __post_init__(self) -> None:
+        if self.folds < 1 or not 0 <= self.fold < self.folds:
+            raise ValueError(f"need folds >= 1 and 0 <= fold < folds, got folds={self.folds}, fold={self.fold}")
+        if self.split == "paper" and self.folds > 1:
+            raise ValueError(f"folds={self.folds} with split='paper': the released split is one fixed split; "
+                             "use folds=1, or split='group' for k-fold cross-validation")
         if self.subset not in SUBSETS:
             raise ValueError(f"subset must be one of {SUBSETS}, got {self.subset!r}")
         if self.split not in SPLITS:
@@ -143,6 +154,10 @@ class Profile:
     ``cell_timeout`` bounds one notebook cell under ``cervix book`` (seconds; None: no
     bound), so that a stalled kernel fails the build instead of hanging it.
     ``split`` is the profile's :attr:`DataConfig.split` (an explicit ``split`` wins).
+    ``folds`` is the number of folds of our group split (grouped, stratified k-fold
+    cross-validation; runs of :meth:`Study.run` are fold 0 of them, :meth:`Study.fold_runs`
+    all of them). A run under the released split has one split whatever ``folds`` says, so on
+    the paper profile (released split) the folds apply to the runs under our protocol only.
     ``protocol`` is what the chapters' main tables follow (``"released"`` on the paper
     profile: the released split, designs and ImageNet weights); ``side_models`` also get
     runs under the other protocol, shown beside, and ``leakage_models`` a second run on
@@ -169,6 +184,7 @@ class Profile:
     pretrained: bool = False
     side_models: tuple[str, ...] = ()
     leakage_models: tuple[str, ...] = ()
+    folds: int = 1
 
     def epochs_for(self, subset: str) -> int:
         """The profile's number of epochs on ``subset``."""
@@ -188,9 +204,12 @@ class Profile:
         An explicit ``epochs`` or ``image_size`` wins over the profile's, on either subset. Without a
         ``subset``, a ``root`` gets its own (:func:`cervixlib.data.default_subset`:
         ``"multi"`` for SIPaKMeD, ``"images"`` for a class-per-folder set); the embedded
-        synthetic set gets ``"multi"``.
+        synthetic set gets ``"multi"``. Without ``folds``, the group split gets the
+        profile's :attr:`folds` (fold ``fold``, default 0) and the released split one split.
         """
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        if "folds" not in overrides:
+            overrides["folds"] = self.folds if overrides.get("split", self.split) == "group" else 1
         if "subset" not in overrides and overrides.get("root"):
             from cervixlib.data import default_subset
 
@@ -216,16 +235,17 @@ PROFILES: dict[str, Profile] = {
             description="seconds per run, for tests and CI: a tiny synthetic set, 64 px, one epoch",
             image_size=64, epochs=1, synth_scale=0.03, explain_steps=8, explain_images=4,
             cell_timeout=300,  # its slowest cell took under 60 s on a 2-core CPU
-            side_models=("rcan_densenet121",), leakage_models=("resnet50",),
+            side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=2,
         ),
         Profile(
             name="default",
             description="the embedded synthetic set at a quarter of SIPaKMeD's counts: multi-cell "
                         "images at 80 px for 10 epochs, isolated cells at 64 px for 2 epochs (about "
-                        "110 and 90 updates): the whole book in under 20 minutes on a 2-core AVX2 CPU",
+                        "80 and 64 updates a fold), every model on 3 grouped folds: the whole book "
+                        "meant to fit 30 minutes on a 2-core AVX2 CPU and 15 with native bf16",
             image_size=80, isolated_image_size=64, epochs=10, isolated_epochs=2, synth_scale=0.25,
             explain_steps=32, explain_images=16, cell_timeout=900,
-            side_models=("rcan_densenet121",), leakage_models=("resnet50",),
+            side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=3,
         ),
         Profile(
             name="paper",
@@ -236,7 +256,7 @@ PROFILES: dict[str, Profile] = {
             image_size=224, epochs=50, synth_scale=1.0, explain_steps=50, explain_images=97,
             split="paper", protocol="released", pretrained=True,
             side_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"),
-            leakage_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"),
+            leakage_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"), folds=5,
         ),
     )
 }

@@ -20,8 +20,8 @@ from cervixlib.metrics import mcnemar, summarize
 from cervixlib.runs import Run
 
 __all__ = ["dataset_label", "format_run", "table2_rows", "subset_rows", "split_rows", "leakage_rows",
-           "weights_label", "format_table", "mcnemar_rows",
-           "compare_text"]
+           "weights_label", "format_table", "mcnemar_rows", "fold_rows", "paired_fold_rows",
+           "mcnemar_fold_rows", "vote_rows", "compare_text"]
 
 
 
@@ -172,3 +172,72 @@ def compare_text(runs: Sequence[Run]) -> str:
     if tests:
         parts += ["", "McNemar exact tests (same test split):", format_table(tests)]
     return "\n".join(parts)
+
+
+# ------------------------------------------------------------------ repeated grouped folds
+def _interval_text(d: Any) -> str:
+    return f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else f"{d.mean:+.1f} (no interval)"
+
+
+def fold_rows(fold_runs: Mapping[str, Sequence[Run]]) -> list[dict[str, Any]]:
+    """One row per model (:meth:`Study.fold_runs`): test accuracy on each fold, their mean and
+    standard deviation, beside the paper's single-split number."""
+    from cervixlib.claims import fold_accuracies
+    from cervixlib.comparison import fold_mean_sd
+
+    rows = []
+    for model, runs in fold_runs.items():
+        acc = 100 * fold_accuracies(runs)
+        mean, sd = fold_mean_sd(acc)
+        subset = runs[0].config.data.subset
+        paper = PAPER_TABLE2.get(paper_model(model), {}).get(f"{subset}_acc")
+        rows.append({"model": model, "subset": subset, "folds": len(runs),
+                     "test n per fold": " ".join(str(len(r.y_true)) for r in runs),
+                     "accuracy % per fold": " ".join(f"{a:.1f}" for a in acc),
+                     "mean ± sd %": f"{mean:.1f} ± {sd:.1f}" if len(runs) > 1 else f"{mean:.1f}",
+                     "paper % (one split)": None if paper is None else f"{paper:.2f}"})
+    return rows
+
+
+def paired_fold_rows(fold_runs: Mapping[str, Sequence[Run]], *, n_resamples: int = 2000,
+                     seed: int = 0) -> list[dict[str, Any]]:
+    """Every pair of models on the same folds: the mean accuracy difference a - b in points with
+    the corrected resampled t interval (which decides the front page's verdicts) and the paired
+    bootstrap over the pooled test images beside it."""
+    from cervixlib.claims import compare_fold_runs
+
+    rows = []
+    for a, b in combinations(fold_runs, 2):
+        cmp = compare_fold_runs(fold_runs[a], fold_runs[b], n_resamples=n_resamples, seed=seed)
+        t, boot = cmp.t.scaled(100), cmp.bootstrap.scaled(100)
+        rows.append({"model_a": a, "model_b": b, "folds": t.n,
+                     "a − b, points [95% corrected t]": _interval_text(t),
+                     "t-test p": t.p_value,
+                     f"a − b, points [95% bootstrap, {boot.n} images]": _interval_text(boot)})
+    return rows
+
+
+def mcnemar_fold_rows(fold_runs: Mapping[str, Sequence[Run]]) -> list[dict[str, Any]]:
+    """McNemar's exact test for every pair of models on each fold (the same test images)."""
+    rows = []
+    for a, b in combinations(fold_runs, 2):
+        for fold, (ra, rb) in enumerate(zip(fold_runs[a], fold_runs[b])):
+            res = mcnemar(ra.y_true, ra.y_pred, rb.y_pred)
+            rows.append({"model_a": a, "model_b": b, "fold": fold + 1, "a_right_b_wrong": res["b"],
+                         "a_wrong_b_right": res["c"], "p_value": res["p_value"]})
+    return rows
+
+
+def vote_rows(votes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per model (``{model: claims.vote_comparison(...)}``): image-level accuracy of the multi-cell
+    model and of the isolated-cell model's vote over each image's crops, and their difference."""
+    rows = []
+    for model, cmp in votes.items():
+        t, boot = cmp.t.scaled(100), cmp.bootstrap.scaled(100)
+        rows.append({"model": model, "folds": t.n, "multi-cell images": cmp.n_images,
+                     "multi-cell model, accuracy % per fold": " ".join(f"{100 * v:.1f}" for v in cmp.a),
+                     "vote of the isolated-cell model, % per fold": " ".join(f"{100 * v:.1f}" for v in cmp.b),
+                     "multi − vote, points [95% corrected t]": _interval_text(t),
+                     "multi − vote, points [95% bootstrap]": _interval_text(boot),
+                     "McNemar p per fold": " ".join(f"{m['p_value']:.3g}" for m in cmp.mcnemar)})
+    return rows

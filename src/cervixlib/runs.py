@@ -126,6 +126,7 @@ def run_dir_name(config: TrainConfig, key: str) -> str:
     """The directory name of a run: readable settings, then the start of its key."""
     d = config.data
     split = "" if d.split == "group" else f"-{d.split}"  # the default split is not named
+    split += f"-f{d.fold + 1}of{d.folds}" if d.folds > 1 else ""
     return f"{config.model}-{d.subset}{split}-{d.image_size}px-e{config.epochs}-s{config.seed}-{key[:10]}"
 
 

@@ -37,6 +37,7 @@ class Study:
     image_size: int | None = None
     epochs: int | None = None
     seed: int = 0
+    folds: int | None = None  # None: the profile's (grouped, stratified k-fold of our split; runs are fold 1)
     runs_dir: str = "runs"
     progress: bool = False
     _runs: dict[TrainConfig, Run] = field(default_factory=dict, repr=False)
@@ -61,15 +62,21 @@ class Study:
         """A protocol's name in a sentence: ``"our protocol"`` or ``"the released code's protocol"``."""
         return "our protocol" if protocol == "ours" else "the released code's protocol"
 
+    @property
+    def n_folds(self) -> int:
+        """The number of folds of our group split: the study's, else the profile's."""
+        return self.folds if self.folds is not None else self.settings.folds
+
     def config(self, model: str, subset: str | None = None, *, protocol: str | None = None,
-               split: str | None = None) -> TrainConfig:
+               split: str | None = None, fold: int = 0) -> TrainConfig:
         """The run configuration of ``model`` (one of the paper's four) on ``subset``.
 
         Under ``protocol="ours"`` (default: :attr:`main_protocol`): our design and the
         group split; under ``"released"``: the released code's design
         (:data:`cervixlib.facts.RELEASED_DESIGNS`), its split, and ImageNet weights where
         it used them and the profile is ``pretrained``. ``split`` (else the study's)
-        overrides the protocol's split, as the leakage table does.
+        overrides the protocol's split, as the leakage table does. Under the group split the
+        run is fold ``fold`` (0-based) of :attr:`n_folds`; the released split has one split.
         """
         from cervixlib.config import PROTOCOLS
         from cervixlib.facts import RELEASED_DESIGNS, RELEASED_IMAGENET
@@ -82,9 +89,14 @@ class Study:
             design = RELEASED_DESIGNS.get(model, model)
             weights = "imagenet" if self.settings.pretrained and design in RELEASED_IMAGENET else None
         split = split or self.split or ("paper" if protocol == "released" else "group")
+        folds = self.n_folds if split == "group" else 1
+        if not 0 <= fold < folds:
+            raise ValueError(f"fold must be in 0..{folds - 1} ({folds} fold{'s' * (folds != 1)} under the "
+                             f"{split} split), got {fold}")
         return self.settings.config(
             design, root=self.data_root, subset=subset or self.subset, split=split, weights=weights,
-            image_size=self.image_size, epochs=self.epochs, seed=self.seed, skip_bad=self.skip_bad)
+            image_size=self.image_size, epochs=self.epochs, seed=self.seed, skip_bad=self.skip_bad,
+            folds=folds, fold=fold)
 
     def data(self, subset: str | None = None) -> PreparedData:
         """Root, index, items and split of ``subset`` (default: the study's), as training sees them.
@@ -111,20 +123,36 @@ class Study:
         return self.data().index
 
     def run(self, model: str, subset: str | None = None, *, protocol: str | None = None,
-            split: str | None = None) -> Run:
+            split: str | None = None, fold: int = 0) -> Run:
         """Train ``model`` on ``subset`` (or load the cached run); arguments as :meth:`config`."""
         from cervixlib.train import fit
 
-        config = self.config(model, subset, protocol=protocol, split=split)
+        config = self.config(model, subset, protocol=protocol, split=split, fold=fold)
         if config not in self._runs:
             self._runs[config] = fit(config, runs_dir=self.runs_dir, progress=self.progress,
                                      index=self.index)
         return self._runs[config]
 
     def runs(self, models: Iterable[str], subset: str | None = None, *,
-             protocol: str | None = None) -> dict[str, Run]:
-        """``{model: run}`` for the paper's model names, under ``protocol`` (default: the main one)."""
-        return {m: self.run(m, subset, protocol=protocol) for m in models}
+             protocol: str | None = None, fold: int = 0) -> dict[str, Run]:
+        """``{model: run}`` for the paper's model names, under ``protocol`` (default: the main one),
+        on fold ``fold`` (0-based) of the group split."""
+        return {m: self.run(m, subset, protocol=protocol, fold=fold) for m in models}
+
+    def fold_runs(self, models: Iterable[str], subset: str | None = None, *,
+                  folds: Iterable[int] | None = None) -> dict[str, list[Run]]:
+        """``{model: [run of fold 1, ..., run of fold k]}``: every model on the same :attr:`n_folds`
+        grouped folds, under our protocol (the released split is one split, so on the paper
+        profile the folds are of our protocol, beside its main tables). Fold 1 is :meth:`run`'s
+        under our protocol. ``folds``: only these 0-based folds (to train a book's folds a few
+        runs per cell); indices past the last fold are skipped."""
+        chosen = [f for f in (range(self.n_folds) if folds is None else folds) if 0 <= f < self.n_folds]
+        return {m: [self.run(m, subset, protocol="ours", split="group", fold=f) for f in chosen] for m in models}
+
+    def folds_text(self) -> str:
+        """``"fold 1 of 3 (grouped, stratified 3-fold cross-validation)"``, or ``""`` for one split."""
+        k = self.n_folds
+        return f"fold 1 of {k} (grouped, stratified {k}-fold cross-validation)" if k > 1 else ""
 
     def side_runs(self, models: Iterable[str], subset: str | None = None) -> dict[str, Run]:
         """The profile's ``side_models`` among ``models``, under :attr:`side_protocol`."""
@@ -157,6 +185,12 @@ class Study:
                     f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
         if cfg.data.split == "paper":
             settings += " as in the released code (seed 230; crops of one source image on both sides)"
+        elif cfg.data.folds > 1:
+            settings = settings.rsplit(", split ", 1)[0] + (f", {self.folds_text()}, validation carved out of the "
+                        f"training folds (train:validation {round(100 * cfg.data.fractions[0])}:"
+                        f"{round(100 * cfg.data.fractions[1])})")
+        if cfg.data.split == "paper" and self.n_folds > 1:
+            settings += f"; the repeated-fold sections: our protocol on {self.n_folds} grouped, stratified folds"
         weights = ("ImageNet weights where the released code used them"
                    if self.main_protocol == "released" and self.settings.pretrained else "trained from scratch")
         settings += (f"; main tables: {'the released code' if self.main_protocol == 'released' else 'our'} "

@@ -35,6 +35,8 @@ from cervixlib.book.manifest import (
     load_manifest,
     notebook_parameters,
     toc_chapters,
+    toc_documents,
+    toc_notebooks,
 )
 from cervixlib.book.site import build_site
 
@@ -53,4 +55,6 @@ __all__ = [
     "resolve_kernel",
     "run_book",
     "toc_chapters",
+    "toc_documents",
+    "toc_notebooks",
 ]

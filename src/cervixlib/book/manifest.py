@@ -6,6 +6,12 @@ and validates it (:func:`load_manifest`), reads a notebook's ``parameters`` cell
 (:func:`notebook_parameters`) and the chapters of Jupyter Book's ``_toc.yml``
 (:func:`toc_chapters`), so that :func:`cervixlib.book.run_book` can refuse a
 mismatch in seconds, before any notebook runs.
+
+The manifest's order is the order of execution, the toc's the order of reading; they
+must list the same notebooks but need not agree on the order. The front page
+(``00_claims``, the toc's root) reads the fold runs that chapters 3 and 4 train, so the
+manifest lists it last. A toc document with a Markdown source in the book folder
+(``intro.md``) is a page, not a notebook, and is not in the manifest.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ __all__ = [
     "load_manifest",
     "notebook_parameters",
     "toc_chapters",
+    "toc_documents",
+    "toc_notebooks",
 ]
 
 #: Profiles ``cervix book --profile`` accepts: those of ``cervixlib.config.PROFILES``.
@@ -56,7 +64,7 @@ class NotebookSpec:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The validated ``book/manifest.yml``: the chapters in reading order."""
+    """The validated ``book/manifest.yml``: the chapters in the order they are executed."""
 
     path: Path
     notebooks: tuple[NotebookSpec, ...]
@@ -67,7 +75,7 @@ class Manifest:
 
     def select(self, only: Sequence[str] | None = None) -> list[NotebookSpec]:
         """The chapters named in ``only`` (a full name, ``NAME.ipynb`` or a unique
-        prefix such as ``05``), in reading order; all of them when ``only`` is empty."""
+        prefix such as ``05``), in execution order; all of them when ``only`` is empty."""
         if not only:
             return list(self.notebooks)
         chosen: set[str] = set()
@@ -156,6 +164,11 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
 
 def toc_chapters(toc: str | os.PathLike[str]) -> list[str]:
     """The documents a Jupyter Book ``_toc.yml`` lists after its root, in order."""
+    return toc_documents(toc)[1:]
+
+
+def toc_documents(toc: str | os.PathLike[str]) -> list[str]:
+    """Every document of a Jupyter Book ``_toc.yml`` in reading order, the root first."""
     import yaml
 
     toc = Path(toc)
@@ -165,7 +178,7 @@ def toc_chapters(toc: str | os.PathLike[str]) -> list[str]:
         raise BookError(f"{toc}: table of contents not found") from None
     if not isinstance(data, Mapping) or "root" not in data:
         raise BookError(f"{toc}: not a Jupyter Book table of contents (no 'root')")
-    found: list[str] = []
+    found: list[str] = [str(Path(str(data["root"])).with_suffix(""))]
 
     def walk(node: Any) -> None:
         if isinstance(node, Mapping):
@@ -202,15 +215,26 @@ def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, str]:
     return {name: p["default"] for name, p in inspect_notebook(str(path)).items()}
 
 
+_PAGE_SUFFIXES = (".md", ".rst")
+
+
+def toc_notebooks(toc: str | os.PathLike[str]) -> list[str]:
+    """The toc's documents that are notebooks: all but those with a ``.md``/``.rst`` source
+    beside the toc (pages such as ``intro.md``), in reading order, the root first."""
+    toc = Path(toc)
+    return [d for d in toc_documents(toc)
+            if not any((toc.parent / f"{d}{suffix}").is_file() for suffix in _PAGE_SUFFIXES)]
+
+
 def _parse_toc_against(manifest: Manifest, toc: Path) -> None:
-    """Raise :class:`BookError` unless ``toc`` lists the manifest's chapters in its order."""
-    chapters = toc_chapters(toc)
-    if chapters != manifest.names:
-        missing = [n for n in manifest.names if n not in chapters]
-        extra = [n for n in chapters if n not in manifest.names]
+    """Raise :class:`BookError` unless ``toc`` lists the manifest's notebooks (in any order:
+    the manifest's is the execution order, the toc's the reading order)."""
+    notebooks = toc_notebooks(toc)
+    missing = [n for n in manifest.names if n not in notebooks]
+    extra = [n for n in notebooks if n not in manifest.names]
+    if missing or extra:
         detail = "; ".join(filter(None, [
             f"not in the toc: {', '.join(missing)}" if missing else "",
             f"not in the manifest: {', '.join(extra)}" if extra else "",
-            "same chapters in another order" if not (missing or extra) else "",
         ]))
-        raise BookError(f"{toc} and {manifest.path} disagree: {detail}")
+        raise BookError(f"{toc} and {manifest.path} must list the same notebooks: {detail}")

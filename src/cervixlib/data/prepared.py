@@ -18,7 +18,7 @@ from typing import Literal
 
 from cervixlib.config import DataConfig
 from cervixlib.data.index import DatasetIndex, Item, load_index
-from cervixlib.data.splits import Split, make_split, paper_split, siblings_in_train
+from cervixlib.data.splits import Split, fold_split, make_split, paper_split, siblings_in_train
 
 __all__ = ["PreparedData", "data_root", "prepare", "split_items"]
 
@@ -34,10 +34,22 @@ def data_root(cfg: DataConfig) -> Path:
     return default_data_root(scale=cfg.synth_scale, seed=cfg.synth_seed)
 
 
-def split_items(items: list[Item], cfg: DataConfig) -> Split:
-    """Split ``items`` as ``cfg.split`` says: :func:`make_split` (``"group"``) or :func:`paper_split`."""
+def split_items(items: list[Item], cfg: DataConfig, *, index: DatasetIndex | None = None) -> Split:
+    """Split ``items`` as ``cfg`` says: :func:`make_split` (``"group"``, one fold),
+    :func:`fold_split` (``"group"``, ``folds`` > 1) or :func:`paper_split`.
+
+    For folds, the groups of every SIPaKMeD subset of ``index`` are dealt together, so that a
+    multi-cell image and its isolated crops are in the same test fold even if one subset
+    lacks some source images.
+    """
     if cfg.split == "paper":
         return paper_split(items, fractions=cfg.fractions)
+    if cfg.folds > 1:
+        groups = None
+        if index is not None and cfg.subset in ("multi", "isolated"):
+            groups = [(str(it.group), int(it.label)) for it in (*index.multi, *index.isolated)]
+        return fold_split(items, folds=cfg.folds, fold=cfg.fold, seed=cfg.split_seed,
+                          fractions=cfg.fractions, groups=groups)
     return make_split(items, seed=cfg.split_seed, fractions=cfg.fractions)
 
 
@@ -61,13 +73,17 @@ class PreparedData:
     @cached_property
     def split(self) -> Split:
         """The split of :attr:`items`; ``ValueError`` if a part would be empty."""
-        split = split_items(self.items, self.config)
+        split = split_items(self.items, self.config, index=self.index)
         for name in ("train", "val", "test"):
             if len(getattr(split, name)) == 0:
                 raise ValueError(f"{self.root}: the {self.config.subset} subset has {len(self.items)} images, "
                                  f"too few for a non-empty {name} split with fractions {self.config.fractions} "
-                                 f"({self.config.split} split)")
+                                 f"({self.config.split} split{self._fold_text})")
         return split
+
+    @property
+    def _fold_text(self) -> str:
+        return f", fold {self.config.fold + 1} of {self.config.folds}" if self.config.folds > 1 else ""
 
     def part(self, name: Part) -> list[Item]:
         """The items of one part of the split, in index order."""

@@ -26,6 +26,15 @@ errors add up (1.4 items off for SIPaKMeD's multi-cell class counts, breaking th
 "within one item" property tested in ``tests/test_splits.py``), and a class with
 fewer than ten items cannot be split at all (tiny synthetic sets).
 
+Repeated evaluation: :func:`fold_split` is grouped, stratified k-fold cross-validation.
+Per class, the class's sorted group names are shuffled with the seed and dealt round-robin
+to the k folds, the dealing position carried on from one class to the next (so each
+class's groups per fold, and all groups per fold, differ by at most one). The fold of a
+group depends on the group names only (:func:`fold_of_groups`), so given the same names a
+multi-cell image and its isolated crops share a test fold, which is what lets the two
+subsets be compared image by image. Validation is carved out of the training folds by
+:func:`make_split` (group-aware, stratified, keeping the train:validation ratio).
+
 Beside it, :func:`paper_split` is the split of the authors' released code (one fixed
 shuffle of each class's sorted file names, seed 230): crops of one source image fall
 on both sides of it, which :func:`siblings_in_train` counts.
@@ -43,7 +52,8 @@ import numpy as np
 from cervixlib.data.index import Item
 from cervixlib.facts import PAPER_FRACTIONS
 
-__all__ = ["PAPER_SPLIT_SEED", "Split", "make_split", "paper_split", "repeated_splits", "siblings_in_train"]
+__all__ = ["PAPER_SPLIT_SEED", "Split", "fold_of_groups", "fold_split", "make_split", "paper_split",
+           "repeated_splits", "siblings_in_train"]
 
 #: The seed of the released split script (``random.seed(230)`` before each class's shuffle).
 PAPER_SPLIT_SEED = 230
@@ -168,6 +178,68 @@ def repeated_splits(items: Sequence[Item], *, n_repeats: int, seed: int = 0,
                 return splits
     raise ValueError(f"found only {len(splits)} distinct splits of {len(items)} items; "
                      f"asked for {n_repeats}")
+
+
+def fold_of_groups(groups: Sequence[tuple[str, int]], *, folds: int, seed: int = 0) -> dict[str, int]:
+    """The test fold of each group in grouped, stratified k-fold cross-validation.
+
+    Args:
+        groups: ``(group name, class label)`` pairs (repeats are fine; a name must keep one label).
+        folds: k, at least 2.
+        seed: shuffles each class's sorted group names before they are dealt.
+
+    Returns:
+        ``{group: fold}``: per class (in label order), the sorted, shuffled names dealt
+        round-robin to folds 0..k-1, each class starting where the previous one stopped.
+        A pure function of the names and labels: the order of ``groups`` does not matter.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2 for k-fold cross-validation, got {folds}")
+    label_of: dict[str, int] = {}
+    for name, label in groups:
+        if label_of.setdefault(str(name), int(label)) != int(label):
+            raise ValueError(f"group {name!r} has items of two classes ({label_of[str(name)]} and {label})")
+    assignment: dict[str, int] = {}
+    position = 0
+    for label in sorted(set(label_of.values())):
+        names = sorted(n for n, c in label_of.items() if c == label)
+        random.Random(f"{seed}/{label}").shuffle(names)
+        for name in names:
+            assignment[name] = position % folds
+            position += 1
+    return assignment
+
+
+def fold_split(items: Sequence[Item], *, folds: int, fold: int, seed: int = 0,
+               fractions: Sequence[float] = (0.7, 0.2, 0.1),
+               groups: Sequence[tuple[str, int]] | None = None) -> Split:
+    """Fold ``fold`` of grouped, stratified ``folds``-fold cross-validation as a :class:`Split`.
+
+    Test: the items whose group :func:`fold_of_groups` puts in fold ``fold``. Train and
+    validation: the other folds, split by :func:`make_split` (seed ``seed``) in the ratio
+    ``fractions[0] : fractions[1]`` (the test share of ``fractions`` is not used: it is
+    ``1 / folds``). Over ``fold = 0..folds-1`` every item is tested exactly once.
+
+    Args:
+        groups: the ``(group, label)`` pairs to deal (default: those of ``items``). Pass the
+            groups of both SIPaKMeD subsets so that the multi-cell images and the isolated
+            cells get the same assignment even where one subset lacks a group.
+    """
+    fr = _check_fractions(fractions)
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold must be in 0..{folds - 1} for {folds} folds, got {fold}")
+    if len(items) == 0:
+        raise ValueError("cannot split an empty item list")
+    pairs = [(str(it.group), int(it.label)) for it in items]
+    assignment = fold_of_groups(list(groups) + pairs if groups is not None else pairs, folds=folds, seed=seed)
+    in_test = np.asarray([assignment[g] == fold for g, _ in pairs])
+    rest = np.flatnonzero(~in_test)
+    if len(rest) == 0:
+        raise ValueError(f"fold {fold} of {folds} holds every item: nothing left to train on")
+    inner = make_split([items[i] for i in rest], seed=seed,
+                       fractions=(fr[0] / (fr[0] + fr[1]), fr[1] / (fr[0] + fr[1]), 0.0))
+    return Split(np.sort(rest[inner.train]), np.sort(rest[inner.val]),
+                 np.flatnonzero(in_test).astype(np.int64))
 
 
 def paper_split(items: Sequence[Item], *, fractions: Sequence[float] = PAPER_FRACTIONS,

@@ -1,0 +1,413 @@
+"""The five claims of Wang et al. (2021), each with a verdict computed from the runs.
+
+The paper's conclusions rest on one test split of about 100 multi-cell images. Here each
+claim is restated as paired differences between runs on the same grouped folds
+(:mod:`cervixlib.comparison`), and a verdict is computed by one rule (:func:`verdict`):
+
+- **supported**: the 95% interval of the paired difference lies entirely on the side
+  of 0 that the claim states;
+- **contradicted**: it lies entirely on the other side;
+- **undecided at this sample size**: it contains 0, or there are too few folds or
+  images for an interval (fewer than two).
+
+A claim made of several comparisons (RCAN-DenseNet-121 against each of three models, on
+both subsets) is supported only if every comparison is, contradicted if any comparison
+is, and undecided otherwise; the comparison it reports is the weakest one, the one whose
+interval comes closest to (or furthest across) 0 on the claimed side. Fold comparisons
+are decided by the corrected resampled t-test; the paired bootstrap over images is
+shown beside it. Every sentence here is built from the numbers it states; nothing
+about a result is written by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cervixlib.comparison import PairedDifference, corrected_resampled_t, paired_bootstrap
+from cervixlib.facts import PAPER_TABLE2
+from cervixlib.metrics import mcnemar
+
+if TYPE_CHECKING:
+    from cervixlib.data import Item
+    from cervixlib.runs import Run
+
+__all__ = [
+    "CONTRADICTED", "SUPPORTED", "UNDECIDED", "VERDICTS", "MODEL_NAMES", "RULE",
+    "Claim", "Evidence", "FoldComparison", "PerImageMeasure",
+    "claims_html", "verdict_intro", "combine_verdicts", "compare_fold_runs", "fold_accuracies", "image_votes",
+    "in_cell_measure", "paper_claims", "verdict", "vote_comparison",
+]
+
+SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "undecided at this sample size"
+VERDICTS: tuple[str, ...] = (SUPPORTED, CONTRADICTED, UNDECIDED)
+#: The rule, as the front page states it.
+RULE = ("A claim is **supported** when the 95% interval of the paired difference lies entirely on "
+        "the side of 0 that the claim states, **contradicted** when it lies entirely on the other "
+        "side, and **undecided at this sample size** when it contains 0 or when there are too few "
+        "folds or images (fewer than two) for an interval. A claim made of several comparisons is "
+        "supported only if all of them are, contradicted if any is; the table gives the weakest.")
+#: The paper's names of its four models.
+MODEL_NAMES: dict[str, str] = {"resnet50": "ResNet-50", "densenet121": "DenseNet-121",
+                               "ran_resnet50": "RAN-ResNet-50", "rcan_densenet121": "RCAN-DenseNet-121"}
+_SUBSET_NAMES = {"multi": "multi-cell images", "isolated": "isolated cells"}
+#: Where the fold comparisons are shown: multi-cell images in chapter 3, isolated cells in chapter 4.
+_FOLD_CHAPTERS = ("03_attention_models.ipynb", "04_multicell_vs_isolated.ipynb")
+
+
+# ------------------------------------------------------------------ the rule
+def verdict(difference: PairedDifference, side: int) -> str:
+    """The verdict on a claim that ``difference`` is above 0 (``side=+1``) or below 0 (``side=-1``)."""
+    if side not in (1, -1):
+        raise ValueError(f"side must be +1 (the claim says the difference is above 0) or -1, got {side}")
+    if not difference.has_interval:
+        return UNDECIDED
+    low, high = side * difference.low, side * difference.high
+    low, high = min(low, high), max(low, high)
+    if low > 0:
+        return SUPPORTED
+    if high < 0:
+        return CONTRADICTED
+    return UNDECIDED
+
+
+def combine_verdicts(verdicts: Sequence[str]) -> str:
+    """All supported: supported; any contradicted: contradicted; otherwise undecided."""
+    if not verdicts or any(v not in VERDICTS for v in verdicts):
+        raise ValueError(f"expected a non-empty list of {VERDICTS}, got {list(verdicts)}")
+    if CONTRADICTED in verdicts:
+        return CONTRADICTED
+    return SUPPORTED if all(v == SUPPORTED for v in verdicts) else UNDECIDED
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One paired comparison behind a claim: ``difference`` decides, ``beside`` is shown with it."""
+
+    label: str
+    difference: PairedDifference
+    side: int
+    unit: str = "points"
+    paper: float | None = None
+    beside: PairedDifference | None = None
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.difference, self.side)
+
+    @property
+    def margin(self) -> float:
+        """How far the interval's claimed-side bound is from 0 (negative: across it; -inf: none)."""
+        if not self.difference.has_interval:
+            return float("-inf")
+        return min(self.side * self.difference.low, self.side * self.difference.high)
+
+    def number_text(self) -> str:
+        d = self.difference
+        what = ("fold" if "t-test" in d.method else "image") + "s" * (d.n != 1)
+        interval = f"95% interval [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else "no interval"
+        return f"{d.mean:+.1f} {self.unit}, {interval} ({d.method}, {d.n} {what})"
+
+    def short_text(self) -> str:
+        """The number for a table cell: ``"+2.0 points [-5.1, +9.1], 3 folds"`` (the method is in the rule)."""
+        d = self.difference
+        what = ("fold" if "t-test" in d.method else "image") + "s" * (d.n != 1)
+        interval = f" [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else " (no interval)"
+        return f"{d.mean:+.1f} {self.unit}{interval}, {d.n} {what}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the paper, its evidence on this run's data and the verdict the rule gives."""
+
+    number: int
+    text: str
+    evidence: tuple[Evidence, ...]
+    chapters: tuple[str, ...]  # the notebooks with the evidence, e.g. ("03_attention_models.ipynb",)
+    synthetic: bool
+    paper_text: str = ""
+    context: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return combine_verdicts([e.verdict for e in self.evidence])
+
+    @property
+    def deciding(self) -> Evidence:
+        """The weakest comparison (the one reported): smallest margin on the claimed side."""
+        return min(self.evidence, key=lambda e: e.margin)
+
+    @property
+    def verdict_text(self) -> str:
+        return f"{self.verdict} on the synthetic set (not SIPaKMeD)" if self.synthetic else self.verdict
+
+    def sentence(self) -> str:
+        """One sentence: the verdict, and the number that decided it."""
+        e = self.deciding
+        which = "the weakest of its comparisons, " if len(self.evidence) > 1 else ""
+        return f"Claim {self.number}: {self.verdict_text}; {which}{e.label}: {e.number_text()}."
+
+    def row(self) -> dict[str, str]:
+        """The table row: claim, verdict, our number (the deciding comparison), the paper's, the evidence."""
+        e = self.deciding
+        paper = self.paper_text or (f"{e.paper:+.2f} {e.unit}" if e.paper is not None else "not given")
+        return {"claim": f"{self.number}. {self.text}", "verdict": self.verdict_text,
+                "ours": f"{e.label}: {e.short_text()}",
+                "paper": paper, "evidence": ", ".join(self.chapters)}
+
+
+def claims_html(claims: Sequence[Claim], *, link_suffix: str = ".html") -> str:
+    """The claims as an HTML table, each with links to the chapters with its evidence.
+
+    The links point at the built site's pages (``03_attention_models.html``): a notebook's
+    HTML output is not rewritten by Jupyter Book, and MyST-NB renders Markdown outputs
+    without tables. The front page adds the same links as ``.ipynb`` links in a Markdown
+    cell, which Jupyter Book resolves and JupyterLab opens.
+    """
+    import html
+
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "our number [95% interval]", "the paper", "evidence"))
+    body = []
+    for c in claims:
+        r = c.row()
+        ours = r["ours"] if len(c.evidence) == 1 else f"the weakest of {len(c.evidence)} comparisons: {r['ours']}"
+        links = ", ".join(f'<a href="{html.escape(Path(ch).stem + link_suffix)}">chapter '
+                          f"{html.escape(ch.split('_', 1)[0].lstrip('0') or '0')}</a>" for ch in c.chapters)
+        body.append(f"<tr><td>{html.escape(r['claim'])}</td><td><strong>{html.escape(r['verdict'])}</strong></td>"
+                    f"<td>{html.escape(ours)}</td><td>{html.escape(r['paper'])}</td><td>{links}</td></tr>")
+    return (f'<table class="table"><caption>The paper\'s claims and the verdicts on this run\'s data</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def verdict_intro(claims: Sequence[Claim], *, synthetic: bool, folds: int) -> str:
+    """The sentence above the table: how many claims got which verdict, on which data, from how many folds."""
+    counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    where = ("on the synthetic SIPaKMeD-compatible set, not on SIPaKMeD: these verdicts are about the "
+             "generated data and test the pipeline, not the paper" if synthetic else "on SIPaKMeD")
+    return f"Of the {len(claims)} claims checked {where}, with {folds} fold{'s' * (folds != 1)}: {tally}."
+
+
+# ------------------------------------------------------------------ runs on folds
+@dataclass(frozen=True)
+class FoldComparison:
+    """Model a against model b on the same k folds: per-fold metric, the t-test, the bootstrap, McNemar."""
+
+    a: np.ndarray  # (k,) model a's accuracy per fold
+    b: np.ndarray
+    t: PairedDifference  # decides
+    bootstrap: PairedDifference  # beside it
+    mcnemar: tuple[dict[str, float], ...] = field(default=())
+    n_images: int = 0
+
+
+def fold_accuracies(runs: Sequence[Run]) -> np.ndarray:
+    """``(k,)`` test accuracy of each fold's run."""
+    return np.asarray([float(np.mean(r.y_true == r.y_pred)) for r in runs])
+
+
+def _check_folds(runs_a: Sequence[Run], runs_b: Sequence[Run]) -> None:
+    if len(runs_a) != len(runs_b) or not runs_a:
+        raise ValueError(f"need the same folds for both models, got {len(runs_a)} and {len(runs_b)} runs")
+    for i, (ra, rb) in enumerate(zip(runs_a, runs_b)):
+        if not np.array_equal(ra.predictions["test_index"], rb.predictions["test_index"]):
+            raise ValueError(f"fold {i + 1}: {ra.name} and {rb.name} were tested on different images")
+
+
+def _sizes(runs: Sequence[Run]) -> tuple[float, float]:
+    sizes = [r.info.get("split_sizes", {}) for r in runs]
+    n_train = float(np.mean([s.get("train", 0) for s in sizes]))
+    n_test = float(np.mean([len(r.y_true) for r in runs]))
+    return n_train, n_test
+
+
+def _compare(right_a: Sequence[np.ndarray], right_b: Sequence[np.ndarray], n_train: float,
+             n_resamples: int, seed: int, tests: tuple[dict[str, float], ...]) -> FoldComparison:
+    acc_a = np.asarray([np.mean(x) for x in right_a])
+    acc_b = np.asarray([np.mean(x) for x in right_b])
+    n_test = float(np.mean([len(x) for x in right_a]))
+    t = corrected_resampled_t(acc_a - acc_b, n_train=max(n_train, 1.0), n_test=max(n_test, 1.0))
+    strata = np.concatenate([np.full(len(x), i) for i, x in enumerate(right_a)])
+    boot = paired_bootstrap(np.concatenate(right_a).astype(float), np.concatenate(right_b).astype(float),
+                            strata=strata, n_resamples=n_resamples, seed=seed)
+    return FoldComparison(acc_a, acc_b, t, boot, tests, int(strata.size))
+
+
+def compare_fold_runs(runs_a: Sequence[Run], runs_b: Sequence[Run], *, n_resamples: int = 2000,
+                      seed: int = 0) -> FoldComparison:
+    """Paired comparison of two models' test accuracy over the same folds (a - b)."""
+    _check_folds(runs_a, runs_b)
+    right_a = [r.y_true == r.y_pred for r in runs_a]
+    right_b = [r.y_true == r.y_pred for r in runs_b]
+    tests = tuple(mcnemar(ra.y_true, ra.y_pred, rb.y_pred) for ra, rb in zip(runs_a, runs_b))
+    return _compare(right_a, right_b, _sizes(runs_a)[0], n_resamples, seed, tests)
+
+
+def image_votes(multi: Run, isolated: Run, multi_items: Sequence[Item],
+                isolated_items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each multi-cell test image classified by the multi-cell model and by the vote of the
+    isolated-cell model over the image's crops (mean softmax over the crops of its group).
+
+    ``multi_items``/``isolated_items``: the subsets' items, which the runs' ``test_index``
+    point into. Returns ``(right_multi, right_vote, n_without_crops)``: bool arrays over the
+    test images that have crops among the isolated run's test cells (with grouped folds, all
+    of them that have crops at all), and how many test images had none (left out).
+    """
+    probs: dict[str, list[np.ndarray]] = {}
+    for i, p in zip(isolated.predictions["test_index"], isolated.predictions["test_prob"]):
+        probs.setdefault(str(isolated_items[int(i)].group), []).append(p)
+    right_m, right_v, missing = [], [], 0
+    for i, y, p in zip(multi.predictions["test_index"], multi.predictions["test_y"], multi.predictions["test_prob"]):
+        crops = probs.get(str(multi_items[int(i)].group))
+        if not crops:
+            missing += 1
+            continue
+        right_m.append(int(np.argmax(p)) == int(y))
+        right_v.append(int(np.argmax(np.mean(crops, axis=0))) == int(y))
+    return np.asarray(right_m, dtype=bool), np.asarray(right_v, dtype=bool), missing
+
+
+def vote_comparison(multi_runs: Sequence[Run], isolated_runs: Sequence[Run], multi_items: Sequence[Item],
+                    isolated_items: Sequence[Item], *, n_resamples: int = 2000, seed: int = 0) -> FoldComparison:
+    """Image-level accuracy over folds: the multi-cell model minus the vote of the isolated-cell
+    model of the same fold (:func:`image_votes`); McNemar per fold on the same images."""
+    if len(multi_runs) != len(isolated_runs) or not multi_runs:
+        raise ValueError(f"need one isolated-cell run per multi-cell fold, got {len(isolated_runs)} "
+                         f"and {len(multi_runs)}")
+    right_m, right_v, tests = [], [], []
+    for fold, (m, iso) in enumerate(zip(multi_runs, isolated_runs)):
+        if (m.config.data.folds, m.config.data.fold) != (iso.config.data.folds, iso.config.data.fold):
+            raise ValueError(f"fold {fold + 1}: {m.name} and {iso.name} are not the same fold")
+        rm, rv, _ = image_votes(m, iso, multi_items, isolated_items)
+        if rm.size == 0:
+            raise ValueError(f"fold {fold + 1}: no multi-cell test image has crops among the isolated test cells")
+        right_m.append(rm)
+        right_v.append(rv)
+        y = np.ones(rm.size, dtype=int)
+        tests.append(mcnemar(y, rm.astype(int), rv.astype(int)))
+    return _compare(right_m, right_v, _sizes(multi_runs)[0], n_resamples, seed, tuple(tests))
+
+
+# ------------------------------------------------------------------ the five claims
+@dataclass(frozen=True)
+class PerImageMeasure:
+    """A per-image measure of two models' explanations on the same images (claim 4).
+
+    ``a`` and ``b``: ``(n,)`` for RCAN-DenseNet-121 and DenseNet-121; ``side=+1`` if the
+    claim says a's values are higher, ``-1`` lower; ``scale`` converts to ``unit``.
+    """
+
+    name: str
+    a: np.ndarray
+    b: np.ndarray
+    side: int
+    unit: str = "points"
+    scale: float = 100.0
+
+
+def in_cell_measure(rcan: Any, densenet: Any) -> PerImageMeasure:
+    """Claim 4's first measure from two :class:`cervixlib.explain.InCellStudy` on the same
+    images: the share of |IG| inside the annotated cells ("less background": higher)."""
+    if len(rcan) != len(densenet):
+        raise ValueError(f"the two in-cell studies cover {len(rcan)} and {len(densenet)} images; "
+                         "they must be of the same images")
+    return PerImageMeasure("share of |IG| inside the annotated cells", np.asarray(rcan.share["cell"]),
+                           np.asarray(densenet.share["cell"]), side=1, unit="points of share")
+
+
+def _fold_evidence(label: str, cmp: FoldComparison, side: int, paper: float | None) -> Evidence:
+    return Evidence(label, cmp.t.scaled(100), side, "points", paper, cmp.bootstrap.scaled(100))
+
+
+def _paper_diff(a: str, b: str, subset: str) -> float | None:
+    pa, pb = PAPER_TABLE2.get(a, {}), PAPER_TABLE2.get(b, {})
+    key = f"{subset}_acc"
+    return round(pa[key] - pb[key], 2) if key in pa and key in pb else None
+
+
+def _pairs_evidence(fold_runs: Mapping[str, Mapping[str, Sequence[Run]]], a: str, b: str, side: int,
+                    **kw: Any) -> list[Evidence]:
+    out = []
+    for subset, runs in fold_runs.items():
+        if a in runs and b in runs:
+            cmp = compare_fold_runs(runs[a], runs[b], **kw)
+            label = f"{_SUBSET_NAMES.get(subset, subset)}, {MODEL_NAMES.get(a, a)} − {MODEL_NAMES.get(b, b)}"
+            out.append(_fold_evidence(label, cmp, side, _paper_diff(a, b, subset)))
+    return out
+
+
+def _paper_text(items: Sequence[tuple[str, str, str]]) -> str:
+    """``"RCAN-DenseNet-121 91.09% vs DenseNet-121 89.11% (multi-cell images)"``-style text."""
+    parts = []
+    for a, b, subset in items:
+        pa, pb = PAPER_TABLE2.get(a, {}), PAPER_TABLE2.get(b, {})
+        key = f"{subset}_acc"
+        if key in pa and key in pb:
+            parts.append(f"{_SUBSET_NAMES[subset]}: {MODEL_NAMES[a]} {pa[key]:.2f}% vs {MODEL_NAMES[b]} {pb[key]:.2f}%")
+    return "; ".join(parts)
+
+
+def paper_claims(
+    fold_runs: Mapping[str, Mapping[str, Sequence[Run]]],
+    *,
+    synthetic: bool,
+    measures: Sequence[PerImageMeasure] = (),
+    vote: FoldComparison | None = None,
+    vote_model: str = "rcan_densenet121",
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> list[Claim]:
+    """The paper's five claims, each with evidence and verdict, from the runs that exist.
+
+    Args:
+        fold_runs: ``{"multi": {model: [run per fold]}, "isolated": {...}}`` on the same folds
+            (:meth:`cervixlib.study.Study.fold_runs`).
+        synthetic: the runs are on the embedded synthetic set (every verdict says so).
+        measures: claim 4's per-image measures (:func:`in_cell_measure`; more may be added).
+        vote: claim 5's :func:`vote_comparison` of ``vote_model``.
+
+    A claim whose runs or measures are missing is left out of the list.
+    """
+    kw = {"n_resamples": n_resamples, "seed": seed}
+    claims = []
+    best = "rcan_densenet121"
+    ev = [e for other in ("resnet50", "densenet121", "ran_resnet50")
+          for e in _pairs_evidence(fold_runs, best, other, 1, **kw)]
+    if ev:
+        claims.append(Claim(1, "RCAN-DenseNet-121 is the most accurate of the four models, on multi-cell "
+                               "images and on isolated cells", tuple(ev), _FOLD_CHAPTERS, synthetic,
+                            _paper_text([(best, "densenet121", "multi"), (best, "densenet121", "isolated")])
+                            + " (the runner-up)"))
+    ev = _pairs_evidence(fold_runs, "densenet121", "resnet50", 1, **kw)
+    if ev:
+        claims.append(Claim(2, "DenseNet-121 beats ResNet-50", tuple(ev), _FOLD_CHAPTERS, synthetic,
+                            _paper_text([("densenet121", "resnet50", s) for s in ("multi", "isolated")])))
+    ev = _pairs_evidence(fold_runs, "ran_resnet50", "resnet50", -1, **kw)
+    if ev:
+        claims.append(Claim(3, "The residual attention modules lower ResNet-50's accuracy", tuple(ev),
+                            _FOLD_CHAPTERS, synthetic,
+                            _paper_text([("ran_resnet50", "resnet50", s) for s in ("multi", "isolated")])))
+    if measures:
+        ev = [Evidence(f"{m.name}, RCAN-DenseNet-121 − DenseNet-121",
+                       paired_bootstrap(m.a, m.b, seed=seed, n_resamples=n_resamples).scaled(m.scale),
+                       m.side, m.unit) for m in measures]
+        claims.append(Claim(4, "Fig. 2: RCAN-DenseNet-121 attends to fewer cells and less background than "
+                               "DenseNet-121", tuple(ev), ("05_explainability.ipynb",), synthetic,
+                            "one image shown (Fig. 2), no number"))
+    if vote is not None:
+        name = MODEL_NAMES.get(vote_model, vote_model)
+        iso, mul = PAPER_TABLE2.get(vote_model, {}).get("isolated_acc"), PAPER_TABLE2.get(vote_model, {}).get("multi_acc")
+        claims.append(Claim(
+            5, "Multi-cell images carry information that isolated cells lack",
+            (_fold_evidence(f"image-level accuracy of {name}, multi-cell model − vote of the isolated-cell "
+                            f"model over the image's crops", vote, 1, None),),
+            ("04_multicell_vs_isolated.ipynb",), synthetic,
+            f"not measured per image; Table II per cell/image: isolated {iso:.2f}% vs multi-cell {mul:.2f}%"
+            if iso is not None else "",
+            context="Table II's isolated-cell accuracy is per cell and its multi-cell accuracy per image: "
+                    "different test units, so it does not compare the two inputs on the same question."))
+    return claims
