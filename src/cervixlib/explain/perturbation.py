@@ -22,6 +22,13 @@ complete removal of a cell, at the price of flat patches with sharp borders.
 
 Every perturbation step of every image goes through the model in one batched pass
 (chunked by ``chunk_size``); only the ranking of the pixels is computed per image.
+
+Why not Quantus' ``RegionPerturbation``/``PixelFlipping``: Quantus 0.6.0 requires
+``opencv-python`` while ``grad-cam`` requires ``opencv-python-headless``, two
+distributions that install the same ``cv2`` package over each other (removing either
+breaks the other), and it pulls pandas and scikit-image for metrics this module
+computes in a few lines; its own tests pin ``numpy<2``. The tests check these curves
+against a model with a known answer and NumPy's trapezoid rule instead.
 """
 
 from __future__ import annotations
