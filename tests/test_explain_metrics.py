@@ -262,9 +262,14 @@ def test_explanation_study_on_synthetic_items(synth_index):
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                         nn.Linear(4, 5)).eval()
     items = [it for it in synth_index.multi if it.cells][:3]
-    s = explanation_study(net, items, image_size=S, name="toy", methods=("saliency", "ig", "random", "edge"),
-                          n_steps=4, perturbation_steps=4)
-    assert s.methods == ("saliency", "ig", "random", "edge") and s.images == [it.path.name for it in items]
+    s = explanation_study(net, items, image_size=S, name="toy", methods=("saliency", "ig", "random", "edge",
+                                                                          "ig_released"),
+                          n_steps=4, perturbation_steps=4, released_images=1)
+    assert s.methods == ("saliency", "ig", "random", "edge", "ig_released")
+    assert s.images == [it.path.name for it in items]
+    released = s.values.pop("ig_released")  # on the first image only
+    assert all(np.isfinite(v[0]) and np.isnan(v[1:]).all() for k, v in released.items() if k != "nucleus_of_cell")
+    assert s.curves["ig_released"].deletion.shape == (3, 5) and np.isnan(s.curves["ig_released"].deletion[1:]).all()
     for v in s.values.values():
         assert all(x.shape == (3,) for x in v.values())
         assert np.all((v["in_cell"] >= 0) & (v["in_cell"] <= 1))

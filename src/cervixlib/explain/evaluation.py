@@ -147,24 +147,24 @@ def explanation_study(
     maps: dict[str, torch.Tensor] = {}
     for m in methods:
         k = len(items) if (m != "ig_released" or released_images is None) else min(released_images, len(items))
-        if k == 0:
-            continue
-        mk = method_maps(model, X[:k], m, target[:k], n_steps=n_steps, seed=seed,
-                         internal_batch_size=internal_batch_size)
-        maps[m] = mk if k == len(items) else torch.cat([mk, torch.full((len(items) - k, *mk.shape[1:]), float("nan"))])
-    valid = {m: torch.isfinite(a).flatten(1).all(1) for m, a in maps.items()}
-    curves = perturbation_curves(model, X, {m: torch.nan_to_num(a) for m, a in maps.items()}, target,
-                                 steps=perturbation_steps, fill=fill, chunk_size=chunk_size, seed=seed)
+        if k > 0:
+            maps[m] = method_maps(model, X[:k], m, target[:k], n_steps=n_steps, seed=seed,
+                                  internal_batch_size=internal_batch_size)
+    curves: dict[str, PerturbationCurves] = {}
+    for k in sorted({len(a) for a in maps.values()}):  # methods on fewer images: curves of those only
+        part = perturbation_curves(model, X[:k], {m: a for m, a in maps.items() if len(a) == k}, target[:k],
+                                   steps=perturbation_steps, fill=fill, chunk_size=chunk_size, seed=seed)
+        curves.update({m: _padded(c, len(items)) for m, c in part.items()})
     values: dict[str, dict[str, np.ndarray]] = {}
     for m, a in maps.items():
-        ok = valid[m].numpy()
-        a0 = torch.nan_to_num(a).numpy()
-        shares = part_shares(a0, cell, nucleus)
-        count, frac = stack_concentration(a0, per_cell, level=level)
-        v = {"deletion_auc": curves[m].deletion_auc, "insertion_auc": curves[m].insertion_auc,
-             "pointing": pointing_game(a0, cell, tolerance=tolerance), "in_cell": shares["cell"],
+        k = len(a)
+        a0 = a.numpy()
+        shares = part_shares(a0, cell[:k], nucleus[:k])
+        count, frac = stack_concentration(a0, per_cell[:k], level=level)
+        v = {"deletion_auc": curves[m].deletion_auc[:k], "insertion_auc": curves[m].insertion_auc[:k],
+             "pointing": pointing_game(a0, cell[:k], tolerance=tolerance), "in_cell": shares["cell"],
              "nucleus_of_cell": shares["nucleus_of_cell"], "cells_80": count, "cells_80_fraction": frac}
-        values[m] = {k: np.where(ok, x, np.nan) for k, x in v.items()}
+        values[m] = {name: np.concatenate([x, np.full(len(items) - k, np.nan)]) for name, x in v.items()}
     return ExplanationStudy(
         model=name or getattr(model, "model_name", type(model).__name__), images=[it.path.name for it in items],
         label=np.array([it.label for it in items]), target=target.numpy(), probability=prob.numpy(),
@@ -172,6 +172,12 @@ def explanation_study(
         settings={"image_size": image_size, "n_steps": n_steps, "perturbation_steps": perturbation_steps,
                   "fill": fill, "tolerance": tolerance, "level": level, "released_images": released_images,
                   "controls": [m for m in methods if m in CONTROLS], "seed": seed})
+
+
+def _padded(c: PerturbationCurves, n: int) -> PerturbationCurves:
+    """Curves of the first images padded with NaN rows to ``n`` images."""
+    pad = np.full((n - len(c.deletion), len(c.x)), np.nan)
+    return PerturbationCurves(x=c.x, deletion=np.vstack([c.deletion, pad]), insertion=np.vstack([c.insertion, pad]))
 
 
 # ------------------------------------------------------------------ paired comparison
