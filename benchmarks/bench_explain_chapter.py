@@ -91,7 +91,7 @@ def main() -> None:
                                                                       n_steps=steps))
         k = params["cascade_images"]
         timed("cascading randomisation", lambda: cascading_randomization(
-            model, X[:k], study.target[:k], methods=("saliency", "ig", "gradcam"), n_steps=steps))
+            model, X[:k], study.target[:k], methods=("saliency", "ig", "gradcam"), n_steps=params["cascade_steps"]))
         k = params["convergence_images"]
         timed("IG convergence", lambda: ig_convergence(model, X[:k], study.target[:k], steps=(4, 8, 16, 32, 64)))
         if name == "rcan_densenet121":

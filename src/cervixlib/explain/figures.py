@@ -27,6 +27,11 @@ _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
 
 
 
+def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
+    """The mean of the finite values along ``axis``; NaN (without a warning) where there are none."""
+    return np.ma.masked_invalid(np.asarray(a, dtype=np.float64)).mean(axis=axis).filled(np.nan)
+
+
 def _model_panels(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], *, title: str | None,
                   xaxis: dict, yaxis: dict, height: int) -> go.Figure:
     """One panel per model (two columns), one line per method: ``panels[model][method] = (x, y)``."""
@@ -54,8 +59,9 @@ def perturbation_curves_figure(studies: dict[str, ExplanationStudy], *, curve: s
     """Mean deletion (or insertion) curve of each method over the images, one panel per model; controls dashed."""
     if curve not in ("deletion", "insertion"):
         raise ValueError(f"curve must be 'deletion' or 'insertion', got {curve!r}")
-    panels = {name: {m: (c.x, np.nanmean(getattr(c, curve)[np.isfinite(s.values[m]["in_cell"])], axis=0))
-                     for m, c in s.curves.items()} for name, s in studies.items()}
+    panels = {name: {m: (c.x, _nanmean(getattr(c, curve)[np.isfinite(s.values[m]["in_cell"])], axis=0))
+                     for m, c in s.curves.items() if np.isfinite(s.values[m]["in_cell"]).any()}
+              for name, s in studies.items()}
     xlabel = f"fraction of pixels {'removed' if curve == 'deletion' else 'restored'}"
     return _model_panels(panels, title=title, height=300, xaxis=dict(title_text=xlabel, range=[0, 1]),
                          yaxis=dict(title_text="p(explained class)", range=[0, 1]))
@@ -63,7 +69,7 @@ def perturbation_curves_figure(studies: dict[str, ExplanationStudy], *, curve: s
 
 def cascade_figure(cascades: dict[str, CascadeResult], *, title: str | None = None) -> go.Figure:
     """Cascading randomisation: mean Spearman with the trained map per stage randomised (head first), per model."""
-    panels = {name: {m: (c.stages, np.nanmean(v, axis=1)) for m, v in c.spearman.items()}
+    panels = {name: {m: (c.stages, _nanmean(v, axis=1)) for m, v in c.spearman.items()}
               for name, c in cascades.items()}
     return _model_panels(panels, title=title, height=340, xaxis=dict(title_text="randomised down to", tickangle=-45),
                          yaxis=dict(title_text="Spearman vs trained", range=[-0.2, 1]))

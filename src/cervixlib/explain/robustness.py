@@ -118,7 +118,8 @@ class CascadeResult:
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per stage: the mean Spearman of each method over the images."""
-        return [{"randomised down to": s, **{m: float(np.nanmean(v[i])) for m, v in self.spearman.items()}}
+        return [{"randomised down to": s, **{m: float(np.ma.masked_invalid(v[i]).mean()) if np.isfinite(v[i]).any()
+                                              else float("nan") for m, v in self.spearman.items()}}
                 for i, s in enumerate(self.stages)]
 
 
