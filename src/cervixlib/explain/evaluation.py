@@ -112,7 +112,7 @@ def explanation_study(
     tolerance: int = 0,
     level: float = 0.8,
     seed: int = 0,
-    internal_batch_size: int | None = None,
+    internal_batch_size: int | None = 128,
     X: torch.Tensor | None = None,
 ) -> ExplanationStudy:
     """Every method's faithfulness and localisation on ``items`` (multi-cell images with cells).
@@ -127,6 +127,7 @@ def explanation_study(
         perturbation_steps, fill, chunk_size: of :func:`perturbation_curves`.
         tolerance: the pointing game's tolerance in px; ``level``: the concentration's share.
         seed: the random control, the released IG's noise and the ranking ties.
+        internal_batch_size: at most this many IG steps in one pass (Captum's; memory).
     """
     items = list(items)
     missing = [str(it.path) for it in items if not it.cells]

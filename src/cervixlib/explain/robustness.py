@@ -58,7 +58,7 @@ class BaselineSensitivity:
 
 def baseline_sensitivity(model: nn.Module, X: Tensor, cell: Tensor | np.ndarray, targets: Tensor, *,
                          baselines: Sequence[str] = SENSITIVITY_BASELINES, n_steps: int = 32,
-                         seed: int = 0, internal_batch_size: int | None = None) -> BaselineSensitivity:
+                         seed: int = 0, internal_batch_size: int | None = 128) -> BaselineSensitivity:
     """IG of ``targets`` from each baseline; ``cell``: ``(N, H, W)`` masks of the annotated cells."""
     baselines = list(baselines)
     if "black" not in baselines:
@@ -126,7 +126,7 @@ class CascadeResult:
 def cascading_randomization(model: nn.Module, X: Tensor, targets: Tensor, *,
                             methods: Sequence[str] = ("saliency", "ig", "gradcam"),
                             stages: Sequence[str] | None = None, seed: int = 0, n_steps: int = 32,
-                            internal_batch_size: int | None = None) -> CascadeResult:
+                            internal_batch_size: int | None = 128) -> CascadeResult:
     """Adebayo et al.'s cascading randomisation: Spearman of ``|map|`` against the trained
     model's after each cumulative top-down stage (:func:`cascade_stages` by default).
 
@@ -157,7 +157,7 @@ class Convergence:
 
 
 def ig_convergence(model: nn.Module, X: Tensor, targets: Tensor, *, steps: Sequence[int] = (4, 8, 16, 32, 64),
-                   baseline: str = "black", internal_batch_size: int | None = None) -> Convergence:
+                   baseline: str = "black", internal_batch_size: int | None = 128) -> Convergence:
     """Our IG (logit, Gauss-Legendre) at each ``n_steps`` of ``steps``: ``|delta|`` (Captum's fp32
     convergence delta) and ``|delta| / |F(x) - F(b)|`` per image."""
     absolute, relative = [], []
