@@ -115,31 +115,27 @@ def perturbation_masks(ranks: Tensor, steps: int) -> Tensor:
     return ranks[:, None] < counts.view(1, -1, 1, 1)
 
 
-def _scores(model: nn.Module, X: Tensor, filled: Tensor, masks: Tensor | None, targets: Tensor, *,
-            insertion: bool, chunk_size: int) -> Tensor:
-    """Softmax probabilities of ``targets`` for perturbed images, built chunk by chunk.
+def _scores(model: nn.Module, X: Tensor, filled: Tensor, targets: Tensor, ranks: Tensor, rows: Tensor,
+            counts: Tensor, *, chunk_size: int) -> Tensor:
+    """Softmax probabilities of the explained class for perturbed images, built chunk by chunk.
 
-    ``masks`` ``(N, S, H, W)``: pixel ``True`` comes from ``filled`` in deletion (from ``X``
-    in insertion); the ``N * S`` images are made ``chunk_size`` at a time (memory stays
-    ``O(chunk_size)``) and each chunk is one forward pass. ``masks=None``: ``X`` itself.
-    Returns ``(N, S)`` (``(N, 1)`` for ``None``).
+    ``ranks`` ``(J, N, H, W)``: pixel ranks of each method's maps; ``rows`` ``(M, 4)``:
+    (method, image, step, insertion) per perturbed image. In deletion the pixels ranked
+    below ``counts[step]`` come from ``filled``, the rest from ``X``; insertion is the
+    reverse. Only ``chunk_size`` images exist at a time, and each chunk is one forward
+    pass, whatever method, curve or image its rows belong to. Returns ``(M,)``.
     """
     device = model_device(model)
-    N = X.shape[0]
-    S = 1 if masks is None else masks.shape[1]
     out = []
     with torch.no_grad():
-        for s in range(0, N * S, chunk_size):
-            flat = torch.arange(s, min(s + chunk_size, N * S))
-            i, j = flat // S, flat % S
-            if masks is None:
-                batch = X[i]
-            else:
-                m = masks[i, j][:, None]
-                batch = torch.where(m, X[i], filled[i]) if insertion else torch.where(m, filled[i], X[i])
+        for s in range(0, rows.shape[0], chunk_size):
+            j, i, k, ins = rows[s:s + chunk_size].unbind(1)
+            chosen = ranks[j, i] < counts[k].view(-1, 1, 1)
+            keep_x = torch.where(ins.bool().view(-1, 1, 1), chosen, ~chosen)[:, None]  # pixels from the image
+            batch = torch.where(keep_x, X[i], filled[i])
             p = model(batch.to(device)).float().softmax(1)
             out.append(p.gather(1, targets[i].to(device)[:, None])[:, 0].cpu())
-    return torch.cat(out).reshape(N, S)
+    return torch.cat(out)
 
 
 def perturbation_curves(
@@ -167,7 +163,8 @@ def perturbation_curves(
         seed: breaks ties in the rankings (:func:`pixel_ranks`).
 
     The end points (the image and the fill) are scored once for all methods; the
-    interior steps of all images are built and scored ``chunk_size`` at a time.
+    interior steps of all methods and images are one sequence of perturbed images,
+    built and scored ``chunk_size`` at a time (one forward pass each).
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -180,15 +177,27 @@ def perturbation_curves(
     if bad:
         raise ValueError(f"maps of {bad} are not (N, H, W) = {(N, *X.shape[-2:])}")
     filled = fill_image(X, fill, blur_sigma=blur_sigma).cpu()
+    H, W = X.shape[-2:]
     x = np.linspace(0.0, 1.0, steps + 1)
-    out = {}
+    names = list(maps)
+    ranks = torch.stack([pixel_ranks(torch.as_tensor(np.asarray(maps[k])), seed=seed).int() for k in names])
+    counts = torch.round(torch.linspace(0, 1, steps + 1, dtype=torch.float64) * H * W).long()
+    S, img = steps - 1, torch.arange(N)
+    # rows (method, image, step, insertion): the image and the fill once, then each method's inner steps
+    ends = [torch.stack([torch.zeros(N, dtype=torch.long), img, torch.full((N,), k), torch.zeros(N, dtype=torch.long)],
+                        1) for k in (0, steps)]
+    grid_i, grid_k = img.repeat_interleave(S), torch.arange(1, steps).repeat(N)
+    inner = [torch.stack([torch.full((N * S,), j), grid_i, grid_k, torch.full((N * S,), ins)], 1)
+             for j in range(len(names)) for ins in (0, 1)]
+    rows = torch.cat(ends + inner)
     with eval_mode(model):
-        p_image = _scores(model, X, filled, None, t, insertion=False, chunk_size=chunk_size)[:, 0].numpy()
-        p_fill = _scores(model, filled, filled, None, t, insertion=False, chunk_size=chunk_size)[:, 0].numpy()
-        for k, m in maps.items():
-            inner = perturbation_masks(pixel_ranks(torch.as_tensor(np.asarray(m)), seed=seed), steps)[:, 1:steps]
-            d = _scores(model, X, filled, inner, t, insertion=False, chunk_size=chunk_size).numpy()
-            i = _scores(model, X, filled, inner, t, insertion=True, chunk_size=chunk_size).numpy()
-            out[k] = PerturbationCurves(x=x, deletion=np.column_stack([p_image, d, p_fill]),
-                                        insertion=np.column_stack([p_fill, i, p_image]))
+        scores = _scores(model, X, filled, t, ranks, rows, counts, chunk_size=chunk_size).numpy()
+    p_image, p_fill = scores[:N], scores[N:2 * N]
+    out, pos = {}, 2 * N
+    for k in names:
+        d = scores[pos:pos + N * S].reshape(N, S)
+        i = scores[pos + N * S:pos + 2 * N * S].reshape(N, S)
+        pos += 2 * N * S
+        out[k] = PerturbationCurves(x=x, deletion=np.column_stack([p_image, d, p_fill]),
+                                    insertion=np.column_stack([p_fill, i, p_image]))
     return out
