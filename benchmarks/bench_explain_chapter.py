@@ -99,7 +99,7 @@ def main() -> None:
         timed("cascading randomisation", lambda: cascading_randomization(
             model, X[:k], study.target[:k], methods=("saliency", "ig", "gradcam"), n_steps=params["cascade_steps"]))
         k = params["convergence_images"]
-        timed("IG convergence", lambda: ig_convergence(model, X[:k], study.target[:k], steps=(4, 8, 16, 32, 64)))
+        timed("IG convergence", lambda: ig_convergence(model, X[:k], study.target[:k], steps=(2, 4, 8, 16, 32)))
         if name == "rcan_densenet121":
             timed("released IG beside ours (2 images)", lambda: (attribute(model, X[:2], n_steps=steps),
                                                                  attribute(model, X[:2], **RELEASED_IG)))
