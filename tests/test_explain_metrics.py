@@ -243,6 +243,9 @@ def test_cascading_randomisation_goes_head_first_and_ends_fully_random():
     ref = [stats.spearmanr(a[i].ravel(), b[i].ravel()).statistic for i in range(3)]
     np.testing.assert_allclose(res.spearman["saliency"][-1], ref)
     np.testing.assert_allclose(spearman_per_image(a, b), ref)
+    two = cascading_randomization(net, X, t, methods=("saliency",), seed=5, max_stages=2)
+    assert two.stages == ["6", "0"]  # the head, then the whole model
+    np.testing.assert_allclose(two.spearman["saliency"], res.spearman["saliency"][[0, 2]])
 
 
 def test_convergence_shrinks_with_steps():

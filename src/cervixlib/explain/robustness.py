@@ -126,20 +126,27 @@ class CascadeResult:
 def cascading_randomization(model: nn.Module, X: Tensor, targets: Tensor, *,
                             methods: Sequence[str] = ("saliency", "ig", "gradcam"),
                             stages: Sequence[str] | None = None, seed: int = 0, n_steps: int = 32,
-                            internal_batch_size: int | None = 128) -> CascadeResult:
+                            max_stages: int | None = 6, internal_batch_size: int | None = 128) -> CascadeResult:
     """Adebayo et al.'s cascading randomisation: Spearman of ``|map|`` against the trained
     model's after each cumulative top-down stage (:func:`cascade_stages` by default).
 
     The explained classes stay ``targets`` (the trained model's) throughout. Each stage
     is a fresh :func:`randomize_weights` copy with layers ``stages[:s + 1]`` and one seed,
     so a stage randomised once keeps the same random weights in every later stage.
+    ``max_stages``: measure after at most this many of the cumulative stages, evenly
+    spaced from the head to the whole model (each measurement needs a fresh copy of the
+    model, the costly part on a CPU); None: after every stage.
     """
-    stages = list(cascade_stages(model, X) if stages is None else stages)
+    all_stages = list(cascade_stages(model, X) if stages is None else stages)
+    ends = range(len(all_stages))
+    if max_stages is not None and len(all_stages) > max_stages:
+        ends = sorted({int(round(v)) for v in np.linspace(0, len(all_stages) - 1, max(2, max_stages))})
+    stages = [all_stages[e] for e in ends]
     kw = {"n_steps": n_steps, "internal_batch_size": internal_batch_size, "seed": seed}
     trained = {m: method_maps(model, X, m, targets, **kw) for m in methods}
     out = {m: np.empty((len(stages), X.shape[0])) for m in methods}
-    for s in range(len(stages)):
-        rand = randomize_weights(model, seed=seed, layers=stages[:s + 1])
+    for s, end in enumerate(ends):
+        rand = randomize_weights(model, seed=seed, layers=all_stages[:end + 1])
         for m in methods:
             out[m][s] = spearman_per_image(method_maps(rand, X, m, targets, **kw), trained[m])
         del rand
