@@ -89,7 +89,8 @@ def test_a_map_of_the_region_the_model_reads_is_faithful_and_beats_random():
     for method in ("saliency", "ig"):
         m = method_maps(model, X, method, t, n_steps=16)
         assert np.all(pointing_game(m, R) == 1.0)
-        assert perturbation_curves(model, X, {method: m}, t, steps=16, fill="background")[method].deletion_auc.max() < 0.1
+        own = perturbation_curves(model, X, {method: m}, t, steps=16, fill="background")[method]
+        assert own.deletion_auc.max() < 0.1
     # the blur fill (the default) also ranks the region first, less sharply
     blur = perturbation_curves(model, X, maps, t, steps=16)
     assert np.all(blur["region"].deletion_auc < blur["random"].deletion_auc)
@@ -304,5 +305,7 @@ def test_the_verdict_rule_on_constructed_cases():
     assert verdict(Interval(-0.3, -0.5, -0.1), "lower") == "supported"
     assert verdict(Interval(0.3, 0.1, 0.5), "lower") == "contradicted"
     assert verdict(Interval(np.nan, np.nan, np.nan), "higher") == "undecided"
+    few = fig2_claim(_fake("rcan", base[:5] + 0.1, cells[:5] - 1), _fake("densenet121", base[:5], cells[:5]))
+    assert few.verdict == "undecided at this sample size"
     with pytest.raises(ValueError, match="different images"):
         fig2_claim(_fake("rcan", base[:10], cells[:10]), other)

@@ -232,18 +232,24 @@ class ClaimTest:
                 + "; ".join(lines) + f". Verdict: **{self.verdict}**.")
 
 
-def fig2_claim(claimed: ExplanationStudy, other: ExplanationStudy, *, method: str = "ig",
+def fig2_claim(claimed: ExplanationStudy, other: ExplanationStudy, *, method: str = "ig", min_images: int = 10,
                **kwargs: Any) -> ClaimTest:
     """Test "``claimed`` attends to fewer cells (``cells_80`` lower) and less background
     (``in_cell`` higher) than ``other``", paired per image. Overall: supported if both
-    parts are, contradicted if either is, else undecided."""
+    parts are, contradicted if either is, else undecided. With fewer than ``min_images``
+    paired images every part is "undecided at this sample size" (a percentile bootstrap
+    over a handful of images is no interval)."""
+    if claimed.images != other.images:
+        raise ValueError(f"{claimed.model} and {other.model} were explained on different images: no paired comparison")
+    n_pairs = int((np.isfinite(claimed.values[method]["in_cell"]) & np.isfinite(other.values[method]["in_cell"])).sum())
     parts = []
     for metric, direction in (("in_cell", "higher"), ("cells_80", "lower")):
         iv = paired_difference(claimed, other, method, metric, **kwargs)
-        parts.append((metric, direction, iv, verdict(iv, direction)))
+        v = verdict(iv, direction) if n_pairs >= min_images else "undecided at this sample size"
+        parts.append((metric, direction, iv, v))
     vs = [p[3] for p in parts]
     overall = ("contradicted" if "contradicted" in vs else "supported" if all(v == "supported" for v in vs)
-               else "undecided")
+               else vs[0] if n_pairs < min_images else "undecided")
     both = np.isfinite(claimed.values[method]["in_cell"]) & np.isfinite(other.values[method]["in_cell"])
     return ClaimTest(claimed=claimed.model, other=other.model, method=method, parts=tuple(parts),
                      verdict=overall, n=int(both.sum()))
