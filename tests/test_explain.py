@@ -172,7 +172,7 @@ def test_baselines_mean_what_they_say():
     flat = torch.full((1, 3, 32, 32), 0.7)
     torch.testing.assert_close(make_baseline(flat, "blur"), flat)  # a flat image stays flat
     with pytest.raises(ValueError, match="baseline must be one of"):
-        make_baseline(X, "white")  # type: ignore[arg-type]
+        make_baseline(X, "grey")  # type: ignore[arg-type]
 
 
 def _target_output(net, X, t, output="logit"):

@@ -8,7 +8,8 @@ claim is restated as paired differences between runs on the same grouped folds
   of 0 that the claim states;
 - **contradicted**: it lies entirely on the other side;
 - **undecided at this sample size**: it contains 0, or there are too few folds or
-  images for an interval (fewer than two).
+  images for an interval (fewer than two folds, fewer than
+  :data:`~cervixlib.comparison.MIN_IMAGES` images).
 
 A claim made of several comparisons (RCAN-DenseNet-121 against each of three models, on
 both subsets) is supported only if every comparison is, contradicted if any comparison
@@ -34,13 +35,14 @@ from cervixlib.metrics import mcnemar
 
 if TYPE_CHECKING:
     from cervixlib.data import Item
+    from cervixlib.explain import ExplanationStudy
     from cervixlib.runs import Run
 
 __all__ = [
     "CONTRADICTED", "SUPPORTED", "UNDECIDED", "VERDICTS", "MODEL_NAMES", "RULE",
     "Claim", "Evidence", "FoldComparison", "PerImageMeasure",
     "claims_html", "verdict_intro", "combine_verdicts", "compare_fold_runs", "fold_accuracies", "image_votes",
-    "in_cell_measure", "paper_claims", "verdict", "vote_comparison",
+    "explanation_measures", "fig2_claim", "paper_claims", "verdict", "vote_comparison",
 ]
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "undecided at this sample size"
@@ -49,12 +51,14 @@ VERDICTS: tuple[str, ...] = (SUPPORTED, CONTRADICTED, UNDECIDED)
 RULE = ("A claim is **supported** when the 95% interval of the paired difference lies entirely on "
         "the side of 0 that the claim states, **contradicted** when it lies entirely on the other "
         "side, and **undecided at this sample size** when it contains 0 or when there are too few "
-        "folds or images (fewer than two) for an interval. A claim made of several comparisons is "
-        "supported only if all of them are, contradicted if any is; the table gives the weakest.")
+        "folds or images for an interval (fewer than two folds, fewer than ten images). A claim made "
+        "of several comparisons is supported only if all of them are, contradicted if any is; the "
+        "table gives the weakest.")
 #: The paper's names of its four models.
 MODEL_NAMES: dict[str, str] = {"resnet50": "ResNet-50", "densenet121": "DenseNet-121",
                                "ran_resnet50": "RAN-ResNet-50", "rcan_densenet121": "RCAN-DenseNet-121"}
 _SUBSET_NAMES = {"multi": "multi-cell images", "isolated": "isolated cells"}
+_METHOD_WORDS = {"ig": "|IG|", "saliency": "|gradient|", "gradcam": "Grad-CAM"}
 #: Where the fold comparisons are shown: multi-cell images in chapter 3, isolated cells in chapter 4.
 _FOLD_CHAPTERS = ("03_attention_models.ipynb", "04_multicell_vs_isolated.ipynb")
 
@@ -150,6 +154,10 @@ class Claim:
         e = self.deciding
         which = "the weakest of its comparisons, " if len(self.evidence) > 1 else ""
         return f"Claim {self.number}: {self.verdict_text}; {which}{e.label}: {e.number_text()}."
+
+    def details(self) -> str:
+        """Every comparison behind the claim with its own verdict, one sentence each."""
+        return " ".join(f"{e.label}: {e.number_text()}, {e.verdict}." for e in self.evidence)
 
     def row(self) -> dict[str, str]:
         """The table row: claim, verdict, our number (the deciding comparison), the paper's, the evidence."""
@@ -309,14 +317,37 @@ class PerImageMeasure:
     scale: float = 100.0
 
 
-def in_cell_measure(rcan: Any, densenet: Any) -> PerImageMeasure:
-    """Claim 4's first measure from two :class:`cervixlib.explain.InCellStudy` on the same
-    images: the share of |IG| inside the annotated cells ("less background": higher)."""
-    if len(rcan) != len(densenet):
-        raise ValueError(f"the two in-cell studies cover {len(rcan)} and {len(densenet)} images; "
-                         "they must be of the same images")
-    return PerImageMeasure("share of |IG| inside the annotated cells", np.asarray(rcan.share["cell"]),
-                           np.asarray(densenet.share["cell"]), side=1, unit="points of share")
+def explanation_measures(claimed: ExplanationStudy, other: ExplanationStudy, *,
+                         method: str = "ig") -> list[PerImageMeasure]:
+    """Claim 4's two per-image measures from two :func:`cervixlib.explain.explanation_study`
+    results on the same images: the share of the map inside the annotated cells ("less
+    background": higher) and the number of cells holding 80% of the in-cell map ("fewer
+    cells": lower)."""
+    if claimed.images != other.images:
+        raise ValueError(f"{claimed.model} and {other.model} were explained on different images: "
+                         "no paired comparison")
+    a, b = claimed.values[method], other.values[method]
+    label = _METHOD_WORDS.get(method, method)
+    return [PerImageMeasure(f"share of {label} inside the annotated cells", a["in_cell"], b["in_cell"],
+                            side=1, unit="points of share"),
+            PerImageMeasure(f"number of annotated cells holding 80% of the in-cell {label}", a["cells_80"],
+                            b["cells_80"], side=-1, unit="cells", scale=1.0)]
+
+
+def fig2_claim(claimed: ExplanationStudy, other: ExplanationStudy, *, synthetic: bool, method: str = "ig",
+               n_resamples: int = 2000, seed: int = 0) -> Claim:
+    """Claim 4 (Fig. 2) from two explanation studies on the same images, paired per image."""
+    return _claim4(explanation_measures(claimed, other, method=method), synthetic, n_resamples, seed,
+                   (MODEL_NAMES.get(claimed.model, claimed.model), MODEL_NAMES.get(other.model, other.model)))
+
+
+def _claim4(measures: Sequence[PerImageMeasure], synthetic: bool, n_resamples: int, seed: int,
+            names: tuple[str, str] = ("RCAN-DenseNet-121", "DenseNet-121")) -> Claim:
+    ev = [Evidence(f"{m.name}, {names[0]} − {names[1]}",
+                   paired_bootstrap(m.a, m.b, seed=seed, n_resamples=n_resamples).scaled(m.scale),
+                   m.side, m.unit) for m in measures]
+    return Claim(4, f"Fig. 2: {names[0]} attends to fewer cells and less background than {names[1]}",
+                 tuple(ev), ("05_explainability.ipynb",), synthetic, "one image shown (Fig. 2), no number")
 
 
 def _fold_evidence(label: str, cmp: FoldComparison, side: int, paper: float | None) -> Evidence:
@@ -367,7 +398,7 @@ def paper_claims(
         fold_runs: ``{"multi": {model: [run per fold]}, "isolated": {...}}`` on the same folds
             (:meth:`cervixlib.study.Study.fold_runs`).
         synthetic: the runs are on the embedded synthetic set (every verdict says so).
-        measures: claim 4's per-image measures (:func:`in_cell_measure`; more may be added).
+        measures: claim 4's per-image measures (:func:`explanation_measures`; more may be added).
         vote: claim 5's :func:`vote_comparison` of ``vote_model``.
 
     A claim whose runs or measures are missing is left out of the list.
@@ -392,12 +423,7 @@ def paper_claims(
                             _FOLD_CHAPTERS, synthetic,
                             _paper_text([("ran_resnet50", "resnet50", s) for s in ("multi", "isolated")])))
     if measures:
-        ev = [Evidence(f"{m.name}, RCAN-DenseNet-121 − DenseNet-121",
-                       paired_bootstrap(m.a, m.b, seed=seed, n_resamples=n_resamples).scaled(m.scale),
-                       m.side, m.unit) for m in measures]
-        claims.append(Claim(4, "Fig. 2: RCAN-DenseNet-121 attends to fewer cells and less background than "
-                               "DenseNet-121", tuple(ev), ("05_explainability.ipynb",), synthetic,
-                            "one image shown (Fig. 2), no number"))
+        claims.append(_claim4(measures, synthetic, n_resamples, seed))
     if vote is not None:
         name = MODEL_NAMES.get(vote_model, vote_model)
         iso, mul = PAPER_TABLE2.get(vote_model, {}).get("isolated_acc"), PAPER_TABLE2.get(vote_model, {}).get("multi_acc")

@@ -33,7 +33,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["PairedDifference", "corrected_resampled_t", "fold_mean_sd", "paired_bootstrap"]
+__all__ = ["MIN_IMAGES", "PairedDifference", "corrected_resampled_t", "fold_mean_sd", "paired_bootstrap"]
+
+#: Fewer paired images than this give no bootstrap interval: a percentile bootstrap over a
+#: handful of values has far less than its nominal coverage, so the verdict is "undecided".
+MIN_IMAGES = 10
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,8 @@ def paired_bootstrap(
         n_resamples, level, seed: the bootstrap's settings.
 
     Returns:
-        The pooled mean difference and its percentile interval (NaN with fewer than two images).
+        The pooled mean difference and its percentile interval (NaN with fewer than
+        :data:`MIN_IMAGES` pairs).
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
@@ -152,7 +157,7 @@ def paired_bootstrap(
     if d.size == 0:
         raise ValueError("no pair of finite values to compare")
     mean = float(d.mean())
-    if d.size < 2:
+    if d.size < MIN_IMAGES:
         return PairedDifference(mean, float("nan"), float("nan"), int(d.size), method, level)
     rng = np.random.default_rng(seed)
     totals = np.zeros(n_resamples)

@@ -1,8 +1,13 @@
 """Explanations of the classifiers of Wang et al. (2021), "Towards Interpretable
 Attention Networks for Cervical Cancer Analysis": input gradients and Integrated
-Gradients through Captum (:mod:`~cervixlib.explain.attributions`), the numbers the
+Gradients through Captum (:mod:`~cervixlib.explain.attributions`), Grad-CAM, the RAN
+soft masks and two controls as maps (:mod:`~cervixlib.explain.maps`), the numbers the
 paper only showed by eye (:mod:`~cervixlib.explain.faithfulness`: in-cell share,
-model-randomisation sanity check, completeness), the IG-steps explorer
+model-randomisation sanity check, completeness; :mod:`~cervixlib.explain.perturbation`:
+deletion and insertion; :mod:`~cervixlib.explain.localisation`: pointing game, part
+shares, concentration; :mod:`~cervixlib.explain.robustness`: IG baselines, cascading
+randomisation, convergence), one study per model and Fig. 2's claim tested
+(:mod:`~cervixlib.explain.evaluation`), the IG-steps explorer
 (:mod:`~cervixlib.explain.explorer`) and :func:`explain_command` behind
 ``cervix explain``.
 """
@@ -26,11 +31,57 @@ from cervixlib.explain.attributions import (
     RELEASED_IG,
     Attribution,
     attribute,
+    background_colour,
     gaussian_blur,
     make_baseline,
     model_device,
     normalisation,
     reduce_channels,
+)
+from cervixlib.explain.evaluation import (
+    METRICS,
+    ExplanationStudy,
+    explanation_study,
+    study_images,
+)
+from cervixlib.explain.localisation import (
+    cell_masks,
+    concentration,
+    dilate,
+    part_shares,
+    pointing_game,
+    stack_concentration,
+)
+from cervixlib.explain.maps import (
+    CONTROLS,
+    MAP_METHODS,
+    attention_map,
+    available_methods,
+    edge_map,
+    gradcam,
+    has_attention_maps,
+    method_maps,
+    random_map,
+)
+from cervixlib.explain.perturbation import (
+    FILLS,
+    PerturbationCurves,
+    curve_auc,
+    fill_image,
+    perturbation_curves,
+    perturbation_masks,
+    pixel_ranks,
+)
+from cervixlib.explain.robustness import (
+    SENSITIVITY_BASELINES,
+    BaselineSensitivity,
+    CascadeResult,
+    Convergence,
+    baseline_sensitivity,
+    cascade_stages,
+    cascading_randomization,
+    convergence_rows,
+    ig_convergence,
 )
 from cervixlib.explain.explorer import IGExplorer, IGPath, ig_explorer, static_ig_slider
 from cervixlib.explain.faithfulness import (
@@ -49,34 +100,70 @@ from cervixlib.explain.faithfulness import (
 
 __all__ = [
     "BASELINES",
+    "CONTROLS",
+    "FILLS",
+    "MAP_METHODS",
     "METHODS",
+    "METRICS",
     "OUTPUTS",
     "PARTS",
     "RELEASED_IG",
+    "SENSITIVITY_BASELINES",
     "Attribution",
+    "BaselineSensitivity",
+    "CascadeResult",
+    "Convergence",
     "ExplainResult",
+    "ExplanationStudy",
     "IGExplorer",
     "IGPath",
     "InCellStudy",
+    "PerturbationCurves",
     "SanityResult",
     "area_share",
+    "attention_map",
     "attribute",
+    "available_methods",
+    "background_colour",
+    "baseline_sensitivity",
     "bootstrap_mean",
+    "cascade_stages",
+    "cascading_randomization",
+    "cell_masks",
     "completeness",
+    "concentration",
+    "convergence_rows",
+    "curve_auc",
+    "dilate",
+    "edge_map",
     "explain_command",
+    "explanation_study",
+    "fill_image",
     "gaussian_blur",
+    "gradcam",
+    "has_attention_maps",
+    "ig_convergence",
     "ig_explorer",
     "in_cell_share",
     "in_cell_study",
     "load_input",
     "make_baseline",
+    "method_maps",
     "model_device",
     "normalisation",
+    "part_shares",
+    "perturbation_curves",
+    "perturbation_masks",
+    "pixel_ranks",
+    "pointing_game",
+    "random_map",
     "randomization_similarity",
     "randomize_weights",
     "reduce_channels",
     "spearman_per_image",
+    "stack_concentration",
     "static_ig_slider",
+    "study_images",
 ]
 
 _log = logging.getLogger(__name__)

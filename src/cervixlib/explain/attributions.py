@@ -51,6 +51,7 @@ __all__ = [
     "Attribution",
     "attribute",
     "attribution_mass",
+    "background_colour",
     "gaussian_blur",
     "make_baseline",
     "model_device",
@@ -61,10 +62,10 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 METHODS = ("ig", "saliency")
-BASELINES = ("black", "blur", "mean", "uniform")
+BASELINES = ("black", "white", "blur", "mean", "background", "uniform")
 OUTPUTS = ("logit", "softmax")
 Method = Literal["ig", "saliency"]
-BaselineName = Literal["black", "blur", "mean", "uniform"]
+BaselineName = Literal["black", "white", "blur", "mean", "background", "uniform"]
 Output = Literal["logit", "softmax"]
 
 #: The settings of the authors' released IG (``integrated-gradient.py``): gradients of the
@@ -210,6 +211,24 @@ def _mean_std(X: Tensor, mean: Tensor | Sequence[float] | None,
     return m, s
 
 
+def background_colour(X: Tensor, *, mean: Tensor | Sequence[float] | None = None,
+                      std: Tensor | Sequence[float] | None = None) -> Tensor:
+    """Each image's background colour ``(N, C, 1, 1)``, normalised like ``X``.
+
+    Per image and channel, the median of the brighter half of the pixels (grey value
+    at or above the image's median): a Pap-smear background is pale and covers most
+    of a field, and the cells are darker, so this is the colour of the glass and light
+    around them, without needing the cell masks.
+    """
+    m, s = _mean_std(X, mean, std)
+    pixels = X * s + m
+    grey = pixels.mean(1).flatten(1)  # (N, HW)
+    bright = grey >= grey.median(dim=1, keepdim=True).values
+    flat = pixels.flatten(2)  # (N, C, HW)
+    out = torch.stack([flat[i][:, bright[i]].median(dim=1).values for i in range(X.shape[0])])
+    return ((out[:, :, None, None] - m) / s).to(X.dtype)
+
+
 def make_baseline(
     X: Tensor,
     baseline: BaselineName | Tensor = "black",
@@ -222,6 +241,9 @@ def make_baseline(
     """The IG starting point for normalised images ``X`` ``(N, C, H, W)``.
 
     - ``"black"``: pixel value 0, i.e. ``-mean / std`` after normalisation;
+    - ``"white"``: pixel value 1 (255), i.e. ``(1 - mean) / std``;
+    - ``"background"``: each image's own background colour (:func:`background_colour`),
+      the colour of "no cell here" on a Pap smear;
     - ``"blur"``: ``X`` blurred with a Gaussian of ``blur_sigma`` px (default
       ``min(H, W) / 16``: 14 px at 224 px, wider than a nucleus), which keeps colour
       and illumination but removes cell detail (Sturmfels et al., Distill 2020);
@@ -237,9 +259,11 @@ def make_baseline(
         return baseline.to(device=X.device, dtype=X.dtype).expand_as(X).clone()
     if baseline == "mean":
         return torch.zeros_like(X)
-    if baseline == "black":
+    if baseline in ("black", "white"):
         m, s = _mean_std(X, mean, std)
-        return (-m / s).expand_as(X).clone()
+        return (((1.0 if baseline == "white" else 0.0) - m) / s).expand_as(X).clone()
+    if baseline == "background":
+        return background_colour(X, mean=mean, std=std).expand_as(X).clone()
     if baseline == "uniform":
         m, s = _mean_std(X, mean, std)
         noise = torch.rand(X.shape, generator=generator, dtype=torch.float32)
@@ -376,7 +400,7 @@ def attribute(
         method: ``"ig"`` (Integrated Gradients) or ``"saliency"`` (the input gradient).
         target: class index, one per image, or None for each image's predicted class.
         n_steps: IG integration steps per baseline (Captum's ``n_steps``); ignored by saliency.
-        baseline: ``"black"``, ``"blur"``, ``"mean"``, ``"uniform"`` (noise) or a tensor
+        baseline: ``"black"``, ``"white"``, ``"blur"``, ``"mean"``, ``"background"``, ``"uniform"`` (noise) or a tensor
             (see :func:`make_baseline`).
         n_baselines: IG only: how many ``"uniform"`` noise baselines to average the maps
             over (the released code: 10); each one's completeness is reported in

@@ -1,0 +1,177 @@
+"""One study of every explanation method on one model, per image, and Fig. 2's claim tested.
+
+Wang et al. (2021) claim (Fig. 2) that RCAN-DenseNet-121 "attends to a few cells" while
+DenseNet-121 also looks at the background. :func:`explanation_study` runs a model on
+test images and measures, per image and per method (:mod:`~cervixlib.explain.maps`):
+
+- faithfulness: deletion and insertion areas (:mod:`~cervixlib.explain.perturbation`;
+  the score is the softmax probability of the explained class, the predicted one);
+- localisation (:mod:`~cervixlib.explain.localisation`): the pointing game, the share
+  of the map in the cells, the nucleus and the cytoplasm, and the concentration (the
+  fewest annotated cells holding 80% of the in-cell mass, and their fraction).
+
+Everything is kept per image, so two models explained on the same images are
+compared *paired*: :func:`cervixlib.claims.fig2_claim` tests Fig. 2's claim from two
+such studies with the one verdict rule of the front page (:mod:`cervixlib.claims`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cervixlib.explain.attributions import model_device
+from cervixlib.explain.faithfulness import area_share, bootstrap_mean
+from cervixlib.explain.localisation import cell_masks, part_shares, pointing_game, stack_concentration
+from cervixlib.explain.maps import CONTROLS, METHOD_LABELS, available_methods, method_maps
+from cervixlib.explain.perturbation import Fill, PerturbationCurves, perturbation_curves
+from cervixlib.metrics import Interval
+from cervixlib.runtime import eval_mode
+
+if TYPE_CHECKING:
+    from cervixlib.data import Item
+
+__all__ = ["METRICS", "ExplanationStudy", "explanation_study", "study_images"]
+
+#: The per-image metrics of :class:`ExplanationStudy` and their names in tables.
+METRICS: dict[str, str] = {
+    "deletion_auc": "deletion AUC (lower: faithful)", "insertion_auc": "insertion AUC (higher: faithful)",
+    "pointing": "pointing game", "in_cell": "in-cell share", "nucleus_of_cell": "nucleus share of in-cell",
+    "cells_80": "cells holding 80%", "cells_80_fraction": "fraction of cells holding 80%",
+}
+
+
+@dataclass
+class ExplanationStudy:
+    """Per-image results of every method on one model's test images.
+
+    ``values[method][metric]`` is ``(N,)`` for each metric of :data:`METRICS` (NaN where
+    undefined: a map without mass, a method computed on fewer images); ``curves[method]``
+    the :class:`PerturbationCurves`; ``area`` the share of each image the cells cover,
+    ``n_cells`` its annotated cells; ``images`` the file names, in order.
+    """
+
+    model: str
+    images: list[str]
+    label: np.ndarray
+    target: np.ndarray
+    probability: np.ndarray
+    n_cells: np.ndarray
+    area: np.ndarray
+    values: dict[str, dict[str, np.ndarray]]
+    curves: dict[str, PerturbationCurves]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    def summary(self, method: str, metric: str, **kwargs: Any) -> Interval:
+        """The mean of one metric over the images, with its bootstrap interval."""
+        return bootstrap_mean(self.values[method][metric], **kwargs)
+
+    def rows(self, **kwargs: Any) -> list[dict[str, Any]]:
+        """One row per method: each metric of :data:`METRICS` as an :class:`Interval` (mean,
+        95% bootstrap over images), beside the share of the images the cells cover."""
+        return [{"model": self.model, "method": METHOD_LABELS.get(m, m),
+                 "images": int(np.isfinite(v["in_cell"]).sum()),
+                 **{label: bootstrap_mean(v[k], **kwargs) for k, label in METRICS.items()},
+                 "cells' area share": bootstrap_mean(self.area[np.isfinite(v["in_cell"])], **kwargs)}
+                for m, v in self.values.items()]
+
+
+def study_images(items: Sequence[Item], image_size: int) -> torch.Tensor:
+    """The evaluation-transform tensors ``(N, 3, S, S)`` of ``items`` (as training evaluated them)."""
+    from cervixlib.data import CellImageDataset
+
+    ds = CellImageDataset(list(items), image_size=image_size, train=False)
+    return torch.stack([ds[i][0] for i in range(len(ds))])
+
+
+def explanation_study(
+    model: nn.Module,
+    items: Sequence[Item],
+    *,
+    image_size: int,
+    name: str | None = None,
+    methods: Sequence[str] | None = None,
+    n_steps: int = 32,
+    released_images: int | None = None,
+    perturbation_steps: int = 10,
+    fill: Fill = "blur",
+    chunk_size: int = 64,
+    tolerance: int = 0,
+    level: float = 0.8,
+    seed: int = 0,
+    internal_batch_size: int | None = 128,
+    X: torch.Tensor | None = None,
+) -> ExplanationStudy:
+    """Every method's faithfulness and localisation on ``items`` (multi-cell images with cells).
+
+    Args:
+        model: a trained classifier; the explained class is its prediction.
+        items: the test items (each with annotated cells); ``X`` their tensors if already made.
+        methods: of :data:`~cervixlib.explain.maps.MAP_METHODS` (default: all that apply,
+            :func:`~cervixlib.explain.maps.available_methods`).
+        n_steps: our IG's steps; ``released_images``: the released IG (500 passes an image)
+            only on the first this many images (NaN for the rest; None: all).
+        perturbation_steps, fill, chunk_size: of :func:`perturbation_curves`.
+        tolerance: the pointing game's tolerance in px; ``level``: the concentration's share.
+        seed: the random control, the released IG's noise and the ranking ties.
+        internal_batch_size: at most this many IG steps in one pass (Captum's; memory).
+    """
+    items = list(items)
+    missing = [str(it.path) for it in items if not it.cells]
+    if missing:
+        raise ValueError(f"{missing[0]}: no annotated cells, so no localisation ({len(missing)} such items)")
+    from cervixlib.data import cell_mask
+
+    size = (image_size, image_size)
+    X = study_images(items, image_size) if X is None else X
+    methods = tuple(methods) if methods is not None else available_methods(model)
+    with eval_mode(model), torch.no_grad():
+        prob = model(X.to(model_device(model))).float().softmax(1).cpu()
+    target = prob.argmax(1)
+    cell = np.stack([cell_mask(it, size, "cell") for it in items])
+    nucleus = np.stack([cell_mask(it, size, "nucleus") if any(c.nucleus is not None for c in it.cells)
+                        else np.zeros(size[::-1], bool) for it in items])
+    per_cell = [cell_masks(it, size) for it in items]
+    maps: dict[str, torch.Tensor] = {}
+    for m in methods:
+        k = len(items) if (m != "ig_released" or released_images is None) else min(released_images, len(items))
+        if k > 0:
+            maps[m] = method_maps(model, X[:k], m, target[:k], n_steps=n_steps, seed=seed,
+                                  internal_batch_size=internal_batch_size)
+    curves: dict[str, PerturbationCurves] = {}
+    for k in sorted({len(a) for a in maps.values()}):  # methods on fewer images: curves of those only
+        part = perturbation_curves(model, X[:k], {m: a for m, a in maps.items() if len(a) == k}, target[:k],
+                                   steps=perturbation_steps, fill=fill, chunk_size=chunk_size, seed=seed)
+        curves.update({m: _padded(c, len(items)) for m, c in part.items()})
+    values: dict[str, dict[str, np.ndarray]] = {}
+    for m, a in maps.items():
+        k = len(a)
+        a0 = a.numpy()
+        shares = part_shares(a0, cell[:k], nucleus[:k])
+        count, frac = stack_concentration(a0, per_cell[:k], level=level)
+        v = {"deletion_auc": curves[m].deletion_auc[:k], "insertion_auc": curves[m].insertion_auc[:k],
+             "pointing": pointing_game(a0, cell[:k], tolerance=tolerance), "in_cell": shares["cell"],
+             "nucleus_of_cell": shares["nucleus_of_cell"], "cells_80": count, "cells_80_fraction": frac}
+        values[m] = {name: np.concatenate([x, np.full(len(items) - k, np.nan)]) for name, x in v.items()}
+    return ExplanationStudy(
+        model=name or getattr(model, "model_name", type(model).__name__), images=[it.path.name for it in items],
+        label=np.array([it.label for it in items]), target=target.numpy(), probability=prob.numpy(),
+        n_cells=np.array([len(it.cells) for it in items]), area=area_share(cell), values=values, curves=curves,
+        settings={"image_size": image_size, "n_steps": n_steps, "perturbation_steps": perturbation_steps,
+                  "fill": fill, "tolerance": tolerance, "level": level, "released_images": released_images,
+                  "controls": [m for m in methods if m in CONTROLS], "seed": seed})
+
+
+def _padded(c: PerturbationCurves, n: int) -> PerturbationCurves:
+    """Curves of the first images padded with NaN rows to ``n`` images."""
+    pad = np.full((n - len(c.deletion), len(c.x)), np.nan)
+    return PerturbationCurves(x=c.x, deletion=np.vstack([c.deletion, pad]), insertion=np.vstack([c.insertion, pad]))

@@ -1,0 +1,178 @@
+"""Where a map puts its mass, against the annotated cells: pure functions.
+
+Wang et al. (2021) claim from their Fig. 2 that RCAN-DenseNet-121 decides from "a few
+cells" while DenseNet-121 also looks at the background. This module turns that into
+numbers per image, from non-negative maps ``(N, H, W)`` and the ``.dat`` masks
+(:func:`cervixlib.data.cell_mask`; one mask per cell from :func:`cell_masks`):
+
+- :func:`pointing_game` (Zhang et al., "Top-down neural attention by excitation
+  backprop", ECCV 2016): is the map's maximum inside a cell? Ties are resolved the
+  way the metric defines it (every pixel that reaches the maximum must hit, or any
+  may, ``ties=``), and ``tolerance`` px widens the cells, as that paper's 15 px does;
+- :func:`part_shares`: the share of mass in the nucleus, the cytoplasm and the cells
+  (the in-cell share of :func:`~cervixlib.explain.in_cell_share`, with the same
+  reduction), and the nucleus share of the in-cell mass;
+- :func:`concentration`: the smallest number of annotated cells that hold ``level``
+  (80%) of the in-cell mass, and that number as a fraction of the image's annotated
+  cells: a direct test of "a few cells".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from cervixlib.data import Item
+
+__all__ = ["cell_masks", "concentration", "dilate", "part_shares", "pointing_game", "stack_concentration"]
+
+Ties = Literal["all", "any"]
+
+
+def _as_maps(maps: np.ndarray | torch.Tensor) -> np.ndarray:
+    a = np.asarray(maps.detach().cpu() if isinstance(maps, torch.Tensor) else maps, dtype=np.float64)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError(f"maps must be (N, H, W) or (H, W), got shape {a.shape}")
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError("maps must be finite and non-negative (reduce signed attributions first)")
+    return a
+
+
+def _as_masks(mask: np.ndarray | torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
+    m = m > 0.5 if m.dtype != bool else m
+    if m.ndim == 2:
+        m = np.broadcast_to(m, (shape[0], *m.shape))
+    if m.shape != shape:
+        raise ValueError(f"mask of shape {m.shape} does not match maps of shape {shape}")
+    return m
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` ``(..., H, W)`` bool grown by ``radius`` px (a disc of that radius; 0: unchanged)."""
+    if radius <= 0:
+        return np.asarray(mask, dtype=bool)
+    m = torch.as_tensor(np.ascontiguousarray(mask, dtype=np.float32))
+    shape = m.shape
+    m = m.reshape(-1, 1, *shape[-2:])
+    r = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    disc = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius ** 2).float()[None, None]
+    out = F.conv2d(m, disc, padding=radius) > 0.5
+    return out.reshape(shape).numpy()
+
+
+def pointing_game(
+    maps: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor,
+    *,
+    tolerance: int = 0,
+    ties: Ties = "all",
+) -> np.ndarray:
+    """Hit (1.0) or miss (0.0) per image: does the maximum of the map fall inside ``mask``?
+
+    Args:
+        maps: non-negative ``(N, H, W)`` maps.
+        mask: bool ``(N, H, W)`` (or one ``(H, W)`` for all) of the annotated cells.
+        tolerance: px by which the mask is grown first (:func:`dilate`), as the pointing
+            game's authors allow 15 px at full resolution; 0: the exact mask.
+        ties: when several pixels share the maximum, ``"all"`` hits only if every one of
+            them is inside (a flat map cannot hit by luck), ``"any"`` if one is.
+    Returns: ``(N,)`` float; NaN for an all-zero map (no maximum to point with).
+    """
+    a = _as_maps(maps)
+    m = dilate(_as_masks(mask, a.shape), tolerance)
+    peak = a.reshape(len(a), -1).max(1)
+    at_peak = a == peak[:, None, None]
+    inside = (at_peak & m).reshape(len(a), -1).sum(1)
+    count = at_peak.reshape(len(a), -1).sum(1)
+    if ties not in ("all", "any"):
+        raise ValueError(f"ties must be 'all' or 'any', got {ties!r}")
+    hit = inside == count if ties == "all" else inside > 0
+    return np.where(peak > 0, hit.astype(np.float64), np.nan)
+
+
+def part_shares(
+    maps: np.ndarray | torch.Tensor,
+    cell: np.ndarray | torch.Tensor,
+    nucleus: np.ndarray | torch.Tensor,
+) -> dict[str, np.ndarray]:
+    """Shares of each map's mass, ``(N,)`` each: ``"cell"``, ``"nucleus"``, ``"cytoplasm"``
+    (cell minus nucleus) and ``"nucleus_of_cell"`` (nucleus mass / in-cell mass, the
+    nucleus against the cytoplasm inside the cells). NaN where the denominator is 0."""
+    a = _as_maps(maps)
+    c, n = _as_masks(cell, a.shape), _as_masks(nucleus, a.shape)
+    n = n & c
+    total = a.reshape(len(a), -1).sum(1)
+    mass = {k: (a * m).reshape(len(a), -1).sum(1) for k, m in (("cell", c), ("nucleus", n), ("cytoplasm", c & ~n))}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {k: np.where(total > 0, v / np.where(total > 0, total, 1), np.nan) for k, v in mass.items()}
+        out["nucleus_of_cell"] = np.where(mass["cell"] > 0, mass["nucleus"] / np.where(mass["cell"] > 0,
+                                                                                       mass["cell"], 1), np.nan)
+    return out
+
+
+def concentration(
+    map_: np.ndarray | torch.Tensor,
+    cells: np.ndarray | torch.Tensor,
+    *,
+    level: float = 0.8,
+) -> tuple[float, float]:
+    """How many annotated cells hold ``level`` of one map's in-cell mass.
+
+    Args:
+        map_: one non-negative ``(H, W)`` map.
+        cells: bool ``(K, H, W)``, one mask per annotated cell (:func:`cell_masks`);
+            overlapping cells each count a shared pixel (a pixel in two cells backs both).
+        level: the share of in-cell mass to reach, in (0, 1].
+    Returns:
+        ``(count, fraction)``: the smallest number of cells whose summed mass reaches
+        ``level`` of the mass of all cells (the cells taken largest mass first), and that
+        count divided by ``K``. ``(nan, nan)`` when the cells hold no mass.
+    """
+    if not 0 < level <= 1:
+        raise ValueError(f"level must be in (0, 1], got {level}")
+    a = _as_maps(map_)[0]
+    m = np.asarray(cells.detach().cpu() if isinstance(cells, torch.Tensor) else cells).astype(bool)
+    if m.ndim != 3 or m.shape[1:] != a.shape or m.shape[0] == 0:
+        raise ValueError(f"cells must be (K >= 1, H, W) matching the map {a.shape}, got {m.shape}")
+    per_cell = np.sort((m * a[None]).reshape(len(m), -1).sum(1))[::-1]
+    total = per_cell.sum()
+    if total <= 0:
+        return float("nan"), float("nan")
+    cum = np.cumsum(per_cell) / total
+    count = int(np.searchsorted(cum, level - 1e-12) + 1)
+    return float(count), count / len(m)
+
+
+def cell_masks(item: Item, size: tuple[int, int], part: Literal["cell", "nucleus", "cytoplasm"] = "cell") -> np.ndarray:
+    """One bool mask per annotated cell of ``item``, ``(K, H, W)`` at ``size`` = (width, height).
+
+    Each cell is drawn alone with :func:`cervixlib.data.cell_mask` (the same polygon
+    scaling and scanline fill as the image's cell mask), so their union is that mask.
+    """
+    from cervixlib.data import cell_mask
+
+    if not item.cells:
+        from cervixlib.data import DataError
+
+        raise DataError(item.path, "no cell boundaries (.dat files) for this image, so no per-cell masks")
+    return np.stack([cell_mask(replace(item, cells=(c,)), size, part) for c in item.cells])
+
+
+def stack_concentration(maps: np.ndarray | torch.Tensor, cells: Sequence[np.ndarray], *,
+                        level: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`concentration` of each of ``N`` maps with its own cells: ``(N,)`` counts and fractions."""
+    a = _as_maps(maps)
+    if len(cells) != len(a):
+        raise ValueError(f"{len(a)} maps but {len(cells)} sets of cell masks")
+    res = np.array([concentration(a[i], cells[i], level=level) for i in range(len(a))]).reshape(-1, 2)
+    return res[:, 0], res[:, 1]
+
