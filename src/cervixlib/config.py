@@ -242,7 +242,8 @@ PROFILES: dict[str, Profile] = {
             description="the embedded synthetic set at a quarter of SIPaKMeD's counts: multi-cell "
                         "images at 80 px for 10 epochs, isolated cells at 64 px for 2 epochs (about "
                         "80 and 64 updates a fold), every model on 3 grouped folds: the whole book "
-                        "meant to fit 30 minutes on a 2-core AVX2 CPU and 15 with native bf16",
+                        "took 22 minutes from a fresh clone on a 2-core CPU with native bf16 (about "
+                        "twice that on AVX2), over its 15- and 30-minute budgets",
             image_size=80, isolated_image_size=64, epochs=10, isolated_epochs=2, synth_scale=0.25,
             explain_steps=32, explain_images=16, cell_timeout=900,
             side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=3,
