@@ -107,15 +107,13 @@ def part_shares(
     """Shares of each map's mass, ``(N,)`` each: ``"cell"``, ``"nucleus"``, ``"cytoplasm"``
     (cell minus nucleus) and ``"nucleus_of_cell"`` (nucleus mass / in-cell mass, the
     nucleus against the cytoplasm inside the cells). NaN where the denominator is 0."""
+    from cervixlib.explain.faithfulness import in_cell_share
+
     a = _as_maps(maps)
-    c, n = _as_masks(cell, a.shape), _as_masks(nucleus, a.shape)
-    n = n & c
-    total = a.reshape(len(a), -1).sum(1)
-    mass = {k: (a * m).reshape(len(a), -1).sum(1) for k, m in (("cell", c), ("nucleus", n), ("cytoplasm", c & ~n))}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = {k: np.where(total > 0, v / np.where(total > 0, total, 1), np.nan) for k, v in mass.items()}
-        out["nucleus_of_cell"] = np.where(mass["cell"] > 0, mass["nucleus"] / np.where(mass["cell"] > 0,
-                                                                                       mass["cell"], 1), np.nan)
+    c = np.array(_as_masks(cell, a.shape))  # a writable copy of a broadcast mask, for torch
+    n = _as_masks(nucleus, a.shape) & c
+    out = {k: in_cell_share(a, m) for k, m in (("cell", c), ("nucleus", n), ("cytoplasm", c & ~n))}
+    out["nucleus_of_cell"] = in_cell_share(a * c, n)  # the share of the in-cell mass: NaN without any
     return out
 
 
