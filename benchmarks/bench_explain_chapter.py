@@ -4,7 +4,7 @@ Target (issue 14): the whole explainability chapter at the default profile stays
 5 minutes (300 s) on a 2-core CPU, by batching.
 
 What is timed, section by section, with the chapter's own calls and the default
-profile's settings (``explain_steps``, ``explain_images``, 80 px multi-cell images) and
+profile's settings (``explain_steps``, ``explain_images``, the multi-cell image size) and
 the manifest's chapter parameters (``perturbation_steps``, ``released_images``, ...):
 the Fig. 2 panel, the explanation study of every method (maps, deletion/insertion,
 localisation), the IG-baseline sensitivity, the cascading randomisation, IG's

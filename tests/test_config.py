@@ -31,8 +31,8 @@ def test_overrides_reach_nested_data_fields_and_none_is_ignored():
 
 def test_default_profile_trains_isolated_cells_for_fewer_epochs_unless_told():
     default = PROFILES["default"]
-    assert make_config("resnet50", profile="default").epochs == default.epochs == 10
-    assert make_config("resnet50", profile="default", subset="multi").epochs == 10
+    assert make_config("resnet50", profile="default").epochs == default.epochs == 8
+    assert make_config("resnet50", profile="default", subset="multi").epochs == 8
     assert make_config("resnet50", profile="default", subset="isolated").epochs == default.isolated_epochs == 2
     assert make_config("resnet50", profile="default", subset="isolated", epochs=7).epochs == 7
     for name in ("smoke", "paper"):  # both subsets alike (the paper: 50 epochs each)
@@ -62,11 +62,13 @@ def test_unknown_profile_and_fields_are_reported():
 
 
 def test_isolated_cells_take_the_profiles_isolated_image_size_unless_given():
-    default = PROFILES["default"]
-    assert make_config("resnet50", profile="default", subset="isolated").data.image_size == 64
-    assert make_config("resnet50", profile="default", subset="multi").data.image_size == default.image_size == 80
-    assert make_config("resnet50", profile="default", subset="isolated", image_size=96).data.image_size == 96
-    for profile in (PROFILES["smoke"], PROFILES["paper"]):
+    import dataclasses
+
+    sized = dataclasses.replace(PROFILES["default"], image_size=80, isolated_image_size=72)
+    assert sized.config("resnet50", subset="isolated").data.image_size == 72
+    assert sized.config("resnet50", subset="multi").data.image_size == 80
+    assert sized.config("resnet50", subset="isolated", image_size=96).data.image_size == 96
+    for profile in PROFILES.values():  # every named profile uses one size on both subsets
         assert profile.image_size_for("isolated") == profile.image_size_for("multi") == profile.image_size
 
 

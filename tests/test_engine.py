@@ -168,7 +168,7 @@ _TRAIN_SCRIPT = textwrap.dedent("""
     from cervixlib.config import make_config
     from cervixlib.train import fit
     cfg = make_config("resnet50", profile="smoke", root=sys.argv[1], epochs=4)
-    fit(cfg, runs_dir=sys.argv[2], progress=False)
+    fit(cfg, runs_dir=sys.argv[2], progress=False, checkpoint_every=0)  # a checkpoint after every epoch
 """)
 
 
@@ -199,6 +199,41 @@ def test_killed_run_leaves_a_valid_store_and_resumes_to_the_same_result(smoke_ro
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
     straight = fit(cfg, runs_dir=tmp_path / "straight", progress=False)
     assert np.array_equal(resumed.predictions["test_prob"], straight.predictions["test_prob"])
+
+
+def test_checkpoints_follow_the_interval_and_never_change_the_result(smoke_root, tmp_path, monkeypatch):
+    """A resumable checkpoint is written after an epoch once ``checkpoint_every`` seconds have
+    passed (0: after every epoch but the last), and how often it is written changes nothing."""
+    from cervixlib import runs as store
+
+    calls: list[int] = []
+    save_epoch = store.save_epoch
+    monkeypatch.setattr(store, "save_epoch", lambda part, state, **kw: (calls.append(state["epoch"]),
+                                                                         save_epoch(part, state, **kw)))
+    cfg = _config(smoke_root, epochs=4)
+    every = fit(cfg, runs_dir=tmp_path / "every", progress=False, checkpoint_every=0)
+    assert calls == [1, 2, 3]  # none after the last epoch: the finished run replaces it
+    calls.clear()
+    never = fit(cfg, runs_dir=tmp_path / "never", progress=False, checkpoint_every=1e9)
+    assert calls == []
+    assert every.metrics["best_epoch"] == never.metrics["best_epoch"]
+    assert np.array_equal(every.predictions["test_prob"], never.predictions["test_prob"])
+    # the weights kept are the best epoch's, not the last one's: the same recipe stopped at the
+    # best epoch (training is deterministic) ends with the same weights and predictions
+    best = never.metrics["best_epoch"]
+    assert best < cfg.epochs, "this check needs a run whose best epoch is not its last"
+    shorter = fit(cfg.replace(epochs=best), runs_dir=tmp_path / "shorter", progress=False)
+    assert np.array_equal(shorter.predictions["test_prob"], never.predictions["test_prob"])
+    # the saved validation predictions (the best epoch's own, not a second pass) are what the
+    # saved checkpoint predicts on the validation split
+    from cervixlib.data import CellImageDataset
+
+    model = never.load_model().to(memory_format=runtime.memory_format_for(torch.device("cpu")))
+    val_items = [never.items()[i] for i in never.predictions["val_index"]]
+    again = train_mod.evaluate(model, CellImageDataset(val_items, image_size=cfg.data.image_size, train=False),
+                               precision=never.info["precision"])
+    np.testing.assert_allclose(again.y_prob, never.predictions["val_prob"], rtol=0, atol=1e-6)
+    assert sorted(p.name for p in never.dir.iterdir()) == sorted(p.name for p in every.dir.iterdir())
 
 
 def test_cli_train_evaluate_compare(smoke_run, smoke_root, capsys):

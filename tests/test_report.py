@@ -84,8 +84,7 @@ def test_study_configs_are_the_profiles_and_the_statement_says_what_ran(synth_ro
     assert f"({len(study.index.multi)} multi-cell images, {len(study.index.isolated)} isolated cells)" in text
     assert "profile <code>smoke</code>: 64 px, 1 epoch," in text
     default = Study(profile="default", data_root=str(synth_root)).statement()
-    assert "80 px multi-cell images, 64 px isolated cells" in default
-    assert "10 epochs on multi-cell images and 2 on isolated cells" in default
+    assert "profile <code>default</code>: 64 px, 8 epochs on multi-cell images and 2 on isolated cells" in default
 
 
 def test_split_rows_count_each_class_in_each_part():

@@ -65,6 +65,7 @@ __all__ = [
     "lock_path",
     "run_lock",
     "start_partial",
+    "save_best",
     "save_epoch",
     "finish_run",
     "partial_dir",
@@ -407,17 +408,22 @@ def start_partial(final: Path, *, resume: bool = False) -> tuple[Path, Any | Non
     return part, state
 
 
-def save_epoch(part: Path, state: Mapping[str, Any], *, best_model: Mapping[str, Any] | None = None) -> None:
-    """Record one finished epoch of the partial run in ``part``.
+def save_best(part: Path, best_model: Mapping[str, Any]) -> None:
+    """Write the best epoch's weights (a state_dict) atomically as ``best.pt`` of the partial run."""
+    atomic_torch_save(part / "best.pt", {k: v.detach().cpu() for k, v in best_model.items()})
 
-    ``best_model`` (a state_dict, given when this epoch is the best so far) becomes
-    ``best.pt`` first; then ``state`` (what :func:`start_partial` resumes from: epoch,
-    model, optimizer, history, best, random states) becomes ``last.pt``. Both writes are
-    atomic, so a kill between them leaves a ``best.pt`` one epoch ahead of ``last.pt``,
-    which the resumed epoch rewrites.
+
+def save_epoch(part: Path, state: Mapping[str, Any], *, best_model: Mapping[str, Any] | None = None) -> None:
+    """Record a resumable checkpoint of the partial run in ``part``, after an epoch.
+
+    ``best_model`` (a state_dict, given when an epoch since the previous checkpoint was the
+    best so far) becomes ``best.pt`` first; then ``state`` (what :func:`start_partial`
+    resumes from: epoch, model, optimizer, history, best, random states) becomes
+    ``last.pt``. Both writes are atomic, so a kill between them leaves a ``best.pt`` ahead
+    of ``last.pt``, which the resumed epochs rewrite (training resumes deterministically).
     """
     if best_model is not None:
-        atomic_torch_save(part / "best.pt", {k: v.detach().cpu() for k, v in best_model.items()})
+        save_best(part, best_model)
     atomic_torch_save(part / "last.pt", dict(state))
 
 

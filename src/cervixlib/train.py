@@ -47,6 +47,14 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+#: Seconds of training between two resumable checkpoints (``last.pt``: model, optimiser,
+#: history, random states) of a run in progress. On a small CPU run an epoch takes a few
+#: seconds and writing ResNet-50's state with Adam's moments (about 280 MB, fsynced) about
+#: as long, so a checkpoint after every epoch cost a third of a default book's training; now
+#: a kill loses at most this much training plus one epoch. An epoch longer than this (the
+#: paper profile) is still checkpointed after every epoch. ``fit(checkpoint_every=0)``: every epoch.
+CHECKPOINT_EVERY_S = 60.0
+
 
 # ------------------------------------------------------------------ data
 def prepare_data(cfg: DataConfig, *, index: DatasetIndex | None = None) -> PreparedData:
@@ -185,12 +193,15 @@ def fit(
     progress: bool = True,
     device: str | torch.device | None = None,
     index: DatasetIndex | None = None,
+    checkpoint_every: float = CHECKPOINT_EVERY_S,
 ) -> store.Run:
     """Train ``config`` once and return its run; later calls load the cached run instead.
 
     ``index``: the index of ``config.data``'s dataset when the caller has read it already
     (a :class:`~cervixlib.study.Study` does), so that it is not read again for every run.
-    ``resume=True`` continues an interrupted run from its last epoch checkpoint;
+    ``resume=True`` continues an interrupted run from its last checkpoint (written after an
+    epoch once ``checkpoint_every`` seconds have passed since the previous one, and never
+    after the last epoch, which the finished run replaces; see :data:`CHECKPOINT_EVERY_S`);
     otherwise a leftover ``.partial`` directory is discarded and training starts clean.
     A corrupt finished run is reported and retrained. While another process trains the
     same configuration, this call waits for it and loads its run (see :mod:`cervixlib.runs`).
@@ -209,11 +220,13 @@ def fit(
             _log.info("run %s was finished by another process; loaded it", final)
             return run
         part, state = store.start_partial(final, resume=resume)
-        return _train(config, data, key, part, final, state=state, progress=progress, device=device)
+        return _train(config, data, key, part, final, state=state, progress=progress, device=device,
+                      checkpoint_every=checkpoint_every)
 
 
 def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final: Path, *,
-           state: dict[str, Any] | None, progress: bool, device: str | torch.device | None) -> store.Run:
+           state: dict[str, Any] | None, progress: bool, device: str | torch.device | None,
+           checkpoint_every: float) -> store.Run:
     """The training loop of :func:`fit` in ``part`` (from ``state`` if resuming); the store finishes the run."""
     from cervixlib.models import create_model
 
@@ -238,6 +251,9 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
         train_loader.generator.set_state(state["loader_rng"])
 
     label = f"{config.model}/{config.data.subset}"
+    best_model: dict[str, torch.Tensor] | None = None  # the best epoch's weights not yet in best.pt
+    best_val: Predictions | None = None  # the best epoch's validation predictions, if it ran in this call
+    last_checkpoint = time.monotonic()
     for epoch in range(start_epoch, config.epochs):
         tr = train_one_epoch(model, train_loader, optimizer, device=device, precision=precision,
                              progress=progress, desc=f"{label} epoch {epoch + 1}/{config.epochs}")
@@ -246,20 +262,26 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
                "val_loss": val.loss, "val_accuracy": val.accuracy,
                "train_seconds": tr["seconds"], "train_images_per_s": tr["images_per_s"]}
         history.append(row)
-        improved = _better(val, best)
-        if improved:
+        if _better(val, best):
             best = {"epoch": epoch + 1, "accuracy": val.accuracy, "loss": val.loss}
-        store.save_epoch(part, {
-            "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "history": history, "best": best, "torch_rng": torch.get_rng_state(),
-            "loader_rng": train_loader.generator.get_state()}, best_model=model.state_dict() if improved else None)
+            best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_val = val
         _log.info("%s epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.1f img/s",
                   label, epoch + 1, config.epochs, tr["loss"], tr["accuracy"], val.loss,
                   val.accuracy, tr["images_per_s"])
+        if epoch + 1 < config.epochs and time.monotonic() - last_checkpoint >= checkpoint_every:
+            store.save_epoch(part, {
+                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "history": history, "best": best, "torch_rng": torch.get_rng_state(),
+                "loader_rng": train_loader.generator.get_state()}, best_model=best_model)
+            best_model, last_checkpoint = None, time.monotonic()
+    if best_model is not None:
+        store.save_best(part, best_model)
 
     # Evaluate the best epoch's weights on the validation and test splits.
+    # The validation predictions are the best epoch's own, unless that epoch ran before a resume.
     model.load_state_dict(store.safe_torch_load(part / "best.pt"))
-    val = evaluate(model, val_loader, device=device, precision=precision)
+    val = best_val if best_val is not None else evaluate(model, val_loader, device=device, precision=precision)
     test = evaluate(model, make_loader(test_ds, batch_size=64, train=False, device=device),
                     device=device, precision=precision)
     classes = list(data.index.classes)
