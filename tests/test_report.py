@@ -9,7 +9,7 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score
 
 from cervixlib import report
-from cervixlib.config import make_config
+from cervixlib.config import PROFILES, make_config
 from cervixlib.facts import CLASSES, PAPER_TABLE2
 from cervixlib.metrics import classification_metrics
 from cervixlib.runs import Run
@@ -85,6 +85,7 @@ def test_study_configs_are_the_profiles_and_the_statement_says_what_ran(synth_ro
     assert "profile <code>smoke</code>: 64 px, 1 epoch," in text
     default = Study(profile="default", data_root=str(synth_root)).statement()
     assert "profile <code>default</code>: 64 px, 8 epochs on multi-cell images and 2 on isolated cells" in default
+    assert f"The default profile: {PROFILES['default'].description}." in default  # what the budget bought
 
 
 def test_split_rows_count_each_class_in_each_part():

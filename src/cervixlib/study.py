@@ -201,6 +201,7 @@ class Study:
         if self.index.skipped:
             n = len(self.index.skipped)
             settings += f", {n} bad file{'s' * (n != 1)} left out (skip_bad)"
+        settings += f". The {html.escape(self.profile)} profile: {html.escape(self.settings.description, quote=False)}"
         if self.index.synthetic:
             return (
                 '<div class="admonition warning"><p class="admonition-title">Synthetic data: '
