@@ -50,7 +50,8 @@ _log = logging.getLogger(__name__)
 #: Seconds of training between two resumable checkpoints (``last.pt``: model, optimiser,
 #: history, random states) of a run in progress. On a small CPU run an epoch takes a few
 #: seconds and writing ResNet-50's state with Adam's moments (about 280 MB, fsynced) about
-#: as long, so a checkpoint after every epoch cost a third of a default book's training; now
+#: as long, so a checkpoint after every epoch cost about a third of a default multi-cell run's
+#: wall time (measured on a 2-core AVX2 CPU); now
 #: a kill loses at most this much training plus one epoch. An epoch longer than this (the
 #: paper profile) is still checkpointed after every epoch. ``fit(checkpoint_every=0)``: every epoch.
 CHECKPOINT_EVERY_S = 60.0
