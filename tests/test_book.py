@@ -366,18 +366,19 @@ def _insert_cell(root: Path, source: str) -> None:
 
 def test_a_stalled_cell_is_retried_once_then_the_notebook_runs(built, tmp_path, monkeypatch, caplog):
     # The first execution sleeps past the limit (as a cell does whose finished reply never
-    # reaches nbclient); the retry finds the flag file and runs through.
+    # reaches nbclient); the retry finds the flag file and runs through. The limit holds for
+    # every cell of the chapter, so it leaves room for a loaded machine's slow imports.
     root = copy_project(built[0], tmp_path / "p")
     _insert_cell(root, "import os, time\nif not os.path.exists('stalled-once'):\n"
-                       "    open('stalled-once', 'w').close()\n    time.sleep(60)")
+                       "    open('stalled-once', 'w').close()\n    time.sleep(600)")
     monkeypatch.chdir(root)
     t = time.perf_counter()
-    result = book.run_book("smoke", only=["01"], build=False, force=True, cell_timeout=3)
-    assert time.perf_counter() - t < 50
+    result = book.run_book("smoke", only=["01"], build=False, force=True, cell_timeout=12)
+    assert time.perf_counter() - t < 120
     assert [p.name for p in result.executed] == ["01_figures.ipynb"]
     assert (root / "notebooks" / "stalled-once").exists()
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("longer than the 3 s limit" in w and "once more" in w for w in warnings), warnings
+    assert any("longer than the 12 s limit" in w and "once more" in w for w in warnings), warnings
 
 
 def test_a_cell_over_the_limit_twice_fails_with_one_line(built, tmp_path, monkeypatch):

@@ -52,7 +52,9 @@ class SlicedChannel(AsyncZMQSocketChannel):
             try:
                 return await super().get_msg(timeout=min(POLL_SLICE, left))
             except Empty:
-                if deadline is not None and time.monotonic() >= deadline:
+                # the parent polls in whole milliseconds (it truncates): with under one
+                # left, polling again would only spin on zero-length polls to the deadline
+                if deadline is not None and deadline - time.monotonic() < 0.001:
                     raise
 
 
