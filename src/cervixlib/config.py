@@ -244,7 +244,8 @@ PROFILES: dict[str, Profile] = {
             name="default",
             description="sized for the whole book to build from a fresh clone within 30 minutes on a "
                         "2-core AVX2 CPU (measured: 24 min 46 s, AMD EPYC without native bf16) and "
-                        "15 with native bf16 (not measured at these settings); that budget buys a "
+                        "15 with native bf16 (measured: 14 min 13 s, AMD EPYC with AVX-512 bf16, "
+                        "training in bf16); that budget buys a "
                         "quarter of SIPaKMeD's counts at 64 px (the paper: 224 px), 8 epochs on "
                         "multi-cell images and 2 on isolated cells (the paper: 50) and 3 grouped folds "
                         "(the paper profile: 5), so every verdict rests on 3 folds",
