@@ -63,6 +63,18 @@ def test_every_chapter_says_it_ran_on_synthetic_data(real_book):
         assert "these are not SIPaKMeD results" in page, name
 
 
+def test_no_page_shows_a_progress_bar(real_book):
+    # The fixture's data home is empty, so the embedded set is generated during the build:
+    # by cervix book before any kernel starts, not by the first chapter onto its page.
+    root, result = real_book
+    for path in result.executed:
+        for n, cell in enumerate(nbformat.read(root / "book" / path.name, as_version=4).cells):
+            for out in cell.get("outputs", []):
+                text = str(out.get("text", "")) + str(out.get("data", {}).get("text/plain", ""))
+                assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), (path.name, n)
+                assert "%|" not in text, (path.name, n, text[:80])  # tqdm's text bar
+
+
 def test_front_page_gives_a_computed_verdict_for_each_claim(real_book):
     from cervixlib.claims import VERDICTS
 

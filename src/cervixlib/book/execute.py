@@ -250,6 +250,21 @@ def execute_notebook(
     return output
 
 
+def _embedded_data(profile: str) -> Path:
+    """The profile's embedded synthetic set, generated now if absent (before any kernel starts).
+
+    Generated here, its progress bar goes to the terminal of ``cervix book`` instead of
+    onto the page of whichever chapter would first have asked for the data.
+    """
+    from cervixlib.config import DataConfig, get_profile
+    from cervixlib.data import DataError, data_root
+
+    try:
+        return data_root(DataConfig(synth_scale=get_profile(profile).synth_scale))
+    except DataError as exc:
+        raise BookError(str(exc)) from None
+
+
 def run_book(
     profile: str = "default",
     data: str | os.PathLike[str] | None = None,
@@ -347,6 +362,7 @@ def run_book(
     digest = _library_digest()
     result = BookResult()
     scratch_dir = book_dir / "_build" / "papermill"
+    embedded_ready = False
     for spec, src, parameters in plans:
         out = book_dir / f"{spec.name}.ipynb"
         key = hashlib.sha256(json.dumps(
@@ -356,6 +372,9 @@ def run_book(
             _log.info("%s: up to date, reusing %s", spec.name, out)
             result.reused.append(out)
             continue
+        if data is None and not embedded_ready:
+            _embedded_data(profile)
+            embedded_ready = True
         _log.info("%s: executing with %s", spec.name, _short(parameters))
         t = time.perf_counter()
         for attempt in (1, 2):
