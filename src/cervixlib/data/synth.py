@@ -142,7 +142,8 @@ def synthesize(out: str | os.PathLike[str], *, scale: float = 1.0, seed: int = 0
             Cells scale with the field, like a lower-resolution capture of the same view.
         workers: processes to render with; default the CPU count (one process for
             small sets, where starting workers costs more than it saves).
-        progress: show a progress bar (default: when writing to a terminal).
+        progress: show a progress bar (default: tqdm.auto decides: on a terminal, and as a
+            widget in a Jupyter kernel, which is why cervix book generates the set first).
 
     Returns:
         ``out``, holding ``im_<Class>/`` folders and ``SYNTHETIC.json``.
