@@ -85,7 +85,7 @@ def test_a_sliced_channel_keeps_the_overall_timeout():
     t = time.perf_counter()
     with pytest.raises(Empty):
         _timed(_channel(kernel.SlicedChannel, sock).get_msg(timeout=1.2), 10)
-    assert time.perf_counter() - t >= 1.2  # Empty comes at the deadline, not before
+    assert time.perf_counter() - t >= 1.199  # Empty comes at the deadline (to the poll's 1 ms), not before
     # two whole slices, then what is left of the 1.2 s (less the loop's own overhead, which
     # a loaded machine makes larger), and no zero-length polls spinning up to the deadline
     assert sock.polls[:2] == [500, 500] and len(sock.polls) == 3
