@@ -362,7 +362,6 @@ def run_book(
     digest = _library_digest()
     result = BookResult()
     scratch_dir = book_dir / "_build" / "papermill"
-    embedded_ready = False
     for spec, src, parameters in plans:
         out = book_dir / f"{spec.name}.ipynb"
         key = hashlib.sha256(json.dumps(
@@ -372,9 +371,8 @@ def run_book(
             _log.info("%s: up to date, reusing %s", spec.name, out)
             result.reused.append(out)
             continue
-        if data is None and not embedded_ready:
+        if data is None:  # generated before the first kernel; then only a look for its marker
             _embedded_data(profile)
-            embedded_ready = True
         _log.info("%s: executing with %s", spec.name, _short(parameters))
         t = time.perf_counter()
         for attempt in (1, 2):
