@@ -24,6 +24,7 @@ __all__ = [
     "SUBSETS",
     "SPLITS",
     "PRECISIONS",
+    "RUN_NEEDS",
 ]
 
 #: Subset names: SIPaKMeD's multi-cell images and isolated cells, and the images of a
@@ -44,6 +45,11 @@ SPLITS: tuple[str, ...] = get_args(SplitName)
 #: ImageNet weights where they used them); the other is shown beside it.
 Protocol = Literal["ours", "released"]
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+#: The groups of runs a chapter can ask for (``cervixlib.study.Study.needed_configs``, listed
+#: per chapter in ``book/manifest.yml``): its main runs, the other protocol's beside them,
+#: every fold of our protocol, the leakage table's pair of splits.
+RunNeed = Literal["main", "side", "folds", "leakage"]
+RUN_NEEDS: tuple[str, ...] = get_args(RunNeed)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,17 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["autocast", "eval_mode", "memory_format_for", "resolve_precision", "select_device", "set_seed"]
+__all__ = [
+    "autocast",
+    "available_cpus",
+    "device_name",
+    "eval_mode",
+    "loader_workers",
+    "memory_format_for",
+    "resolve_precision",
+    "select_device",
+    "set_seed",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -104,3 +114,53 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes:
             m.train(training)
+
+
+def available_cpus() -> int:
+    """The cores this process may use: its CPU affinity, else ``os.cpu_count()``.
+
+    A run of a parallel plan is pinned to its share by :mod:`cervixlib.parallel`
+    (``CERVIX_CPUS``), so that several runs on one machine do not each take every core.
+    """
+    share = os.environ.get("CERVIX_CPUS")
+    if share and share.isdigit() and int(share) > 0:
+        return int(share)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: Most loader workers one run starts: past this many, a run's batches of 16 at 224 px were
+#: not prepared faster, and each worker holds a copy of the interpreter.
+MAX_LOADER_WORKERS = 8
+
+
+def loader_workers(cpus: int | None = None) -> int:
+    """DataLoader workers for a CUDA run: its cores (``cpus``, default :func:`available_cpus`)
+    less one for the training loop, at least 1 and at most :data:`MAX_LOADER_WORKERS`."""
+    cpus = available_cpus() if cpus is None else cpus
+    return max(1, min(MAX_LOADER_WORKERS, cpus - 1))
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    """The device by name: the GPU's (``torch.cuda.get_device_name``), else ``"CPU <model name>"``.
+
+    Runs record it (``info["device_name"]``), so that times are estimated, and compared,
+    only between runs of the same device.
+    """
+    device = select_device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return device.type
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return f"CPU {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    import platform
+
+    return f"CPU {platform.processor() or platform.machine()}"

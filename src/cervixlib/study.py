@@ -15,13 +15,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cervixlib.config import DataConfig, Profile, TrainConfig, get_profile
+from cervixlib.config import RUN_NEEDS, DataConfig, Profile, TrainConfig, get_profile
 from cervixlib.runs import Run
 
 if TYPE_CHECKING:
     from cervixlib.data import DatasetIndex, PreparedData
 
-__all__ = ["Study"]
+__all__ = ["RUN_NEEDS", "Study"]
 
 
 @dataclass
@@ -125,19 +125,35 @@ class Study:
     def run(self, model: str, subset: str | None = None, *, protocol: str | None = None,
             split: str | None = None, fold: int = 0) -> Run:
         """Train ``model`` on ``subset`` (or load the cached run); arguments as :meth:`config`."""
+        return self._fit(self.config(model, subset, protocol=protocol, split=split, fold=fold))
+
+    def _fit(self, config: TrainConfig) -> Run:
         from cervixlib.train import fit
 
-        config = self.config(model, subset, protocol=protocol, split=split, fold=fold)
         if config not in self._runs:
             self._runs[config] = fit(config, runs_dir=self.runs_dir, progress=self.progress,
                                      index=self.index)
         return self._runs[config]
 
+    # What a chapter asks for, as configurations (the run plan, :mod:`cervixlib.plan`, reads
+    # these) and as runs (the notebooks): one definition of each group of runs.
+    def configs(self, models: Iterable[str], subset: str | None = None, *,
+                protocol: str | None = None, fold: int = 0) -> dict[str, TrainConfig]:
+        """``{model: config}`` of :meth:`runs`."""
+        return {m: self.config(m, subset, protocol=protocol, fold=fold) for m in models}
+
     def runs(self, models: Iterable[str], subset: str | None = None, *,
              protocol: str | None = None, fold: int = 0) -> dict[str, Run]:
         """``{model: run}`` for the paper's model names, under ``protocol`` (default: the main one),
         on fold ``fold`` (0-based) of the group split."""
-        return {m: self.run(m, subset, protocol=protocol, fold=fold) for m in models}
+        return {m: self._fit(c) for m, c in self.configs(models, subset, protocol=protocol, fold=fold).items()}
+
+    def fold_configs(self, models: Iterable[str], subset: str | None = None, *,
+                     folds: Iterable[int] | None = None) -> dict[str, list[TrainConfig]]:
+        """``{model: [config per fold]}`` of :meth:`fold_runs`."""
+        chosen = [f for f in (range(self.n_folds) if folds is None else folds) if 0 <= f < self.n_folds]
+        return {m: [self.config(m, subset, protocol="ours", split="group", fold=f) for f in chosen]
+                for m in models}
 
     def fold_runs(self, models: Iterable[str], subset: str | None = None, *,
                   folds: Iterable[int] | None = None) -> dict[str, list[Run]]:
@@ -146,24 +162,49 @@ class Study:
         profile the folds are of our protocol, beside its main tables). Fold 1 is :meth:`run`'s
         under our protocol. ``folds``: only these 0-based folds (to train a book's folds a few
         runs per cell); indices past the last fold are skipped."""
-        chosen = [f for f in (range(self.n_folds) if folds is None else folds) if 0 <= f < self.n_folds]
-        return {m: [self.run(m, subset, protocol="ours", split="group", fold=f) for f in chosen] for m in models}
+        return {m: [self._fit(c) for c in cs] for m, cs in self.fold_configs(models, subset, folds=folds).items()}
 
     def folds_text(self) -> str:
         """``"fold 1 of 3 (grouped, stratified 3-fold cross-validation)"``, or ``""`` for one split."""
         k = self.n_folds
         return f"fold 1 of {k} (grouped, stratified {k}-fold cross-validation)" if k > 1 else ""
 
+    def side_configs(self, models: Iterable[str], subset: str | None = None) -> dict[str, TrainConfig]:
+        """``{model: config}`` of :meth:`side_runs`."""
+        return self.configs([m for m in models if m in self.settings.side_models], subset,
+                            protocol=self.side_protocol)
+
     def side_runs(self, models: Iterable[str], subset: str | None = None) -> dict[str, Run]:
         """The profile's ``side_models`` among ``models``, under :attr:`side_protocol`."""
-        return self.runs([m for m in models if m in self.settings.side_models], subset,
-                         protocol=self.side_protocol)
+        return {m: self._fit(c) for m, c in self.side_configs(models, subset).items()}
+
+    def leakage_configs(self, models: Iterable[str]) -> dict[str, dict[str, TrainConfig]]:
+        """``{model: {split: config}}`` of :meth:`leakage_runs`."""
+        return {m: {split: self.config(m, "isolated", split=split) for split in ("group", "paper")}
+                for m in models if m in self.settings.leakage_models}
 
     def leakage_runs(self, models: Iterable[str]) -> dict[str, dict[str, Run]]:
         """For the profile's ``leakage_models`` among ``models``: the same recipe on isolated
         cells under both splits, ``{model: {"group": run, "paper": run}}``."""
-        return {m: {split: self.run(m, "isolated", split=split) for split in ("group", "paper")}
-                for m in models if m in self.settings.leakage_models}
+        return {m: {s: self._fit(c) for s, c in by_split.items()}
+                for m, by_split in self.leakage_configs(models).items()}
+
+    def needed_configs(self, need: str, models: Iterable[str]) -> list[TrainConfig]:
+        """The configurations of one of a chapter's :data:`RUN_NEEDS` (``"folds@isolated"``:
+        the fold runs on isolated cells; without ``@``, the study's subset), as the
+        notebook's calls of :meth:`runs`, :meth:`side_runs`, :meth:`fold_runs` and
+        :meth:`leakage_runs` ask for them. ``book/manifest.yml`` lists a chapter's needs."""
+        kind, _, subset = need.partition("@")
+        if kind not in RUN_NEEDS:
+            raise ValueError(f"unknown run need {need!r}: one of {', '.join(RUN_NEEDS)}, optionally @SUBSET")
+        models, subset = list(models), subset or None
+        if kind == "main":
+            return list(self.configs(models, subset).values())
+        if kind == "side":
+            return list(self.side_configs(models, subset).values())
+        if kind == "folds":
+            return [c for cs in self.fold_configs(models, subset).values() for c in cs]
+        return [c for by_split in self.leakage_configs(models).values() for c in by_split.values()]
 
     @property
     def dataset_label(self) -> str:

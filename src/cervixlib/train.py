@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,15 @@ from cervixlib.config import DataConfig, TrainConfig
 from cervixlib.data.index import DatasetIndex
 from cervixlib.data.prepared import PreparedData, prepare
 from cervixlib.metrics import classification_metrics
-from cervixlib.runtime import autocast, memory_format_for, resolve_precision, select_device, set_seed
+from cervixlib.runtime import (
+    autocast,
+    device_name,
+    loader_workers,
+    memory_format_for,
+    resolve_precision,
+    select_device,
+    set_seed,
+)
 
 __all__ = [
     "PreparedData",
@@ -70,21 +78,29 @@ def prepare_data(cfg: DataConfig, *, index: DatasetIndex | None = None) -> Prepa
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0,
-                device: torch.device | None = None) -> DataLoader:
-    """A DataLoader tuned for small CPUs: in-process loading (the dataset caches decoded images).
+                device: torch.device | None = None, workers: int | None = None) -> DataLoader:
+    """A DataLoader for ``device``: worker processes on CUDA, in-process loading on the CPU.
 
-    Worker processes pay off only when decoding dominates; with 2 cores they steal the
-    cores the model needs, so none are used on the CPU.
+    On the CPU the workers would steal the cores the model needs, so none are used. On
+    CUDA ``workers`` (default :func:`cervixlib.runtime.loader_workers`: the cores this
+    process may use, less one for the training loop) prepare batches while the GPU
+    trains. A :class:`~cervixlib.data.CellImageDataset` has its decoded-image cache filled
+    (in parallel) before the workers start, so that they share it instead of decoding
+    every image in every epoch.
     """
-    use_workers = device is not None and device.type == "cuda"
+    from cervixlib.data import CellImageDataset
+
+    n = 0 if device is None or device.type != "cuda" else (loader_workers() if workers is None else workers)
+    if n > 0 and isinstance(dataset, CellImageDataset):
+        dataset.preload(workers=n)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=train,
         generator=torch.Generator().manual_seed(seed) if train else None,
-        num_workers=2 if use_workers else 0,
-        persistent_workers=use_workers,
-        pin_memory=use_workers,
+        num_workers=n,
+        persistent_workers=n > 0,
+        pin_memory=n > 0,
         drop_last=False,
     )
 
@@ -195,6 +211,7 @@ def fit(
     device: str | torch.device | None = None,
     index: DatasetIndex | None = None,
     checkpoint_every: float = CHECKPOINT_EVERY_S,
+    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> store.Run:
     """Train ``config`` once and return its run; later calls load the cached run instead.
 
@@ -206,6 +223,9 @@ def fit(
     otherwise a leftover ``.partial`` directory is discarded and training starts clean.
     A corrupt finished run is reported and retrained. While another process trains the
     same configuration, this call waits for it and loads its run (see :mod:`cervixlib.runs`).
+    ``on_epoch(epoch, epochs, row)`` is called after each epoch this call trains (``row``: the
+    epoch's history entry), and with ``epoch=0`` when training starts (or resumes: then
+    ``row["resumed_at"]`` says after which epoch); a parallel plan reports progress with it.
     """
     data = prepare_data(config.data, index=index)
     key = store.run_key(config, data.index.fingerprint())
@@ -222,12 +242,13 @@ def fit(
             return run
         part, state = store.start_partial(final, resume=resume)
         return _train(config, data, key, part, final, state=state, progress=progress, device=device,
-                      checkpoint_every=checkpoint_every)
+                      checkpoint_every=checkpoint_every, on_epoch=on_epoch)
 
 
 def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final: Path, *,
            state: dict[str, Any] | None, progress: bool, device: str | torch.device | None,
-           checkpoint_every: float) -> store.Run:
+           checkpoint_every: float,
+           on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> store.Run:
     """The training loop of :func:`fit` in ``part`` (from ``state`` if resuming); the store finishes the run."""
     from cervixlib.models import create_model
 
@@ -251,6 +272,8 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
         torch.set_rng_state(state["torch_rng"])
         train_loader.generator.set_state(state["loader_rng"])
 
+    if on_epoch is not None:
+        on_epoch(0, config.epochs, {"resumed_at": start_epoch})
     label = f"{config.model}/{config.data.subset}"
     best_model: dict[str, torch.Tensor] | None = None  # the best epoch's weights not yet in best.pt
     best_val: Predictions | None = None  # the best epoch's validation predictions, if it ran in this call
@@ -270,6 +293,8 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
         _log.info("%s epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.1f img/s",
                   label, epoch + 1, config.epochs, tr["loss"], tr["accuracy"], val.loss,
                   val.accuracy, tr["images_per_s"])
+        if on_epoch is not None:
+            on_epoch(epoch + 1, config.epochs, row)
         if epoch + 1 < config.epochs and time.monotonic() - last_checkpoint >= checkpoint_every:
             store.save_epoch(part, {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -299,7 +324,8 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
             "split_sizes": {n: int(len(getattr(data.split, n))) for n in ("train", "val", "test")},
             "test_with_sibling_in_train": data.test_with_sibling_in_train,
             "weights_source": getattr(model, "weights_source", config.weights),
-            "device": str(device), "precision": precision, "code_version": store.code_version(),
+            "device": str(device), "device_name": device_name(device), "precision": precision,
+            "code_version": store.code_version(),
             "torch": torch.__version__, "python": platform.python_version(),
             "train_seconds": float(sum(h["train_seconds"] for h in history))}
     return store.finish_run(part, final, config=config, key=key, info=info, metrics=metrics,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cervixlib.book.errors import BookError
-from cervixlib.config import PROFILES
+from cervixlib.config import PROFILES, RUN_NEEDS, SUBSETS
 
 __all__ = [
     "INJECTED_PARAMETERS",
@@ -51,11 +51,16 @@ class NotebookSpec:
     """One chapter: ``notebooks/<name>.ipynb`` and the parameters papermill injects.
 
     ``parameters`` apply to every profile; ``profiles[p]`` override them for profile p.
+    ``runs`` are the groups of training runs the chapter reads (:data:`cervixlib.config.RUN_NEEDS`,
+    ``NEED@SUBSET`` for another subset than the chapter's): the run plan
+    (:mod:`cervixlib.plan`) trains them before the chapter runs, from the same
+    :class:`cervixlib.study.Study` methods the notebook calls.
     """
 
     name: str
     parameters: Mapping[str, Any] = field(default_factory=dict)
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    runs: tuple[str, ...] = ()
 
     def parameters_for(self, profile: str) -> dict[str, Any]:
         """The manifest's parameters for ``profile`` (without the injected ones)."""
@@ -134,10 +139,10 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         where = f"{path}: notebooks[{i}]"
         if not isinstance(entry, Mapping):
             raise BookError(f"{where}: expected a mapping with 'name', got {entry!r}")
-        unknown = set(entry) - {"name", "parameters", "profiles"}
+        unknown = set(entry) - {"name", "parameters", "profiles", "runs"}
         if unknown:
             raise BookError(f"{where}: unknown key(s) {sorted(unknown)}; "
-                            "allowed: name, parameters, profiles")
+                            "allowed: name, parameters, profiles, runs")
         name = entry.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name) or name.endswith(".ipynb"):
             raise BookError(f"{where}: 'name' must be a notebook file name without "
@@ -154,12 +159,23 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
             if key in INJECTED_PARAMETERS:
                 raise BookError(f"{where}: parameter {key!r} is set by `cervix book` "
                                 "(--profile, --data, --runs), not by the manifest")
-        specs.append(NotebookSpec(name, params, profiles))
+        runs = entry.get("runs") or []
+        if not isinstance(runs, list) or not all(_is_need(r) for r in runs):
+            raise BookError(f"{where}: runs must be a list of {', '.join(RUN_NEEDS)}, each optionally "
+                            f"@SUBSET ({', '.join(SUBSETS)}), got {runs!r}")
+        specs.append(NotebookSpec(name, params, profiles, tuple(runs)))
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise BookError(f"{path}: notebook(s) listed twice: {', '.join(dupes)}")
     return Manifest(path, tuple(specs))
+
+
+def _is_need(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    kind, at, subset = value.partition("@")
+    return kind in RUN_NEEDS and (not at or subset in SUBSETS)
 
 
 def toc_chapters(toc: str | os.PathLike[str]) -> list[str]:

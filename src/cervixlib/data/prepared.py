@@ -25,13 +25,14 @@ __all__ = ["PreparedData", "data_root", "prepare", "split_items"]
 Part = Literal["train", "val", "test"]
 
 
-def data_root(cfg: DataConfig) -> Path:
-    """The dataset root of ``cfg``: ``cfg.root``, or the embedded synthetic set (generated on first use)."""
+def data_root(cfg: DataConfig, *, generate: bool = True) -> Path:
+    """The dataset root of ``cfg``: ``cfg.root``, or the embedded synthetic set (generated on
+    first use; with ``generate=False`` its path, which may not exist yet)."""
     if cfg.root:
         return Path(cfg.root)
     from cervixlib.data.synth import default_data_root
 
-    return default_data_root(scale=cfg.synth_scale, seed=cfg.synth_seed)
+    return default_data_root(scale=cfg.synth_scale, seed=cfg.synth_seed, generate=generate)
 
 
 def split_items(items: list[Item], cfg: DataConfig, *, index: DatasetIndex | None = None) -> Split:

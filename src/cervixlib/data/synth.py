@@ -209,8 +209,11 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def default_data_root(scale: float = 1.0, seed: int = 0, *,
-                      image_size: tuple[int, int] | None = None) -> Path:
+                      image_size: tuple[int, int] | None = None, generate: bool = True) -> Path:
     """The cached synthetic set for ``(scale, seed, image_size)``, generated on first use.
+
+    ``generate=False`` returns its path without generating it (``cervix plan`` looks, and
+    does not wait minutes for a set it only lists).
 
     The cache lives in ``$CERVIX_DATA_HOME`` (default ``~/.cache/cervixlib``), in a
     folder named for the generator version, scale, seed and image size. Safe when
@@ -222,7 +225,7 @@ def default_data_root(scale: float = 1.0, seed: int = 0, *,
     synthetic_counts(scale)  # validates scale
     name = f"sipakmed-synth-v{GENERATOR_VERSION}-scale{scale:g}-seed{seed}-{size[0]}x{size[1]}"
     final = home / name
-    if (final / SYNTHETIC_MARKER).is_file():
+    if (final / SYNTHETIC_MARKER).is_file() or not generate:
         return final
     home.mkdir(parents=True, exist_ok=True)
     with _file_lock(home / f".{name}.lock"):

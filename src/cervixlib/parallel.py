@@ -1,0 +1,319 @@
+"""Training a run plan in parallel on Ray: one machine's cores or GPUs, or a whole cluster.
+
+Each run of a :class:`~cervixlib.plan.RunPlan` not yet in the store becomes one Ray task
+that calls the one :func:`cervixlib.train.fit` in its own worker process, so a run that
+fails (an exception, out of memory, a killed process or node) fails alone: the others go
+on, and the failed one is reported with its configuration and error at the end. Several
+runs share a GPU through Ray's fractional GPUs (``runs_per_gpu``; one H200 trained 3.0x
+as many images a second with four runs of batch 16 as with one), every GPU of the machine
+or cluster is used, and a cluster is joined with ``address`` (``ray start`` on each node,
+or Ray's launchers for SLURM and Kubernetes): the same code path for one machine and many.
+Runs resume from their checkpoints (``fit(resume=True)``) and the run store's lock makes
+two plans on one store train each run once. Progress (runs done, the running runs with
+their epoch, an ETA) goes through a small Ray actor to the caller.
+
+A Ray instance started here listens on the loopback address only (Ray binds the node's
+reachable address otherwise), starts no dashboard, keeps Ray's token authentication on
+and sends no usage statistics; joining a cluster is explicit (``address``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cervixlib.config import TrainConfig
+from cervixlib.plan import PlannedRun, RunPlan, plan_runs
+
+__all__ = ["CPU_JOBS", "PlanResult", "RUNS_PER_GPU", "RayMissingError", "auto_jobs", "start_ray", "train_plan"]
+
+_log = logging.getLogger(__name__)
+
+#: Runs sharing one GPU by default: on one H200 (batch 16, 224 px) four at once trained
+#: 3.0x the images a second of one, eight 3.3x (the card levels off past four).
+RUNS_PER_GPU = 4
+#: Runs at once on a machine without a GPU (``jobs="auto"``), from ``benchmarks/bench_plan.py``
+#: on 2-core CPUs: see ``benchmarks/plan_results.md``.
+CPU_JOBS = 1
+
+
+class RayMissingError(RuntimeError):
+    """Ray is not installed (it is the ``ray`` extra: ``pip install 'cervixlib[ray]'``)."""
+
+
+@dataclass
+class PlanResult:
+    """What :func:`train_plan` did: runs trained here, found finished, failed (with the error)."""
+
+    trained: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    failed: list[tuple[PlannedRun, str]] = field(default_factory=list)
+    skipped: int = 0  # finished in the store before the plan started
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def failure_text(self) -> str:
+        """One line a failed run: its name, its configuration, its error."""
+        return "\n".join(f"  {r.label} ({_config_text(r.config)}): {error}" for r, error in self.failed)
+
+
+def _config_text(config: TrainConfig) -> str:
+    d = config.data
+    return (f"model={config.model} subset={d.subset} split={d.split} fold={d.fold + 1}/{d.folds} "
+            f"size={d.image_size} epochs={config.epochs} weights={config.weights}")
+
+
+def _import_ray(local: bool) -> Any:
+    if local:
+        # With this set, Ray takes the loopback address as the node's and binds its servers
+        # there (it is read when Ray is imported); otherwise it binds the reachable address.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError:
+        raise RayMissingError("training a plan in parallel needs Ray: pip install 'cervixlib[ray]' "
+                              "(make installs it)") from None
+    return ray
+
+
+def start_ray(address: str | None = None, *, num_cpus: int | None = None,
+              num_gpus: float | None = None) -> tuple[Any, bool]:
+    """Connect to Ray: the running instance of this process, the cluster at ``address``
+    (``"auto"``: the one ``ray start`` started on this machine), or a new local instance
+    on 127.0.0.1 with this machine's cores and GPUs (``num_cpus``/``num_gpus`` override
+    them; logical GPUs let tests schedule fractional GPUs on a CPU). Returns ``(ray, started)``:
+    whether this call started (and the caller must shut down) the instance."""
+    ray = _import_ray(local=address is None)
+    if ray.is_initialized():
+        return ray, False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False,
+                              "log_to_driver": False, "logging_level": logging.WARNING}
+    if address is not None:
+        ray.init(address=address, **kwargs)
+        return ray, True
+    if num_gpus is None:
+        import torch
+
+        num_gpus = torch.cuda.device_count()
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, **kwargs)
+    return ray, True
+
+
+def auto_jobs(cpus: int, gpus: float) -> int:
+    """Runs at once for ``jobs="auto"``: :data:`RUNS_PER_GPU` a GPU, else :data:`CPU_JOBS`."""
+    return max(1, int(round(gpus * RUNS_PER_GPU))) if gpus else CPU_JOBS
+
+
+def _resources(cpus: int, gpus: float, jobs: int | str, runs_per_gpu: int | None) -> tuple[int, dict[str, float]]:
+    """``(runs at once, one run's Ray resources)`` for a cluster with ``cpus`` and ``gpus``."""
+    if gpus:
+        per_gpu = runs_per_gpu or (RUNS_PER_GPU if jobs == "auto" else max(1, math.ceil(int(jobs) / gpus)))
+        at_once = int(gpus * per_gpu) if jobs == "auto" else min(int(jobs), int(gpus * per_gpu))
+        return at_once, {"num_gpus": 1.0 / per_gpu, "num_cpus": max(1, cpus // max(at_once, 1))}
+    at_once = auto_jobs(cpus, 0) if jobs == "auto" else int(jobs)
+    if at_once < 1:
+        raise ValueError(f"jobs must be at least 1 or 'auto', got {jobs!r}")
+    return at_once, {"num_cpus": max(1, cpus // at_once)}
+
+
+def _board_class(ray: Any) -> Any:
+    @ray.remote(num_cpus=0)
+    class ProgressBoard:
+        """Where the runs of a plan report their epochs; the driver reads it."""
+
+        def __init__(self) -> None:
+            self.state: dict[str, dict[str, Any]] = {}
+
+        def report(self, label: str, **values: Any) -> None:
+            self.state.setdefault(label, {}).update(values, time=time.time())
+
+        def snapshot(self) -> dict[str, dict[str, Any]]:
+            return self.state
+
+    return ProgressBoard
+
+
+def _train_one(config: dict[str, Any], label: str, runs_dir: str, cpus: int, board: Any,
+               index: Any, checkpoint_every: float) -> dict[str, Any]:
+    """One run of the plan in a Ray worker: ``fit`` with resume, reporting each epoch."""
+    import socket
+
+    import torch
+
+    from cervixlib.train import fit
+
+    os.environ["CERVIX_CPUS"] = str(cpus)
+    torch.set_num_threads(cpus)
+    board.report.remote(label, pid=os.getpid(), host=socket.gethostname(), epoch=None)
+    trained = []
+
+    def on_epoch(epoch: int, epochs: int, row: dict[str, Any]) -> None:
+        if epoch == 0:
+            board.report.remote(label, epoch=row.get("resumed_at", 0), epochs=epochs,
+                                resumed_at=row.get("resumed_at", 0))
+            return
+        trained.append(epoch)
+        board.report.remote(label, epoch=epoch, epochs=epochs, images_per_s=row.get("train_images_per_s"))
+
+    run = fit(TrainConfig.from_dict(config), runs_dir=runs_dir, resume=True, progress=False, index=index,
+              checkpoint_every=checkpoint_every, on_epoch=on_epoch)
+    return {"name": run.name, "trained": bool(trained), "accuracy": float((run.y_pred == run.y_true).mean())}
+
+
+def _error_text(exc: BaseException, ray: Any) -> str:
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if cause is not None:
+            return f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
+    if isinstance(exc, ray.exceptions.OutOfMemoryError):
+        return "out of memory: Ray's memory monitor stopped the run's worker"
+    if isinstance(exc, ray.exceptions.WorkerCrashedError):
+        return "its worker process died (killed, or out of memory) before the run finished"
+    if isinstance(exc, ray.exceptions.NodeDiedError):
+        return "the node running it died"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+class _Progress:
+    """The lines the terminal shows: runs done of the total, each running run's epoch, an ETA."""
+
+    def __init__(self, todo: Sequence[PlannedRun], write: Callable[[str], None]) -> None:
+        self.work = {r.label: r for r in todo}
+        self.total, self.write, self.start = len(todo), write, time.monotonic()
+        self.finished: set[str] = set()
+        self.shown: dict[str, Any] = {}
+
+    def _done_work(self, state: dict[str, dict[str, Any]]) -> tuple[float, float]:
+        """Images trained in this call so far, and those still to train."""
+        done = left = 0.0
+        for label, run in self.work.items():
+            images, epochs = run.images or 0, run.config.epochs
+            s = state.get(label, {})
+            at = epochs if label in self.finished else (s.get("epoch") or 0)
+            done += (at - (s.get("resumed_at") or 0)) * images
+            left += (epochs - at) * images
+        return done, left
+
+    def eta(self, state: dict[str, dict[str, Any]]) -> str:
+        done, left = self._done_work(state)
+        elapsed = time.monotonic() - self.start
+        if done <= 0 or elapsed <= 0:
+            return "ETA --"
+        seconds = left / (done / elapsed)
+        return f"ETA {seconds / 60:.0f} min" if seconds >= 90 else f"ETA {seconds:.0f} s"
+
+    def head(self, state: dict[str, dict[str, Any]], running: int) -> str:
+        return f"[{len(self.finished)}/{self.total} done, {running} running, {self.eta(state)}]"
+
+    def update(self, state: dict[str, dict[str, Any]], running: int) -> None:
+        for label, s in state.items():
+            if label in self.finished or s.get("epoch") is None:
+                continue
+            key = (s.get("epoch"), s.get("epochs"))
+            if self.shown.get(label) != key:
+                self.shown[label] = key
+                rate = f", {s['images_per_s']:.0f} img/s" if s.get("images_per_s") else ""
+                what = (f"epoch {s['epoch']}/{s['epochs']}{rate}" if s.get("epoch")
+                        else f"started (pid {s.get('pid')} on {s.get('host')})")
+                self.write(f"{self.head(state, running)} {label}: {what}")
+
+    def finish(self, label: str, state: dict[str, dict[str, Any]], running: int, text: str) -> None:
+        self.finished.add(label)
+        self.write(f"{self.head(state, running)} {label}: {text}")
+
+
+def train_plan(
+    plan: RunPlan | Sequence[TrainConfig],
+    *,
+    runs_dir: str | os.PathLike[str] | None = None,
+    jobs: int | str = "auto",
+    runs_per_gpu: int | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus: float | None = None,
+    checkpoint_every: float | None = None,
+    write: Callable[[str], None] | None = None,
+    on_report: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+) -> PlanResult:
+    """Train every run of ``plan`` that the store does not have, several at once, on Ray.
+
+    Args:
+        plan: a :class:`RunPlan` (:func:`cervixlib.plan.book_plan`) or configurations of one dataset.
+        runs_dir: the run store (default: the plan's).
+        jobs: runs at once; ``"auto"``: :data:`RUNS_PER_GPU` per GPU, else :data:`CPU_JOBS`.
+        runs_per_gpu: runs sharing one GPU (Ray's fractional GPUs); default from ``jobs``.
+        address: a Ray cluster to join (``"auto"`` or ``HOST:PORT``); None: a local instance.
+        num_cpus, num_gpus: the local instance's resources (default: this machine's).
+        checkpoint_every: passed to :func:`~cervixlib.train.fit` (default its own).
+        write: where the progress lines go (default: standard error).
+        on_report: called with the progress board's state about once a second (tests use it).
+
+    Every run is attempted; the result lists the failed ones with their error, so the
+    caller can exit non-zero after the others finished. Running the plan again resumes
+    interrupted runs from their checkpoints and skips finished ones.
+    """
+    from cervixlib.train import CHECKPOINT_EVERY_S
+
+    if not isinstance(plan, RunPlan):
+        plan = plan_runs(list(plan), runs_dir=runs_dir or "runs")
+    runs_dir = Path(runs_dir) if runs_dir is not None else plan.runs_dir
+    write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+    t0 = time.monotonic()
+    result = PlanResult(skipped=len(plan.runs) - len(plan.todo))
+    todo = plan.todo
+    if not todo:
+        return result
+    ray, started = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus)
+    try:
+        res = ray.cluster_resources()
+        cpus, gpus = int(res.get("CPU", 1)), float(res.get("GPU", 0))
+        at_once, resources = _resources(cpus, gpus, jobs, runs_per_gpu)
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance on 127.0.0.1"
+        write(f"cervix: training {len(todo)} runs of the plan ({result.skipped} already in {runs_dir}), "
+              f"{at_once} at a time on {where} ({cpus} CPUs, {gpus:g} GPUs; a run: "
+              + ", ".join(f"{k.removeprefix('num_')} {v:g}" for k, v in resources.items()) + ")")
+        board = _board_class(ray).remote()
+        task = ray.remote(max_retries=0, **resources)(_train_one)
+        index = ray.put(plan.index)
+        every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
+        progress = _Progress(todo, write)
+        # Every run is submitted now: Ray starts each when its resources are free.
+        pending = {task.remote(run.config.to_dict(), run.label, str(runs_dir), int(resources["num_cpus"]),
+                               board, index, every): run for run in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            state = ray.get(board.snapshot.remote())
+            if on_report is not None:
+                on_report(state)
+            for ref in ready:
+                run = pending.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    error = _error_text(exc, ray)
+                    result.failed.append((run, error))
+                    progress.finish(run.label, state, len(pending), f"FAILED: {error}")
+                    continue
+                (result.trained if out["trained"] else result.loaded).append(out["name"])
+                verb = "trained" if out["trained"] else "finished by another process, loaded"
+                progress.finish(run.label, state, len(pending), f"{verb} (test accuracy {out['accuracy']:.3f})")
+            progress.update(state, len(pending))
+    finally:
+        if started:
+            ray.shutdown()
+    result.seconds = time.monotonic() - t0
+    n_failed = len(result.failed)
+    write(f"cervix: {len(result.trained)} runs trained, {len(result.loaded)} loaded, {n_failed} failed "
+          f"in {result.seconds:.0f} s" + (":\n" + result.failure_text() if n_failed else ""))
+    return result

@@ -1,0 +1,268 @@
+"""The run plan: every training run a book needs, computed before any notebook runs.
+
+A chapter of the book reads runs through :class:`cervixlib.study.Study` (its main runs,
+the other protocol's beside them, every fold, the leakage table's pair); which groups it
+reads is declared per chapter in ``book/manifest.yml`` (``runs: [main, folds@multi, ...]``).
+:func:`book_plan` builds each chapter's ``Study`` from the same parameters papermill
+injects and asks it for those configurations (:meth:`Study.needed_configs`, the code the
+notebook's calls go through), so the plan and the chapters cannot disagree on a setting;
+a test executes the book after training its plan and checks that no chapter trained
+anything more. The plan is what :mod:`cervixlib.parallel` trains (``cervix train --plan``,
+and ``cervix book`` before its first chapter) and what ``cervix plan`` prints: each run
+with its images x epochs, whether the run store has it, and a time estimate where runs of
+the same model, size and device in the store measured their throughput.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cervixlib.config import TrainConfig
+from cervixlib.runtime import device_name
+
+if TYPE_CHECKING:
+    from cervixlib.data import DatasetIndex
+
+__all__ = ["PlannedRun", "RunPlan", "book_plan", "plan_runs", "store_throughput"]
+
+#: Parameters of a chapter that :class:`cervixlib.study.Study` takes (the notebooks pass
+#: these to it by the same names).
+_STUDY_FIELDS = ("profile", "data_root", "skip_bad", "subset", "split", "protocol", "image_size",
+                 "epochs", "seed", "folds")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run of the plan.
+
+    ``chapters``: the chapters that read it. ``name``, ``images`` (training images an
+    epoch) and ``done``/``partial`` (finished in the store, or interrupted with a
+    checkpoint to resume) are known once the data is indexed; ``None`` before that.
+    """
+
+    config: TrainConfig
+    chapters: tuple[str, ...]
+    name: str | None = None
+    images: int | None = None
+    done: bool | None = None
+    partial: bool = False
+
+    @property
+    def label(self) -> str:
+        """The run's directory name, or its readable settings before the data is indexed."""
+        if self.name:
+            return self.name
+        d = self.config.data
+        split = f"-{d.split}" if d.split != "group" else ""
+        split += f"-f{d.fold + 1}of{d.folds}" if d.folds > 1 else ""
+        weights = f"-{self.config.weights}" if self.config.weights else ""
+        return f"{self.config.model}-{d.subset}{split}-{d.image_size}px-e{self.config.epochs}{weights}"
+
+    @property
+    def work(self) -> int | None:
+        """Training images over all epochs (``None`` before the data is indexed)."""
+        return None if self.images is None else self.images * self.config.epochs
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The runs of a book (or of a list of configurations), in the order the chapters ask for them."""
+
+    profile: str
+    runs: tuple[PlannedRun, ...]
+    runs_dir: Path
+    data_root: Path | None = None  # None: not generated yet (the embedded set)
+    synthetic: bool | None = None
+    index: DatasetIndex | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def todo(self) -> list[PlannedRun]:
+        """The runs not finished in the store (all of them while the data is not indexed)."""
+        return [r for r in self.runs if not r.done]
+
+    def configs(self) -> list[TrainConfig]:
+        return [r.config for r in self.runs]
+
+    def estimate(self, run: PlannedRun, throughput: Mapping[tuple, float]) -> float | None:
+        """Seconds to train ``run`` alone at the measured ``throughput`` (see :func:`store_throughput`)."""
+        rate = throughput.get(_throughput_key(run.config, device_name(), _precision(run.config)))
+        return None if rate is None or run.work is None else run.work / rate
+
+    def text(self, throughput: Mapping[tuple, float] | None = None) -> str:
+        """The plan as ``cervix plan`` prints it: a line a run, then the totals."""
+        throughput = {} if throughput is None else throughput
+        lines = [f"Run plan of the {self.profile} profile: {len(self.runs)} runs, "
+                 f"{len(self.runs) - len(self.todo)} in the store ({self.runs_dir}), {len(self.todo)} to train"]
+        if self.data_root is None:
+            lines.append("  (the embedded synthetic set is not generated yet: image counts and the store's "
+                         "runs are known once it is; `cervix train --plan` generates it)")
+        else:
+            kind = "synthetic, SIPaKMeD-compatible" if self.synthetic else "real"
+            lines.append(f"  data: {self.data_root} ({kind})")
+        width = max((len(r.label) for r in self.runs), default=0)
+        total_s, unknown = 0.0, 0
+        for r in self.runs:
+            state = "done" if r.done else ("resume" if r.partial else ("todo" if r.done is False else "?"))
+            work = "?" if r.images is None else f"{r.images:,} x {r.config.epochs}"
+            seconds = None if r.done else self.estimate(r, throughput)
+            if not r.done:
+                total_s, unknown = total_s + (seconds or 0.0), unknown + (seconds is None)
+            est = "" if r.done else (f"  ~{_duration(seconds)}" if seconds is not None else "")
+            lines.append(f"  {state:6} {r.label:{width}}  {work:>12} img  [{', '.join(r.chapters)}]{est}")
+        images = sum(r.work or 0 for r in self.todo)
+        if self.data_root is not None:
+            lines.append(f"To train: {len(self.todo)} runs, {images:,} training images in all.")
+        if self.todo:
+            if unknown == 0:
+                lines.append(f"Estimated time one run at a time on {device_name()}: {_duration(total_s)} "
+                             "(from the throughput of this device's runs in the store)")
+            elif unknown < len(self.todo):
+                lines.append(f"Estimated time one run at a time on {device_name()}: over {_duration(total_s)} "
+                             f"({unknown} runs have no measured throughput on this device)")
+            else:
+                lines.append(f"No estimated time: no run of these models and sizes on {device_name()} "
+                             "in the store yet")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _precision(config: TrainConfig) -> str:
+    from cervixlib.runtime import resolve_precision, select_device
+
+    return resolve_precision(config.precision, select_device())
+
+
+def _throughput_key(config: TrainConfig, device: str, precision: str) -> tuple:
+    return (config.model, config.data.image_size, config.batch_size, device, precision)
+
+
+def store_throughput(runs_dir: str | os.PathLike[str]) -> dict[tuple, float]:
+    """Training images a second measured by the finished runs in ``runs_dir``, per
+    (model, image size, batch, device name, precision): the median over their epochs after
+    the first (the first warms up), or the first where a run had one epoch."""
+    rates: dict[tuple, list[float]] = {}
+    for cfg_file in Path(runs_dir).glob("*/config.json"):
+        try:
+            payload = json.loads(cfg_file.read_text())
+            history = json.loads((cfg_file.parent / "history.json").read_text())
+            config, info = TrainConfig.from_dict(payload["config"]), payload["info"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if "device_name" not in info:
+            continue
+        epochs = [h["train_images_per_s"] for h in history if h.get("train_images_per_s")]
+        epochs = epochs[1:] or epochs
+        key = _throughput_key(config, info["device_name"], info.get("precision", "fp32"))
+        rates.setdefault(key, []).extend(epochs)
+    return {k: statistics.median(v) for k, v in rates.items() if v}
+
+
+def _literal(source: str, where: str) -> Any:
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        from cervixlib.book.errors import BookError
+
+        raise BookError(f"{where}: the default {source!r} is not a literal the run plan can read") from None
+
+
+def book_plan(
+    profile: str = "default",
+    data: str | os.PathLike[str] | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    book_dir: str | os.PathLike[str] = "book",
+    notebooks_dir: str | os.PathLike[str] = "notebooks",
+    runs_dir: str | os.PathLike[str] = "runs",
+    only: Sequence[str] | None = None,
+    generate: bool = True,
+) -> RunPlan:
+    """The runs the book's chapters read, for ``profile`` on ``data`` (None: the embedded set).
+
+    Each chapter's parameters are resolved as ``cervix book`` injects them (the notebook's
+    defaults, the manifest's for the profile, ``params``), its :class:`~cervixlib.study.Study`
+    built from them, and the groups of runs its manifest entry lists asked of it; a run read
+    by several chapters is listed once. ``generate=False`` leaves an embedded set that is not
+    generated yet alone (the plan then lists the runs without image counts or store status).
+    """
+    from cervixlib.book.manifest import load_manifest, notebook_parameters
+    from cervixlib.study import Study
+
+    book_dir, notebooks_dir = Path(book_dir), Path(notebooks_dir)
+    manifest = load_manifest(book_dir / "manifest.yml")
+    wanted: dict[TrainConfig, list[str]] = {}
+    for spec in manifest.select(only):
+        if not spec.runs:
+            continue
+        src = notebooks_dir / f"{spec.name}.ipynb"
+        declared = {k: _literal(v, f"{src}: parameter {k}") for k, v in notebook_parameters(src).items()}
+        values = {**declared, **spec.parameters_for(profile),
+                  **{k: v for k, v in (params or {}).items() if k in declared},
+                  "profile": profile, "data_root": None if data is None else str(data)}
+        study = Study(**{k: values[k] for k in _STUDY_FIELDS if k in values}, runs_dir=str(runs_dir))
+        for need in spec.runs:
+            for config in study.needed_configs(need, values.get("models", [])):
+                wanted.setdefault(config, [])
+                if spec.name not in wanted[config]:
+                    wanted[config].append(spec.name)
+    return plan_runs(list(wanted), profile=profile, runs_dir=runs_dir, generate=generate,
+                     chapters={c: tuple(ch) for c, ch in wanted.items()})
+
+
+def plan_runs(
+    configs: Sequence[TrainConfig],
+    *,
+    profile: str = "custom",
+    runs_dir: str | os.PathLike[str] = "runs",
+    generate: bool = True,
+    chapters: Mapping[TrainConfig, tuple[str, ...]] | None = None,
+) -> RunPlan:
+    """A plan of the given configurations (one dataset): their names, image counts and store status.
+
+    The data is indexed once (the embedded set generated first, unless ``generate=False``);
+    bad files raise one :class:`~cervixlib.data.BadFilesError` listing them all, as training would.
+    """
+    from cervixlib import runs as store
+    from cervixlib.data import load_index, prepare
+    from cervixlib.data.prepared import data_root
+
+    chapters = chapters or {}
+    runs_dir = Path(runs_dir)
+    if not configs:
+        return RunPlan(profile, (), runs_dir)
+    roots = {data_root(c.data, generate=False) for c in configs}
+    if len(roots) != 1:
+        raise ValueError(f"a run plan is of one dataset; these configurations use {len(roots)}: "
+                         f"{', '.join(map(str, sorted(roots)))}")
+    skip_bad = {c.data.skip_bad for c in configs}
+    root = data_root(configs[0].data, generate=generate)
+    if not root.exists():
+        return RunPlan(profile, tuple(PlannedRun(c, chapters.get(c, ())) for c in configs), runs_dir)
+    index = load_index(root, skip_bad=True in skip_bad)
+    version = store.code_version()
+    fingerprint = index.fingerprint()
+    planned = []
+    for c in configs:
+        key = store.run_key(c, fingerprint, version)
+        final = store.find_run(runs_dir, c, key)
+        images = len(prepare(c.data, index=index).split.train)
+        planned.append(PlannedRun(
+            c, chapters.get(c, ()), name=final.name, images=images,
+            done=all((final / f).is_file() for f in store.RUN_FILES),
+            partial=(store.partial_dir(final) / "last.pt").is_file()))
+    return RunPlan(profile, tuple(planned), runs_dir, data_root=root, synthetic=index.synthetic, index=index)
+
