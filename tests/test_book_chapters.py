@@ -125,3 +125,12 @@ def test_jupyterlab_serves_the_chapters_and_starts_a_kernel():
 
     kernel = bc.check_jupyterlab(REPO, "notebooks", expected=[f"{c}.ipynb" for c in CHAPTERS])
     assert kernel["name"] == "python3" and kernel["sys_prefix"] == sys.prefix
+
+
+def test_the_run_plan_trains_every_run_and_the_chapters_only_load_them(real_book):
+    # cervix book trains the plan (book/manifest.yml's runs:) first; a chapter that asked the
+    # store for a run the plan lacked would have trained it in its kernel: none may.
+    root, result = real_book
+    assert len(result.planned) == 19  # smoke: 4 models x 2 subsets x 2 folds, 2 released, 1 leakage
+    assert result.unplanned == []
+    assert {p.parent.name for p in (root / "runs").glob("*/config.json")} == set(result.planned)

@@ -35,11 +35,17 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_pins_agree_with_constraints():
+    # pyproject.toml has ranges (a GPU user's torch stays); constraints.txt the exact pins of `make`
+    from packaging.requirements import Requirement
+
     deps = _pyproject_deps()
     constraints = {_name(line): line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()
                    if line.strip() and not line.startswith("#")}
     for name in ("torch", "torchvision", "jupyter-book"):
-        assert deps[name] == constraints[name], name
+        pinned = constraints[name].split("==")[1]
+        assert Requirement(deps[name]).specifier.contains(pinned), (deps[name], pinned)
+    assert Requirement(deps["torch"]).specifier.contains("2.11.0")  # what the GPU check ran on
+    assert not Requirement(deps["jupyter-book"]).specifier.contains("2.0.0")
     assert constraints["torch"] == "torch==2.13.0"
     assert constraints["torchvision"] == "torchvision==0.28.0"
     assert constraints["jupyter-book"] == "jupyter-book==1.0.4.post1"

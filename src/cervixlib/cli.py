@@ -76,11 +76,64 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------------- engine
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from cervixlib.book import BookError
+    from cervixlib.plan import book_plan, store_throughput
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # its inspection logs every notebook
+    try:
+        plan = book_plan(args.profile, args.data, params=dict(args.param), book_dir=args.book,
+                         notebooks_dir=args.notebooks, runs_dir=args.runs, generate=False)
+    except BookError as exc:
+        print(f"cervix plan: error: {exc}", file=sys.stderr)
+        return 2
+    print(plan.text(store_throughput(args.runs)))
+    return 0
+
+
+def _train_plan(args: argparse.Namespace) -> int:
+    """``cervix train --plan``: every run of the book's plan that the store lacks, in parallel."""
+    from cervixlib.book import BookError
+    from cervixlib.parallel import RayMissingError, train_plan
+    from cervixlib.plan import book_plan
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    params = {**dict(args.param), **({"skip_bad": True} if args.skip_bad else {})}
+    try:
+        plan = book_plan(args.profile, args.data, params=params, runs_dir=args.runs)
+        result = train_plan(plan, jobs=args.jobs, runs_per_gpu=args.runs_per_gpu, address=args.address)
+    except (BookError, RayMissingError) as exc:
+        print(f"cervix train: error: {exc}", file=sys.stderr)
+        return 2
+    if not result.ok:
+        print(f"cervix train: error: {len(result.failed)} run(s) of the plan failed (listed above); "
+              "run the same command again to resume them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _jobs(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"jobs must be a positive number or 'auto', got {text!r}")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from cervixlib.config import get_profile, make_config
     from cervixlib.report import format_run
     from cervixlib.train import fit
 
+    if args.plan:
+        return _train_plan(args)
+    if args.model is None:
+        print("cervix train: error: --model is required (or --plan, for every run of the book)", file=sys.stderr)
+        return 2
     if args.fold is not None:
         k = args.folds if args.folds is not None else (1 if args.split == "paper" else get_profile(args.profile).folds)
         if not 1 <= args.fold <= k:
@@ -123,8 +176,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     from cervixlib.config import PRECISIONS, PROFILES, SPLITS, SUBSETS
 
-    p = sub.add_parser("train", help="train a model (or load its cached run) and print its test metrics")
-    p.add_argument("--model", required=True, help="architecture name (see cervixlib.models.list_models())")
+    p = sub.add_parser("train", help="train a model (or load its cached run) and print its test metrics; "
+                                     "--plan: every run the book needs, in parallel")
+    p.add_argument("--model", default=None, help="architecture name (see cervixlib.models.list_models())")
+    p.add_argument("--plan", action="store_true",
+                   help="train every run of the book's plan (cervix plan) that the run store lacks, several "
+                        "at once on Ray; failed runs are listed at the end (exit status 1), a rerun resumes them")
+    p.add_argument("--jobs", type=_jobs, default="auto", metavar="N",
+                   help="--plan: runs at once (default auto: 4 a GPU; without one, 2 on a CPU of 2 cores or "
+                        "more, as measured in benchmarks/plan_results.md)")
+    p.add_argument("--runs-per-gpu", type=int, default=None, metavar="N",
+                   help="--plan: runs sharing one GPU (Ray's fractional GPUs; default 4)")
+    p.add_argument("--address", default=None,
+                   help="--plan: join this Ray cluster (auto, or HOST:PORT) instead of starting a local "
+                        "instance on 127.0.0.1; the run store and data must be on a shared filesystem")
+    p.add_argument("-p", "--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="--plan: a chapter parameter, as for cervix book")
     p.add_argument("--data", type=Path, default=None,
                    help="dataset root (default: the embedded synthetic set, generated on first use)")
     p.add_argument("--subset", choices=SUBSETS, default=None,
@@ -152,6 +219,22 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
                    help="leave bad files out instead of refusing the dataset (the run records how many)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("plan", help="list every training run the book needs, with images, store status and time",
+                       description="Print the run plan of the book for a profile: each run the chapters read "
+                                   "(from book/manifest.yml and the notebooks' parameters), its training images x "
+                                   "epochs, whether the run store has it, and an estimated time where runs of the "
+                                   "same model and size on this device are in the store. Generates no data and "
+                                   "trains nothing: `cervix train --plan` trains it.")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    p.add_argument("--data", type=Path, default=None, metavar="ROOT",
+                   help="dataset root (default: the embedded synthetic set)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR", help="run store (default: runs/)")
+    p.add_argument("-p", "--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="a chapter parameter, as for cervix book (e.g. -p 'models=[resnet50]')")
+    p.add_argument("--book", type=Path, default=Path("book"), metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--notebooks", type=Path, default=Path("notebooks"), metavar="DIR", help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("evaluate", help="print a run's test metrics and re-check its checkpoint")
     p.add_argument("run", type=Path)
@@ -186,6 +269,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
             only=args.only, params={**dict(args.param), **({"skip_bad": True} if args.skip_bad else {})},
             build=not args.no_build, force=args.force,
             progress=sys.stderr.isatty(), log_output=args.log_output, cell_timeout=args.cell_timeout,
+            jobs=args.jobs, address=args.address,
         )
     except BookError as exc:
         print(f"cervix book: error: {exc}", file=sys.stderr)
@@ -225,6 +309,11 @@ def _add_book_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="re-execute notebooks even when their executed copy is up to date")
     p.add_argument("--log-output", action="store_true", help="stream the cells' output")
+    p.add_argument("--jobs", type=_jobs, default="auto", metavar="N",
+                   help="runs of the plan trained at once before the chapters execute (default auto: "
+                        "4 a GPU, else 2; see cervix train --plan)")
+    p.add_argument("--address", default=None,
+                   help="train the plan on this Ray cluster (auto, or HOST:PORT) instead of a local instance")
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="fail a cell that runs longer (after one retry of its notebook); "
                         "default: the profile's, 0: no limit")

@@ -39,13 +39,18 @@ _log = logging.getLogger(__name__)
 #: Runs sharing one GPU by default: on one H200 (batch 16, 224 px) four at once trained
 #: 3.0x the images a second of one, eight 3.3x (the card levels off past four).
 RUNS_PER_GPU = 4
-#: Runs at once on a machine without a GPU (``jobs="auto"``), from ``benchmarks/bench_plan.py``
-#: on 2-core CPUs: see ``benchmarks/plan_results.md``.
-CPU_JOBS = 1
+#: Runs at once on a machine without a GPU (``jobs="auto"``, at most one a core): on a 2-core
+#: CPU two runs of one thread each trained 1.14-1.31x the images a second of one run on both
+#: cores (``benchmarks/bench_plan.py``, ``benchmarks/plan_results.md``); larger CPUs are untested.
+CPU_JOBS = 2
 
 
 class RayMissingError(RuntimeError):
-    """Ray is not installed (it is the ``ray`` extra: ``pip install 'cervixlib[ray]'``)."""
+    """Ray is not installed (it is the ``ray`` extra: ``pip install 'cervixlib[ray]'``), or a
+    local instance could not be kept on the loopback address."""
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass
@@ -102,6 +107,12 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
     if address is not None:
         ray.init(address=address, **kwargs)
         return ray, True
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip not in _LOOPBACK:
+        raise RayMissingError(
+            f"a local Ray instance would listen on {node_ip}, not on 127.0.0.1: Ray was imported before "
+            "cervixlib.parallel with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER unset; set it to 0 before importing ray, "
+            "or start Ray yourself (ray start) and pass its address")
     if num_gpus is None:
         import torch
 
@@ -111,8 +122,8 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
 
 
 def auto_jobs(cpus: int, gpus: float) -> int:
-    """Runs at once for ``jobs="auto"``: :data:`RUNS_PER_GPU` a GPU, else :data:`CPU_JOBS`."""
-    return max(1, int(round(gpus * RUNS_PER_GPU))) if gpus else CPU_JOBS
+    """Runs at once for ``jobs="auto"``: :data:`RUNS_PER_GPU` a GPU, else :data:`CPU_JOBS` (at most one a core)."""
+    return max(1, int(round(gpus * RUNS_PER_GPU))) if gpus else max(1, min(CPU_JOBS, cpus))
 
 
 def _resources(cpus: int, gpus: float, jobs: int | str, runs_per_gpu: int | None) -> tuple[int, dict[str, float]]:
@@ -169,6 +180,12 @@ def _train_one(config: dict[str, Any], label: str, runs_dir: str, cpus: int, boa
     run = fit(TrainConfig.from_dict(config), runs_dir=runs_dir, resume=True, progress=False, index=index,
               checkpoint_every=checkpoint_every, on_epoch=on_epoch)
     return {"name": run.name, "trained": bool(trained), "accuracy": float((run.y_pred == run.y_true).mean())}
+
+
+def _absolute(config: TrainConfig) -> TrainConfig:
+    """``config`` with an absolute data root (the root is not part of the run's key)."""
+    root = config.data.root
+    return config.replace(root=str(Path(root).resolve())) if root and not Path(root).is_absolute() else config
 
 
 def _error_text(exc: BaseException, ray: Any) -> str:
@@ -289,7 +306,10 @@ def train_plan(
         every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
         progress = _Progress(todo, write)
         # Every run is submitted now: Ray starts each when its resources are free.
-        pending = {task.remote(run.config.to_dict(), run.label, str(runs_dir), int(resources["num_cpus"]),
+        # Absolute paths: a worker's working directory is not the caller's (on a cluster, the
+        # store and the data must be on a filesystem every node mounts at the same place).
+        store = str(Path(runs_dir).resolve())
+        pending = {task.remote(_absolute(run.config).to_dict(), run.label, store, int(resources["num_cpus"]),
                                board, index, every): run for run in todo}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)

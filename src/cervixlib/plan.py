@@ -252,7 +252,7 @@ def plan_runs(
     root = data_root(configs[0].data, generate=generate)
     if not root.exists():
         return RunPlan(profile, tuple(PlannedRun(c, chapters.get(c, ())) for c in configs), runs_dir)
-    index = load_index(root, skip_bad=True in skip_bad)
+    index = load_index(root.resolve(), skip_bad=True in skip_bad)  # absolute: workers may run elsewhere
     version = store.code_version()
     fingerprint = index.fingerprint()
     planned = []

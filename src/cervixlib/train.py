@@ -293,14 +293,14 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
         _log.info("%s epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.1f img/s",
                   label, epoch + 1, config.epochs, tr["loss"], tr["accuracy"], val.loss,
                   val.accuracy, tr["images_per_s"])
-        if on_epoch is not None:
-            on_epoch(epoch + 1, config.epochs, row)
         if epoch + 1 < config.epochs and time.monotonic() - last_checkpoint >= checkpoint_every:
             store.save_epoch(part, {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "history": history, "best": best, "torch_rng": torch.get_rng_state(),
                 "loader_rng": train_loader.generator.get_state()}, best_model=best_model)
             best_model, last_checkpoint = None, time.monotonic()
+        if on_epoch is not None:  # after the checkpoint: an epoch reported is an epoch kept
+            on_epoch(epoch + 1, config.epochs, row)
     if best_model is not None:
         store.save_best(part, best_model)
 

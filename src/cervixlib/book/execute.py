@@ -107,6 +107,8 @@ class BookResult:
     reused: list[Path] = field(default_factory=list)
     html_dir: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    planned: list[str] = field(default_factory=list)  # the runs of the executed chapters' plan
+    unplanned: list[str] = field(default_factory=list)  # runs the chapters trained that the plan lacked
 
 
 def _library_files() -> tuple[Path, list[Path]]:
@@ -281,6 +283,9 @@ def run_book(
     progress: bool = False,
     log_output: bool = False,
     cell_timeout: float | None = None,
+    train: bool = True,
+    jobs: int | str = "auto",
+    address: str | None = None,
 ) -> BookResult:
     """Execute the book's notebooks with papermill into ``book_dir``, then build the site.
 
@@ -307,6 +312,10 @@ def run_book(
             nbclient can wait forever for the reply to a cell that the kernel has
             finished (seen with the ipywidgets explorer, jupyter/nbclient#312), and
             trained runs are cached, so the second try costs little.
+        train: first train the run plan of the chapters to execute (:func:`cervixlib.plan.book_plan`)
+            in parallel on Ray (:func:`cervixlib.parallel.train_plan`, ``jobs`` at once, on the
+            cluster at ``address`` if given), so that the chapters only load their runs. Without
+            Ray installed the chapters train them one at a time, as they do when run alone.
 
     Raises:
         BookError: one line naming the notebook and cell, or the file and problem.
@@ -362,17 +371,26 @@ def run_book(
     digest = _library_digest()
     result = BookResult()
     scratch_dir = book_dir / "_build" / "papermill"
+    keyed = []
     for spec, src, parameters in plans:
-        out = book_dir / f"{spec.name}.ipynb"
         key = hashlib.sha256(json.dumps(
             [hashlib.sha256(src.read_bytes()).hexdigest(), parameters, digest, sys.version],
             sort_keys=True, default=str).encode()).hexdigest()
-        if not force and _stored_meta(out).get("key") == key:
+        keyed.append((spec, src, parameters, key))
+    to_run = [spec.name for spec, _, _, key in keyed
+              if force or _stored_meta(book_dir / f"{spec.name}.ipynb").get("key") != key]
+    if to_run and data is None:  # generated before the first kernel; then only a look for its marker
+        _embedded_data(profile)
+    before = _run_names(runs_dir)
+    if to_run and train:
+        result.planned = _train_plan(profile, data, overrides, book_dir, notebooks_dir, runs_dir, to_run,
+                                     jobs=jobs, address=address)
+    for spec, src, parameters, key in keyed:
+        out = book_dir / f"{spec.name}.ipynb"
+        if spec.name not in to_run:
             _log.info("%s: up to date, reusing %s", spec.name, out)
             result.reused.append(out)
             continue
-        if data is None:  # generated before the first kernel; then only a look for its marker
-            _embedded_data(profile)
         _log.info("%s: executing with %s", spec.name, _short(parameters))
         t = time.perf_counter()
         for attempt in (1, 2):
@@ -394,6 +412,11 @@ def run_book(
         _log.info("%s: done in %.1f s", spec.name, result.seconds[spec.name])
         result.executed.append(out)
 
+    if result.planned:
+        result.unplanned = sorted(_run_names(runs_dir) - before - set(result.planned))
+        if result.unplanned:
+            _log.warning("the chapters trained %d run(s) that the run plan did not list (book/manifest.yml's "
+                         "runs: lack them): %s", len(result.unplanned), ", ".join(result.unplanned))
     if build:
         _check_book_consistent(man, book_dir)
         t = time.perf_counter()
@@ -401,6 +424,35 @@ def run_book(
         result.seconds["build"] = time.perf_counter() - t
     result.seconds["total"] = time.perf_counter() - t0
     return result
+
+
+def _run_names(runs_dir: str | os.PathLike[str]) -> set[str]:
+    """The finished runs in a run store, by directory name."""
+    root = Path(runs_dir)
+    return {p.parent.name for p in root.glob("*/config.json")} if root.is_dir() else set()
+
+
+def _train_plan(profile: str, data: Any, params: Mapping[str, Any], book_dir: Path, notebooks_dir: Path,
+                runs_dir: Any, chapters: Sequence[str], *, jobs: int | str, address: str | None) -> list[str]:
+    """Train the run plan of ``chapters`` in parallel before they execute; the plan's run names.
+
+    A failed run fails the book (after the others finished) with one line a run; without Ray
+    the chapters train their runs themselves, one at a time.
+    """
+    from cervixlib.parallel import RayMissingError, train_plan
+    from cervixlib.plan import book_plan
+
+    plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
+                     runs_dir=runs_dir, only=chapters)
+    try:
+        outcome = train_plan(plan, jobs=jobs, address=address)
+    except RayMissingError as exc:
+        _log.warning("%s; the chapters train their runs one at a time instead", exc)
+        return []
+    if not outcome.ok:
+        raise BookError(f"{len(outcome.failed)} run(s) of the plan failed; rerun to resume them:\n"
+                        f"{outcome.failure_text()}")
+    return [r.name for r in plan.runs if r.name]
 
 
 def _short(parameters: Mapping[str, Any]) -> str:

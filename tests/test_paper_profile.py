@@ -1,0 +1,94 @@
+"""The paper profile end to end at toy size: `cervix book --profile paper` on a generated set.
+
+Every path only the paper profile takes executes here: the run plan of 52 runs trained in
+parallel on Ray before any chapter, the released designs from ImageNet weights (stand-in
+files: torchvision's own state_dicts under torchvision's file names in a temporary torch
+hub cache, so nothing is downloaded), our 5 folds beside them, the leakage table, the
+released IG in chapter 5 and the front page. Toy size: a generated set of 39 fields at
+256 x 192 px, 64 px inputs, one epoch, the smallest explanation settings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+import torchvision
+
+from cervixlib import book
+from cervixlib.data import synthesize
+from cervixlib.models.weights import imagenet_weight_files
+from test_book import REPO, make_project
+
+pytestmark = pytest.mark.slow
+
+TOY = {"image_size": 64, "epochs": 1, "perturbation_steps": 2, "released_images": 1, "robustness_images": 1,
+       "cascade_images": 1, "cascade_steps": 2, "convergence_images": 1}
+
+
+@pytest.fixture(scope="module")
+def paper_book(tmp_path_factory):
+    base = tmp_path_factory.mktemp("paperbook")
+    data = synthesize(base / "toy-sipakmed", scale=0.04, seed=0, image_size=(256, 192), progress=False)
+    root = make_project(base / "proj", toc=REPO / "_toc.yml", notebooks=REPO / "notebooks",
+                        manifest=REPO / "book" / "manifest.yml")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TORCH_HOME", str(base / "torch"))  # the Ray workers and the kernels inherit it
+    mp.setattr(torch.hub, "_hub_dir", None)
+    for arch, build in (("resnet50", torchvision.models.resnet50), ("densenet121", torchvision.models.densenet121)):
+        _url, path = imagenet_weight_files(arch)[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(build().state_dict(), path)  # a stand-in with torchvision's keys and file name
+    mp.chdir(root)
+    try:
+        t = time.perf_counter()
+        result = book.run_book("paper", data=data, runs_dir=str(root / "runs"), params=TOY)
+        seconds = time.perf_counter() - t
+    finally:
+        mp.undo()
+    print(f"paper profile at toy size, 52 runs and six notebooks: {seconds:.0f} s")
+    return root, result
+
+
+def _page(root, name):
+    return (root / "book" / "_build" / "html" / f"{name}.html").read_text(encoding="utf-8")
+
+
+def _runs(root):
+    return [json.loads(p.read_text()) for p in (root / "runs").glob("*/config.json")]
+
+
+def test_the_plan_trains_all_52_runs_and_the_chapters_train_none(paper_book):
+    root, result = paper_book
+    assert len(result.executed) == 6 and result.html_dir is not None
+    assert len(result.planned) == 52 and result.unplanned == []
+    assert len(_runs(root)) == 52
+
+
+def test_released_designs_start_from_the_stand_in_imagenet_files(paper_book):
+    root, _ = paper_book
+    released = [r for r in _runs(root) if r["config"]["data"]["split"] == "paper"]
+    pretrained = {r["config"]["model"] for r in released if r["config"]["weights"] == "imagenet"}
+    assert pretrained == {"resnet50", "densenet121", "rcan_densenet121_released"}
+    assert all(r["info"]["weights_source"].endswith(".pth") for r in released if r["config"]["weights"])
+    assert {r["config"]["model"] for r in released} >= {"ran92", "rcan_densenet121_released"}
+
+
+def test_our_five_folds_beside_the_released_protocol(paper_book):
+    root, _ = paper_book
+    folds = {(r["config"]["model"], r["config"]["data"]["subset"], r["config"]["data"]["fold"])
+             for r in _runs(root) if r["config"]["data"]["folds"] == 5 and r["config"]["weights"] is None}
+    assert len(folds) == 4 * 2 * 5
+    page = _page(root, "03_attention_models")
+    assert "5 grouped folds" in page and "the released code" in page
+
+
+def test_leakage_table_released_ig_and_front_page(paper_book):
+    root, _ = paper_book
+    assert "our group split vs the released split" in _page(root, "04_multicell_vs_isolated")
+    assert "IG (released)" in _page(root, "05_explainability")
+    front = _page(root, "00_claims")
+    assert front.count("undecided at this sample size") + front.count("supported") \
+        + front.count("contradicted") >= 5
