@@ -4,7 +4,7 @@ Every path only the paper profile takes executes here: the run plan of 52 runs t
 parallel on Ray before any chapter, the released designs from ImageNet weights (stand-in
 files: torchvision's own state_dicts under torchvision's file names in a temporary torch
 hub cache, so nothing is downloaded), our 5 folds beside them, the leakage table, the
-released IG in chapter 5 and the front page. Toy size: a generated set of 39 fields at
+released IG in chapter 5 and the front page. Toy size: a generated set of 29 fields at
 256 x 192 px, 64 px inputs, one epoch, the smallest explanation settings.
 """
 
@@ -24,14 +24,14 @@ from test_book import REPO, make_project
 
 pytestmark = pytest.mark.slow
 
-TOY = {"image_size": 64, "epochs": 1, "perturbation_steps": 2, "released_images": 1, "robustness_images": 1,
+TOY = {"image_size": 64, "epochs": 1, "explain_steps": 4, "explain_images": 2, "perturbation_steps": 2, "released_images": 1, "robustness_images": 1,
        "cascade_images": 1, "cascade_steps": 2, "convergence_images": 1}
 
 
 @pytest.fixture(scope="module")
 def paper_book(tmp_path_factory):
     base = tmp_path_factory.mktemp("paperbook")
-    data = synthesize(base / "toy-sipakmed", scale=0.04, seed=0, image_size=(256, 192), progress=False)
+    data = synthesize(base / "toy-sipakmed", scale=0.03, seed=0, image_size=(256, 192), progress=False)
     root = make_project(base / "proj", toc=REPO / "_toc.yml", notebooks=REPO / "notebooks",
                         manifest=REPO / "book" / "manifest.yml")
     mp = pytest.MonkeyPatch()
@@ -48,7 +48,8 @@ def paper_book(tmp_path_factory):
         seconds = time.perf_counter() - t
     finally:
         mp.undo()
-    print(f"paper profile at toy size, 52 runs and six notebooks: {seconds:.0f} s")
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+    print(f"paper profile at toy size, 52 runs and six notebooks: {seconds:.0f} s ({parts})")
     return root, result
 
 
@@ -78,8 +79,10 @@ def test_released_designs_start_from_the_stand_in_imagenet_files(paper_book):
 
 def test_our_five_folds_beside_the_released_protocol(paper_book):
     root, _ = paper_book
+    ours = ("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121")
     folds = {(r["config"]["model"], r["config"]["data"]["subset"], r["config"]["data"]["fold"])
-             for r in _runs(root) if r["config"]["data"]["folds"] == 5 and r["config"]["weights"] is None}
+             for r in _runs(root) if r["config"]["data"]["folds"] == 5 and r["config"]["weights"] is None
+             and r["config"]["model"] in ours}
     assert len(folds) == 4 * 2 * 5
     page = _page(root, "03_attention_models")
     assert "5 grouped folds" in page and "the released code" in page

@@ -230,10 +230,11 @@ class _Progress:
         seconds = left / (done / elapsed)
         return f"ETA {seconds / 60:.0f} min" if seconds >= 90 else f"ETA {seconds:.0f} s"
 
-    def head(self, state: dict[str, dict[str, Any]], running: int) -> str:
+    def head(self, state: dict[str, dict[str, Any]]) -> str:
+        running = sum(1 for label in state if label not in self.finished)  # started, not finished
         return f"[{len(self.finished)}/{self.total} done, {running} running, {self.eta(state)}]"
 
-    def update(self, state: dict[str, dict[str, Any]], running: int) -> None:
+    def update(self, state: dict[str, dict[str, Any]]) -> None:
         for label, s in state.items():
             if label in self.finished or s.get("epoch") is None:
                 continue
@@ -243,11 +244,11 @@ class _Progress:
                 rate = f", {s['images_per_s']:.0f} img/s" if s.get("images_per_s") else ""
                 what = (f"epoch {s['epoch']}/{s['epochs']}{rate}" if s.get("epoch")
                         else f"started (pid {s.get('pid')} on {s.get('host')})")
-                self.write(f"{self.head(state, running)} {label}: {what}")
+                self.write(f"{self.head(state)} {label}: {what}")
 
-    def finish(self, label: str, state: dict[str, dict[str, Any]], running: int, text: str) -> None:
+    def finish(self, label: str, state: dict[str, dict[str, Any]], text: str) -> None:
         self.finished.add(label)
-        self.write(f"{self.head(state, running)} {label}: {text}")
+        self.write(f"{self.head(state)} {label}: {text}")
 
 
 def train_plan(
@@ -323,12 +324,12 @@ def train_plan(
                 except ray.exceptions.RayError as exc:
                     error = _error_text(exc, ray)
                     result.failed.append((run, error))
-                    progress.finish(run.label, state, len(pending), f"FAILED: {error}")
+                    progress.finish(run.label, state, f"FAILED: {error}")
                     continue
                 (result.trained if out["trained"] else result.loaded).append(out["name"])
                 verb = "trained" if out["trained"] else "finished by another process, loaded"
-                progress.finish(run.label, state, len(pending), f"{verb} (test accuracy {out['accuracy']:.3f})")
-            progress.update(state, len(pending))
+                progress.finish(run.label, state, f"{verb} (test accuracy {out['accuracy']:.3f})")
+            progress.update(state)
     finally:
         if started:
             ray.shutdown()

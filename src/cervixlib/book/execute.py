@@ -383,8 +383,10 @@ def run_book(
         _embedded_data(profile)
     before = _run_names(runs_dir)
     if to_run and train:
+        t = time.perf_counter()
         result.planned = _train_plan(profile, data, overrides, book_dir, notebooks_dir, runs_dir, to_run,
                                      jobs=jobs, address=address)
+        result.seconds["plan"] = time.perf_counter() - t
     for spec, src, parameters, key in keyed:
         out = book_dir / f"{spec.name}.ipynb"
         if spec.name not in to_run:
@@ -439,11 +441,15 @@ def _train_plan(profile: str, data: Any, params: Mapping[str, Any], book_dir: Pa
     A failed run fails the book (after the others finished) with one line a run; without Ray
     the chapters train their runs themselves, one at a time.
     """
+    from cervixlib.data import DataError
     from cervixlib.parallel import RayMissingError, train_plan
     from cervixlib.plan import book_plan
 
-    plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
-                     runs_dir=runs_dir, only=chapters)
+    try:
+        plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
+                         runs_dir=runs_dir, only=chapters)
+    except (DataError, ValueError) as exc:  # data the chapters' runs cannot use: one line, as a chapter says it
+        raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
     try:
         outcome = train_plan(plan, jobs=jobs, address=address)
     except RayMissingError as exc:
