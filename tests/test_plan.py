@@ -80,7 +80,7 @@ def test_plan_lists_store_status_images_and_estimate(tmp_path, synth_root):
     rates = store_throughput(tmp_path)
     assert len(rates) == 1  # resnet50 at 64 px on this CPU, measured by the run in the store
     assert again.estimate(again.runs[1], rates) == pytest.approx(again.runs[1].work / next(iter(rates.values())))
-    assert "Estimated time one run at a time" in again.text(rates)
+    assert "Estimated time on" in again.text(rates)
 
 
 def test_manifest_refuses_an_unknown_run_need(tmp_path):
@@ -91,6 +91,14 @@ def test_manifest_refuses_an_unknown_run_need(tmp_path):
     path.write_text("notebooks:\n  - name: 02_baselines\n    runs: [folds@tiles]\n")
     with pytest.raises(BookError, match="@SUBSET"):
         load_manifest(path)
+    path.write_text("notebooks:\n  - name: 02_baselines\n    runs: [leakage@multi]\n")
+    with pytest.raises(BookError, match="@SUBSET"):  # the leakage pair is of isolated cells, always
+        load_manifest(path)
+
+
+def test_the_plan_refuses_a_parameter_no_chapter_takes(tmp_path):
+    with pytest.raises(BookError, match="epoch.*not in the parameters cell"):
+        book_plan("smoke", runs_dir=tmp_path, params={"epoch": 2}, generate=False, **BOOK)
 
 
 def test_cervix_plan_prints_the_paper_plan_quickly(tmp_path):
@@ -131,12 +139,14 @@ def test_runs_share_logical_gpus_bind_loopback_and_a_failure_stays_alone(tmp_pat
 
     def on_report(state):
         seen["addresses"] |= _listening_addresses()
-        seen["running"] = max(seen["running"], {k for k, v in state.items() if v.get("epoch") == 0}, key=len)
+        running = {k for k, v in state.items() if v.get("pid") and (v.get("epoch") or 0) < v.get("epochs", 1)}
+        seen["running"] = max(seen["running"], running, key=len)
 
     lines = []
     result = train_plan(configs + [bad], runs_dir=tmp_path / "runs", jobs=2, runs_per_gpu=2, num_cpus=2,
                         num_gpus=1, write=lines.append, on_report=on_report)
     assert "gpus 0.5" in lines[0] and "127.0.0.1" in lines[0]  # two runs a (logical) GPU
+    assert len(seen["running"]) >= 2  # and they ran at the same time
     assert sorted(result.trained) == sorted(p.parent.name for p in (tmp_path / "runs").glob("*/config.json"))
     assert len(result.trained) == 2
     [(failed, error)] = result.failed
@@ -208,6 +218,6 @@ def test_a_local_instance_that_would_not_bind_loopback_is_refused(monkeypatch):
     if ray.is_initialized():
         pytest.skip("a Ray instance is already running in this process")
     monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "192.0.2.7")  # as if imported too early
-    with pytest.raises(parallel.RayMissingError, match="would listen on 192.0.2.7, not on 127.0.0.1"):
+    with pytest.raises(parallel.RayUnavailable, match="would listen on 192.0.2.7, not on 127.0.0.1"):
         parallel.start_ray()
     assert not ray.is_initialized()

@@ -94,7 +94,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _train_plan(args: argparse.Namespace) -> int:
     """``cervix train --plan``: every run of the book's plan that the store lacks, in parallel."""
     from cervixlib.book import BookError
-    from cervixlib.parallel import RayMissingError, train_plan
+    from cervixlib.parallel import RayUnavailable, train_plan
     from cervixlib.plan import book_plan
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
@@ -102,7 +102,7 @@ def _train_plan(args: argparse.Namespace) -> int:
     try:
         plan = book_plan(args.profile, args.data, params=params, runs_dir=args.runs)
         result = train_plan(plan, jobs=args.jobs, runs_per_gpu=args.runs_per_gpu, address=args.address)
-    except (BookError, RayMissingError) as exc:
+    except (BookError, RayUnavailable) as exc:
         print(f"cervix train: error: {exc}", file=sys.stderr)
         return 2
     if not result.ok:
@@ -110,6 +110,11 @@ def _train_plan(args: argparse.Namespace) -> int:
               "run the same command again to resume them", file=sys.stderr)
         return 1
     return 0
+
+
+#: ``cervix train`` options that set one run; ``--plan`` takes its settings from the profile and ``-p``.
+_SINGLE_RUN_OPTIONS = ("model", "subset", "split", "folds", "fold", "epochs", "batch_size", "lr", "image_size",
+                       "seed", "weights", "precision", "resume")
 
 
 def _jobs(text: str) -> int | str:
@@ -130,6 +135,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cervixlib.train import fit
 
     if args.plan:
+        single = [f"--{name.replace('_', '-')}" for name in _SINGLE_RUN_OPTIONS if getattr(args, name) not in (None, False)]
+        if single:
+            print(f"cervix train: error: --plan trains the book's runs with the profile's settings; {', '.join(single)} "
+                  "set one run's (for the plan, use -p NAME=VALUE with a chapter parameter, e.g. -p epochs=2)",
+                  file=sys.stderr)
+            return 2
         return _train_plan(args)
     if args.model is None:
         print("cervix train: error: --model is required (or --plan, for every run of the book)", file=sys.stderr)

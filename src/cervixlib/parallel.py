@@ -5,7 +5,8 @@ that calls the one :func:`cervixlib.train.fit` in its own worker process, so a r
 fails (an exception, out of memory, a killed process or node) fails alone: the others go
 on, and the failed one is reported with its configuration and error at the end. Several
 runs share a GPU through Ray's fractional GPUs (``runs_per_gpu``; one H200 trained 3.0x
-as many images a second with four runs of batch 16 as with one), every GPU of the machine
+as many images a second with four runs of batch 16 as with one, measured with separate ``fit``
+processes before this module existed), every GPU of the machine
 or cluster is used, and a cluster is joined with ``address`` (``ray start`` on each node,
 or Ray's launchers for SLURM and Kubernetes): the same code path for one machine and many.
 Runs resume from their checkpoints (``fit(resume=True)``) and the run store's lock makes
@@ -32,7 +33,7 @@ from typing import Any
 from cervixlib.config import TrainConfig
 from cervixlib.plan import PlannedRun, RunPlan, plan_runs
 
-__all__ = ["CPU_JOBS", "PlanResult", "RUNS_PER_GPU", "RayMissingError", "auto_jobs", "start_ray", "train_plan"]
+__all__ = ["CPU_JOBS", "PlanResult", "RUNS_PER_GPU", "RayUnavailable", "auto_jobs", "start_ray", "train_plan"]
 
 _log = logging.getLogger(__name__)
 
@@ -45,9 +46,9 @@ RUNS_PER_GPU = 4
 CPU_JOBS = 2
 
 
-class RayMissingError(RuntimeError):
-    """Ray is not installed (it is the ``ray`` extra: ``pip install 'cervixlib[ray]'``), or a
-    local instance could not be kept on the loopback address."""
+class RayUnavailable(RuntimeError):
+    """Ray is not installed (it is the ``ray`` extra: ``pip install 'cervixlib[ray]'``), a local
+    instance could not be kept on the loopback address, or Ray could not start or join ``address``."""
 
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -87,7 +88,7 @@ def _import_ray(local: bool) -> Any:
     try:
         import ray
     except ImportError:
-        raise RayMissingError("training a plan in parallel needs Ray: pip install 'cervixlib[ray]' "
+        raise RayUnavailable("training a plan in parallel needs Ray: pip install 'cervixlib[ray]' "
                               "(make installs it)") from None
     return ray
 
@@ -105,11 +106,15 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
     kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False,
                               "log_to_driver": False, "logging_level": logging.WARNING}
     if address is not None:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError: all mean "not joined"
+            raise RayUnavailable(f"could not join the Ray cluster at {address}: "
+                                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
         return ray, True
     node_ip = ray.util.get_node_ip_address()
     if node_ip not in _LOOPBACK:
-        raise RayMissingError(
+        raise RayUnavailable(
             f"a local Ray instance would listen on {node_ip}, not on 127.0.0.1: Ray was imported before "
             "cervixlib.parallel with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER unset; set it to 0 before importing ray, "
             "or start Ray yourself (ray start) and pass its address")
@@ -117,7 +122,13 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
         import torch
 
         num_gpus = torch.cuda.device_count()
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, **kwargs)
+    from cervixlib.runtime import available_cpus
+
+    try:
+        ray.init(address="local", num_cpus=num_cpus or available_cpus(), num_gpus=num_gpus, **kwargs)
+    except Exception as exc:  # a port, a temporary folder, a stale session
+        raise RayUnavailable(f"could not start a local Ray instance: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:300]}") from None
     return ray, True
 
 
@@ -126,16 +137,30 @@ def auto_jobs(cpus: int, gpus: float) -> int:
     return max(1, int(round(gpus * RUNS_PER_GPU))) if gpus else max(1, min(CPU_JOBS, cpus))
 
 
-def _resources(cpus: int, gpus: float, jobs: int | str, runs_per_gpu: int | None) -> tuple[int, dict[str, float]]:
-    """``(runs at once, one run's Ray resources)`` for a cluster with ``cpus`` and ``gpus``."""
-    if gpus:
+def _resources(node_cpus: int, node_gpus: float, nodes: int, jobs: int | str,
+               runs_per_gpu: int | None) -> tuple[int, dict[str, float]]:
+    """``(runs at once, one run's Ray resources)`` on ``nodes`` alike nodes of ``node_cpus``
+    cores and ``node_gpus`` GPUs: a run asks for its share of one node's cores (a request
+    no single node can meet would wait forever), and a fraction of a GPU where there are any."""
+    if jobs != "auto" and int(jobs) < 1:
+        raise ValueError(f"jobs must be at least 1 or 'auto', got {jobs!r}")
+    if node_gpus:
+        gpus = node_gpus * nodes
         per_gpu = runs_per_gpu or (RUNS_PER_GPU if jobs == "auto" else max(1, math.ceil(int(jobs) / gpus)))
         at_once = int(gpus * per_gpu) if jobs == "auto" else min(int(jobs), int(gpus * per_gpu))
-        return at_once, {"num_gpus": 1.0 / per_gpu, "num_cpus": max(1, cpus // max(at_once, 1))}
-    at_once = auto_jobs(cpus, 0) if jobs == "auto" else int(jobs)
-    if at_once < 1:
-        raise ValueError(f"jobs must be at least 1 or 'auto', got {jobs!r}")
-    return at_once, {"num_cpus": max(1, cpus // at_once)}
+        per_node = max(1, int(node_gpus * per_gpu))
+        return at_once, {"num_gpus": 1.0 / per_gpu, "num_cpus": max(1, node_cpus // per_node)}
+    at_once = nodes * auto_jobs(node_cpus, 0) if jobs == "auto" else int(jobs)
+    cpus = max(1, node_cpus // max(1, math.ceil(at_once / nodes)))
+    return min(at_once, nodes * max(1, node_cpus // cpus)), {"num_cpus": cpus}
+
+
+def _nodes(ray: Any) -> tuple[int, float, int]:
+    """``(cores, GPUs, count)`` of the cluster's nodes: the smallest node's cores, the most GPUs on one."""
+    alive = [n["Resources"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
+    if not alive:
+        return 1, 0.0, 1
+    return (int(min(r["CPU"] for r in alive)), float(max(r.get("GPU", 0) for r in alive)), len(alive))
 
 
 def _board_class(ray: Any) -> Any:
@@ -182,10 +207,17 @@ def _train_one(config: dict[str, Any], label: str, runs_dir: str, cpus: int, boa
     return {"name": run.name, "trained": bool(trained), "accuracy": float((run.y_pred == run.y_true).mean())}
 
 
-def _absolute(config: TrainConfig) -> TrainConfig:
-    """``config`` with an absolute data root (the root is not part of the run's key)."""
-    root = config.data.root
-    return config.replace(root=str(Path(root).resolve())) if root and not Path(root).is_absolute() else config
+def _absolute(config: TrainConfig, root: Path | None) -> TrainConfig:
+    """``config`` with the plan's data root (absolute; for the embedded set too, so that a worker
+    does not look for it in its own data home) and an absolute weights file. Neither path is
+    part of the run's key."""
+    changes: dict[str, Any] = {}
+    if root is not None:
+        changes["root"] = str(root.resolve())
+    weights = config.weights
+    if weights and weights.lower() != "imagenet" and not Path(weights).is_absolute():
+        changes["weights"] = str(Path(weights).resolve())
+    return config.replace(**changes) if changes else config
 
 
 def _error_text(exc: BaseException, ray: Any) -> str:
@@ -212,14 +244,16 @@ class _Progress:
         self.shown: dict[str, Any] = {}
 
     def _done_work(self, state: dict[str, dict[str, Any]]) -> tuple[float, float]:
-        """Images trained in this call so far, and those still to train."""
+        """Images trained in this call so far (epochs reported), and those still to train; a run
+        that failed or was loaded from the store leaves the account."""
         done = left = 0.0
         for label, run in self.work.items():
             images, epochs = run.images or 0, run.config.epochs
             s = state.get(label, {})
-            at = epochs if label in self.finished else (s.get("epoch") or 0)
-            done += (at - (s.get("resumed_at") or 0)) * images
-            left += (epochs - at) * images
+            at = s.get("epoch") or 0
+            done += max(0, at - (s.get("resumed_at") or 0)) * images
+            if label not in self.finished:
+                left += (epochs - at) * images
         return done, left
 
     def eta(self, state: dict[str, dict[str, Any]]) -> str:
@@ -268,7 +302,7 @@ def train_plan(
 
     Args:
         plan: a :class:`RunPlan` (:func:`cervixlib.plan.book_plan`) or configurations of one dataset.
-        runs_dir: the run store (default: the plan's).
+        runs_dir: the run store of ``plan`` given as configurations (a :class:`RunPlan` has its own).
         jobs: runs at once; ``"auto"``: :data:`RUNS_PER_GPU` per GPU, else :data:`CPU_JOBS`.
         runs_per_gpu: runs sharing one GPU (Ray's fractional GPUs); default from ``jobs``.
         address: a Ray cluster to join (``"auto"`` or ``HOST:PORT``); None: a local instance.
@@ -285,7 +319,9 @@ def train_plan(
 
     if not isinstance(plan, RunPlan):
         plan = plan_runs(list(plan), runs_dir=runs_dir or "runs")
-    runs_dir = Path(runs_dir) if runs_dir is not None else plan.runs_dir
+    elif runs_dir is not None and Path(runs_dir).resolve() != plan.runs_dir.resolve():
+        raise ValueError(f"the plan's store status is of {plan.runs_dir}, not of {runs_dir}: plan it for that store")
+    runs_dir = plan.runs_dir
     write = write or (lambda line: print(line, file=sys.stderr, flush=True))
     t0 = time.monotonic()
     result = PlanResult(skipped=len(plan.runs) - len(plan.todo))
@@ -294,25 +330,27 @@ def train_plan(
         return result
     ray, started = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus)
     try:
-        res = ray.cluster_resources()
-        cpus, gpus = int(res.get("CPU", 1)), float(res.get("GPU", 0))
-        at_once, resources = _resources(cpus, gpus, jobs, runs_per_gpu)
+        node_cpus, node_gpus, nodes = _nodes(ray)
+        at_once, resources = _resources(node_cpus, node_gpus, nodes, jobs, runs_per_gpu)
         where = f"the Ray cluster at {address}" if address else "a local Ray instance on 127.0.0.1"
+        machines = f"{nodes} nodes of " if nodes > 1 else ""
         write(f"cervix: training {len(todo)} runs of the plan ({result.skipped} already in {runs_dir}), "
-              f"{at_once} at a time on {where} ({cpus} CPUs, {gpus:g} GPUs; a run: "
+              f"{at_once} at a time on {where} ({machines}{node_cpus} CPUs, {node_gpus:g} GPUs; a run: "
               + ", ".join(f"{k.removeprefix('num_')} {v:g}" for k, v in resources.items()) + ")")
         board = _board_class(ray).remote()
         task = ray.remote(max_retries=0, **resources)(_train_one)
         index = ray.put(plan.index)
         every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
         progress = _Progress(todo, write)
-        # Every run is submitted now: Ray starts each when its resources are free.
         # Absolute paths: a worker's working directory is not the caller's (on a cluster, the
         # store and the data must be on a filesystem every node mounts at the same place).
         store = str(Path(runs_dir).resolve())
-        pending = {task.remote(_absolute(run.config).to_dict(), run.label, store, int(resources["num_cpus"]),
-                               board, index, every): run for run in todo}
-        while pending:
+        queue, pending = list(todo), {}
+        while queue or pending:
+            while queue and len(pending) < at_once:  # at most `jobs` submitted; Ray places each
+                run = queue.pop(0)
+                pending[task.remote(_absolute(run.config, plan.data_root).to_dict(), run.label, store,
+                                    int(resources["num_cpus"]), board, index, every)] = run
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             state = ray.get(board.snapshot.remote())
             if on_report is not None:

@@ -120,12 +120,13 @@ class RunPlan:
         if self.data_root is not None:
             lines.append(f"To train: {len(self.todo)} runs, {images:,} training images in all.")
         if self.todo:
+            rate = ("at the rate this device's runs in the store trained at, one run at a time (runs "
+                    "that shared a GPU each trained slower, so this overestimates after a shared plan)")
             if unknown == 0:
-                lines.append(f"Estimated time one run at a time on {device_name()}: {_duration(total_s)} "
-                             "(from the throughput of this device's runs in the store)")
+                lines.append(f"Estimated time on {device_name()}: {_duration(total_s)} {rate}")
             elif unknown < len(self.todo):
-                lines.append(f"Estimated time one run at a time on {device_name()}: over {_duration(total_s)} "
-                             f"({unknown} runs have no measured throughput on this device)")
+                lines.append(f"Estimated time on {device_name()}: over {_duration(total_s)} {rate}; "
+                             f"{unknown} runs have no measured throughput on this device")
             else:
                 lines.append(f"No estimated time: no run of these models and sizes on {device_name()} "
                              "in the store yet")
@@ -190,6 +191,7 @@ def book_plan(
     runs_dir: str | os.PathLike[str] = "runs",
     only: Sequence[str] | None = None,
     generate: bool = True,
+    manifest: str | os.PathLike[str] | None = None,
 ) -> RunPlan:
     """The runs the book's chapters read, for ``profile`` on ``data`` (None: the embedded set).
 
@@ -198,18 +200,25 @@ def book_plan(
     built from them, and the groups of runs its manifest entry lists asked of it; a run read
     by several chapters is listed once. ``generate=False`` leaves an embedded set that is not
     generated yet alone (the plan then lists the runs without image counts or store status).
+    ``manifest``: default ``book_dir/manifest.yml``. A parameter in ``params`` that no selected
+    chapter declares is refused, as ``cervix book`` refuses it.
     """
     from cervixlib.book.manifest import load_manifest, notebook_parameters
     from cervixlib.study import Study
 
     book_dir, notebooks_dir = Path(book_dir), Path(notebooks_dir)
-    manifest = load_manifest(book_dir / "manifest.yml")
+    from cervixlib.book.errors import BookError
+
+    man = load_manifest(manifest if manifest is not None else book_dir / "manifest.yml")
     wanted: dict[TrainConfig, list[str]] = {}
-    for spec in manifest.select(only):
-        if not spec.runs:
-            continue
+    selected = man.select(only)
+    known: set[str] = set()
+    for spec in selected:
         src = notebooks_dir / f"{spec.name}.ipynb"
         declared = {k: _literal(v, f"{src}: parameter {k}") for k, v in notebook_parameters(src).items()}
+        known |= set(declared)
+        if not spec.runs:
+            continue
         values = {**declared, **spec.parameters_for(profile),
                   **{k: v for k, v in (params or {}).items() if k in declared},
                   "profile": profile, "data_root": None if data is None else str(data)}
@@ -219,6 +228,10 @@ def book_plan(
                 wanted.setdefault(config, [])
                 if spec.name not in wanted[config]:
                     wanted[config].append(spec.name)
+    unknown = sorted(set(params or {}) - known)
+    if unknown:
+        raise BookError(f"parameter(s) {', '.join(unknown)} are not in the parameters cell of "
+                        f"{', '.join(s.name for s in selected)}")
     return plan_runs(list(wanted), profile=profile, runs_dir=runs_dir, generate=generate,
                      chapters={c: tuple(ch) for c, ch in wanted.items()})
 

@@ -299,7 +299,7 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
                 "history": history, "best": best, "torch_rng": torch.get_rng_state(),
                 "loader_rng": train_loader.generator.get_state()}, best_model=best_model)
             best_model, last_checkpoint = None, time.monotonic()
-        if on_epoch is not None:  # after the checkpoint: an epoch reported is an epoch kept
+        if on_epoch is not None:  # after the checkpoint, if one was due
             on_epoch(epoch + 1, config.epochs, row)
     if best_model is not None:
         store.save_best(part, best_model)

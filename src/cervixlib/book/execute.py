@@ -384,8 +384,8 @@ def run_book(
     before = _run_names(runs_dir)
     if to_run and train:
         t = time.perf_counter()
-        result.planned = _train_plan(profile, data, overrides, book_dir, notebooks_dir, runs_dir, to_run,
-                                     jobs=jobs, address=address)
+        result.planned = _train_plan(profile, data, overrides, man.path, book_dir, notebooks_dir, runs_dir,
+                                     to_run, jobs=jobs, address=address)
         result.seconds["plan"] = time.perf_counter() - t
     for spec, src, parameters, key in keyed:
         out = book_dir / f"{spec.name}.ipynb"
@@ -434,25 +434,26 @@ def _run_names(runs_dir: str | os.PathLike[str]) -> set[str]:
     return {p.parent.name for p in root.glob("*/config.json")} if root.is_dir() else set()
 
 
-def _train_plan(profile: str, data: Any, params: Mapping[str, Any], book_dir: Path, notebooks_dir: Path,
-                runs_dir: Any, chapters: Sequence[str], *, jobs: int | str, address: str | None) -> list[str]:
+def _train_plan(profile: str, data: Any, params: Mapping[str, Any], manifest: Path, book_dir: Path,
+                notebooks_dir: Path, runs_dir: Any, chapters: Sequence[str], *, jobs: int | str,
+                address: str | None) -> list[str]:
     """Train the run plan of ``chapters`` in parallel before they execute; the plan's run names.
 
     A failed run fails the book (after the others finished) with one line a run; without Ray
     the chapters train their runs themselves, one at a time.
     """
     from cervixlib.data import DataError
-    from cervixlib.parallel import RayMissingError, train_plan
+    from cervixlib.parallel import RayUnavailable, train_plan
     from cervixlib.plan import book_plan
 
     try:
         plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
-                         runs_dir=runs_dir, only=chapters)
+                         runs_dir=runs_dir, only=chapters, manifest=manifest)
     except (DataError, ValueError) as exc:  # data the chapters' runs cannot use: one line, as a chapter says it
         raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
     try:
         outcome = train_plan(plan, jobs=jobs, address=address)
-    except RayMissingError as exc:
+    except RayUnavailable as exc:
         _log.warning("%s; the chapters train their runs one at a time instead", exc)
         return []
     if not outcome.ok:

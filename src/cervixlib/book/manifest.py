@@ -161,8 +161,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
                                 "(--profile, --data, --runs), not by the manifest")
         runs = entry.get("runs") or []
         if not isinstance(runs, list) or not all(_is_need(r) for r in runs):
-            raise BookError(f"{where}: runs must be a list of {', '.join(RUN_NEEDS)}, each optionally "
-                            f"@SUBSET ({', '.join(SUBSETS)}), got {runs!r}")
+            raise BookError(f"{where}: runs must be a list of {', '.join(RUN_NEEDS)}, each but leakage "
+                            f"(isolated cells) optionally @SUBSET ({', '.join(SUBSETS)}), got {runs!r}")
         specs.append(NotebookSpec(name, params, profiles, tuple(runs)))
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -175,7 +175,7 @@ def _is_need(value: Any) -> bool:
     if not isinstance(value, str):
         return False
     kind, at, subset = value.partition("@")
-    return kind in RUN_NEEDS and (not at or subset in SUBSETS)
+    return kind in RUN_NEEDS and (not at or (subset in SUBSETS and kind != "leakage"))
 
 
 def toc_chapters(toc: str | os.PathLike[str]) -> list[str]:
