@@ -197,7 +197,7 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
                    help="--plan: runs at once (default auto: 4 a GPU; without one, 2 on a CPU of 2 cores or "
                         "more, as measured in benchmarks/plan_results.md)")
     p.add_argument("--runs-per-gpu", type=int, default=None, metavar="N",
-                   help="--plan: runs sharing one GPU (Ray's fractional GPUs; default 4)")
+                   help="--plan: runs sharing one GPU (Ray's fractional GPUs; default 4, or as many as --jobs asks for)")
     p.add_argument("--address", default=None,
                    help="--plan: join this Ray cluster (auto, or HOST:PORT) instead of starting a local "
                         "instance on 127.0.0.1; the run store and data must be on a shared filesystem")
