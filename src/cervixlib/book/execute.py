@@ -454,6 +454,8 @@ def _train_plan(profile: str, data: Any, params: Mapping[str, Any], manifest: Pa
     try:
         outcome = train_plan(plan, jobs=jobs, address=address)
     except RayUnavailable as exc:
+        if address is not None:  # a cluster was asked for: no quiet fallback to this machine
+            raise BookError(str(exc)) from None
         _log.warning("%s; the chapters train their runs one at a time instead", exc)
         return []
     if not outcome.ok:
