@@ -208,16 +208,11 @@ def _train_one(config: dict[str, Any], label: str, runs_dir: str, cpus: int, boa
 
 
 def _absolute(config: TrainConfig, root: Path | None) -> TrainConfig:
-    """``config`` with the plan's data root (absolute; for the embedded set too, so that a worker
-    does not look for it in its own data home) and an absolute weights file. Neither path is
-    part of the run's key."""
-    changes: dict[str, Any] = {}
-    if root is not None:
-        changes["root"] = str(root.resolve())
-    weights = config.weights
-    if weights and weights.lower() != "imagenet" and not Path(weights).is_absolute():
-        changes["weights"] = str(Path(weights).resolve())
-    return config.replace(**changes) if changes else config
+    """``config`` with the plan's data root, absolute (for the embedded set too, so that a worker
+    does not look for it in its own data home). The root is not part of the run's key; a
+    weights path is, so it is passed as given (a local instance's workers share the caller's
+    working directory; on a cluster, give an absolute path)."""
+    return config if root is None else config.replace(root=str(root.resolve()))
 
 
 def _error_text(exc: BaseException, ray: Any) -> str:
