@@ -16,6 +16,7 @@ the same model, size and device in the store measured their throughput.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import statistics
@@ -31,12 +32,6 @@ if TYPE_CHECKING:
     from cervixlib.data import DatasetIndex
 
 __all__ = ["PlannedRun", "RunPlan", "book_plan", "plan_runs", "store_throughput"]
-
-#: Parameters of a chapter that :class:`cervixlib.study.Study` takes (the notebooks pass
-#: these to it by the same names).
-_STUDY_FIELDS = ("profile", "data_root", "skip_bad", "subset", "split", "protocol", "image_size",
-                 "epochs", "seed", "folds")
-
 
 @dataclass(frozen=True)
 class PlannedRun:
@@ -203,12 +198,15 @@ def book_plan(
     ``manifest``: default ``book_dir/manifest.yml``. A parameter in ``params`` that no selected
     chapter declares is refused, as ``cervix book`` refuses it.
     """
+    from cervixlib.book.errors import BookError
     from cervixlib.book.manifest import load_manifest, notebook_parameters
     from cervixlib.study import Study
 
+    # the chapter parameters a Study takes, by the names the notebooks pass them under; the
+    # plan's own run store replaces the notebooks' (relative to notebooks/)
+    study_fields = {f.name for f in dataclasses.fields(Study) if f.init and not f.name.startswith("_")}
+    study_fields.discard("runs_dir")
     book_dir, notebooks_dir = Path(book_dir), Path(notebooks_dir)
-    from cervixlib.book.errors import BookError
-
     man = load_manifest(manifest if manifest is not None else book_dir / "manifest.yml")
     wanted: dict[TrainConfig, list[str]] = {}
     selected = man.select(only)
@@ -222,7 +220,7 @@ def book_plan(
         values = {**declared, **spec.parameters_for(profile),
                   **{k: v for k, v in (params or {}).items() if k in declared},
                   "profile": profile, "data_root": None if data is None else str(data)}
-        study = Study(**{k: values[k] for k in _STUDY_FIELDS if k in values}, runs_dir=str(runs_dir))
+        study = Study(**{k: v for k, v in values.items() if k in study_fields}, runs_dir=str(runs_dir))
         for need in spec.runs:
             for config in study.needed_configs(need, values.get("models", [])):
                 wanted.setdefault(config, [])
