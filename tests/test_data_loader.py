@@ -281,6 +281,17 @@ def test_subset_names_agree_between_config_and_data():
     assert config.SUBSETS == data.SUBSETS
 
 
+def test_a_root_one_level_above_is_found_and_two_equal_roots_are_refused(tmp_path, build_tree):
+    from cervixlib.data import default_subset
+
+    build_tree(tmp_path / "above" / "SIPaKMeD")
+    assert load_index(tmp_path / "above").root == tmp_path / "above" / "SIPaKMeD"
+    build_tree(tmp_path / "above" / "copy")
+    with pytest.raises(DataError, match=r"several SIPaKMeD roots inside \(SIPaKMeD, copy\); point to one"):
+        load_index(tmp_path / "above")
+    assert default_subset(tmp_path / "above") == "multi"  # load_index says why it cannot be used
+
+
 def test_each_layout_has_its_own_default_subset(tmp_path, sipakmed_tree, capsys):
     from cervixlib.config import make_config
     from cervixlib.data import default_subset

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from cervixlib.layout import SUBSETS, Subset, default_subset
+
 __all__ = [
     "DataConfig",
     "TrainConfig",
@@ -24,17 +26,22 @@ __all__ = [
     "SUBSETS",
     "SPLITS",
     "PRECISIONS",
+    "ATTRIBUTION_METHODS",
+    "BASELINES",
     "RUN_NEEDS",
 ]
 
-#: Subset names: SIPaKMeD's multi-cell images and isolated cells, and the images of a
-#: class-per-folder set (not known to be single cells). Defined here, the light-weight
-#: module the command-line parser reads; ``cervixlib.data`` re-exports it.
 Precision = Literal["auto", "fp32", "bf16"]
 #: The precision names (:func:`cervixlib.runtime.resolve_precision`), from the type above.
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-Subset = Literal["multi", "isolated", "images"]
-SUBSETS: tuple[str, ...] = get_args(Subset)
+#: Attribution methods and Integrated Gradients' baselines by name
+#: (:func:`cervixlib.explain.attribute`, :func:`cervixlib.explain.make_baseline`), here for the parser.
+AttributionMethod = Literal["ig", "saliency"]
+ATTRIBUTION_METHODS: tuple[str, ...] = get_args(AttributionMethod)
+BaselineName = Literal["black", "white", "blur", "mean", "background", "uniform"]
+BASELINES: tuple[str, ...] = get_args(BaselineName)
+# SUBSETS (and the type Subset) come from cervixlib.layout, with the rule that gives a root
+# its default subset; they are exported here too, for the command-line parser.
 #: How a run's images are split: ``"group"`` (ours: stratified, no source image in two
 #: parts, :func:`cervixlib.data.make_split`) or ``"paper"`` (the released code's per-class
 #: shuffle with seed 230, :func:`cervixlib.data.paper_split`).
@@ -211,7 +218,7 @@ class Profile:
         """Build the :class:`TrainConfig` of this profile for ``model``; ``None`` overrides are ignored.
 
         An explicit ``epochs`` or ``image_size`` wins over the profile's, on either subset. Without a
-        ``subset``, a ``root`` gets its own (:func:`cervixlib.data.default_subset`:
+        ``subset``, a ``root`` gets its own (:func:`cervixlib.layout.default_subset`:
         ``"multi"`` for SIPaKMeD, ``"images"`` for a class-per-folder set); the embedded
         synthetic set gets ``"multi"``. Without ``folds``, the group split gets the
         profile's :attr:`folds` (fold ``fold``, default 0) and the released split one split.
@@ -220,8 +227,6 @@ class Profile:
         if "folds" not in overrides:
             overrides["folds"] = self.folds if overrides.get("split", self.split) == "group" else 1
         if "subset" not in overrides and overrides.get("root"):
-            from cervixlib.data import default_subset
-
             overrides["subset"] = default_subset(overrides["root"])
         subset = overrides.get("subset", DataConfig.subset)
         data = DataConfig(image_size=self.image_size_for(subset), synth_scale=self.synth_scale,

@@ -20,24 +20,13 @@ import numpy as np
 from cervixlib.data.errors import DataError
 from cervixlib.data.io import IMAGE_EXTENSIONS, ImageInfo, os_problem, probe_image, read_dat, read_image
 from cervixlib.data.items import CLASSES, Cell, Item
+from cervixlib.layout import CLASS_KEYS, class_key, natural_key, sipakmed_roots
 
 __all__: list[str] = []  # private to cervixlib.data.index
 
 _MULTI_DAT = re.compile(r"^(?P<image>.+?)_(?P<part>cyt|nuc)(?P<cell>\d+)\.dat$", re.IGNORECASE)
 _CROP_DAT = re.compile(r"^(?P<image>.+)_(?P<part>cyt|nuc)\.dat$", re.IGNORECASE)
 _CROP_STEM = re.compile(r"^(?P<source>\d+)_(?P<cell>\d+)$")
-
-
-def _norm(name: str) -> str:
-    """Class-name key: lower case, letters and digits only ("Superficial_intermediate")."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-_CLASS_KEYS = {_norm(c): c for c in CLASSES}
-
-
-def _natural_key(name: str) -> tuple:
-    return tuple(int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name))
 
 
 def _image_number(stem: str) -> str:
@@ -130,7 +119,7 @@ def _scan(folder: Path, warn=None) -> tuple[list[Path], list[Path], list[Path]]:
             images.append(path)
         elif path.suffix.lower() == ".dat":
             dats.append(path)
-    key = lambda p: _natural_key(p.name)  # noqa: E731
+    key = lambda p: natural_key(p.name)  # noqa: E731
     return sorted(images, key=key), sorted(dats, key=key), sorted(dirs, key=key)
 
 
@@ -144,7 +133,7 @@ def _make_cells(reader: Reader, parts: dict[str, dict[str, Path]], image: Path,
                 size: tuple[int, int]) -> tuple[Cell, ...]:
     """Cells from ``{cell id: {"cyt": path, "nuc": path}}`` (sorted by cell id)."""
     cells = []
-    for cell_id in sorted(parts, key=_natural_key):
+    for cell_id in sorted(parts, key=natural_key):
         files = parts[cell_id]
         cyt = reader.dat(files["cyt"]) if "cyt" in files else None
         nuc = reader.dat(files["nuc"]) if "nuc" in files else None
@@ -236,40 +225,19 @@ def index_sipakmed_class(reader: Reader, class_dir: Path, label: int, name: str
     return multi, isolated
 
 
-def _sipakmed_classes(base: Path) -> dict[str, Path]:
-    """``{class name: folder}`` for the ``im_<Class>`` folders directly in ``base``."""
-    found = {}
-    try:
-        children = [p for p in base.iterdir() if p.is_dir()]
-    except OSError:
-        return {}
-    for child in sorted(children, key=lambda p: _natural_key(p.name)):
-        key = _norm(child.name[3:])
-        if child.name.lower().startswith("im_") and key in _CLASS_KEYS:
-            found.setdefault(_CLASS_KEYS[key], child)
-    return found
-
-
 def find_sipakmed(root: Path) -> tuple[Path, dict[str, Path]] | None:
-    """The SIPaKMeD base folder (``root`` or one child) and its class folders, or None.
+    """The SIPaKMeD base folder (``root`` or one child) and its class folders, or None
+    (:func:`cervixlib.layout.sipakmed_roots`).
 
     Reads folder names only. Raises DataError when two children both look like roots.
     """
-    found = _sipakmed_classes(root)
-    if found:
-        return root, found
-    candidates = []
-    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        sub = _sipakmed_classes(child)
-        if sub:
-            candidates.append((len(sub), child, sub))
+    candidates = sipakmed_roots(root)
     if not candidates:
         return None
-    candidates.sort(key=lambda t: -t[0])
-    if len(candidates) > 1 and candidates[0][0] == candidates[1][0]:
-        raise DataError(root, f"several SIPaKMeD roots inside ({candidates[0][1].name}, "
-                              f"{candidates[1][1].name}); point to one of them")
-    return candidates[0][1], candidates[0][2]
+    if len(candidates) > 1 and len(candidates[0][1]) == len(candidates[1][1]):
+        raise DataError(root, f"several SIPaKMeD roots inside ({candidates[0][0].name}, "
+                              f"{candidates[1][0].name}); point to one of them")
+    return candidates[0]
 
 
 def _nested(class_dir: Path) -> Path | None:
@@ -296,10 +264,10 @@ def index_sipakmed(reader: Reader, base: Path, found: dict[str, Path]) -> tuple[
     for d in dirs:
         if d in known:
             continue
-        key = _norm(d.name[3:])
-        if d.name.lower().startswith("im_") and key in _CLASS_KEYS:
-            reader.warn(d, f"a second folder of class {_CLASS_KEYS[key]} besides "
-                           f"{found[_CLASS_KEYS[key]].name}; ignored")
+        key = class_key(d.name[3:])
+        if d.name.lower().startswith("im_") and key in CLASS_KEYS:
+            reader.warn(d, f"a second folder of class {CLASS_KEYS[key]} besides "
+                           f"{found[CLASS_KEYS[key]].name}; ignored")
         else:
             reader.warn(d, "not a SIPaKMeD class folder (im_Dyskeratotic, ...); ignored")
     multi: list[Item] = []
@@ -332,8 +300,8 @@ def index_class_folders(reader: Reader, root: Path) -> tuple[tuple[str, ...], li
                 reader.fail(d, "empty class folder: no images (.bmp, .png, .jpg, .jpeg, .tif, .tiff) "
                                "directly inside" + (" (sub-folders are not searched)" if subdirs else ""))
             continue
-        key = _norm(d.name[3:] if d.name.lower().startswith("im_") else d.name)
-        name = _CLASS_KEYS.get(key, d.name)
+        key = class_key(d.name[3:] if d.name.lower().startswith("im_") else d.name)
+        name = CLASS_KEYS.get(key, d.name)
         if name in names:
             reader.fail(d, f"two folders name class {name!r}: {names[name].name} and {d.name}")
             continue

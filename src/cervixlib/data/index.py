@@ -20,8 +20,9 @@ Other cytology sets can be brought as ``ROOT/<class>/*.bmp|png|jpg|jpeg|tif|tiff
 (``layout = "class-folders"``). Such images carry no boundaries and are not known to
 be multi-cell fields or single cells: they form a third subset, ``"images"``, without
 cells (cell masks are then unavailable), and ``multi`` and ``isolated`` stay empty.
-Each layout has a default subset (:func:`default_subset`): ``"multi"`` for SIPaKMeD,
-``"images"`` for a class-per-folder set, so only SIPaKMeD needs a subset named.
+Each layout has a default subset (:func:`default_subset`, from :mod:`cervixlib.layout`,
+where the layout rules live): ``"multi"`` for SIPaKMeD, ``"images"`` for a
+class-per-folder set, so only SIPaKMeD needs a subset named.
 
 Indexing reads image headers and the small ``.dat`` files only (no pixel decoding of
 intact files), so a full-size set indexes in seconds; see :mod:`cervixlib.data.io`
@@ -46,6 +47,7 @@ import numpy as np
 from cervixlib.data import _walk
 from cervixlib.data.errors import BadFilesError, DataError, display_path
 from cervixlib.data.items import CLASSES, SUBSETS, Cell, Item, Subset
+from cervixlib.layout import CLASS_FOLDERS, default_subset, layout_subsets
 
 __all__ = ["CLASSES", "SUBSETS", "SYNTHETIC_MARKER", "Cell", "Item", "DatasetIndex", "default_subset",
            "load_index"]
@@ -54,27 +56,6 @@ _log = logging.getLogger(__name__)
 
 #: File in a dataset root that marks it as generated (see :mod:`cervixlib.data.synth`).
 SYNTHETIC_MARKER = "SYNTHETIC.json"
-
-_CLASS_FOLDERS = "class-folders"
-_SIPAKMED_SUBSETS = ("multi", "isolated")
-_CLASS_FOLDER_SUBSETS = ("images",)
-
-
-def default_subset(root: str | os.PathLike[str]) -> Subset:
-    """The subset a run uses when none is named: ``"multi"`` for a SIPaKMeD tree (the
-    paper's headline task), ``"images"`` for a class-per-folder set (its only one).
-
-    Reads folder names only, so configurations can call it cheaply. A root that does not
-    exist or cannot be told apart gets ``"multi"``; :func:`load_index` then reports why.
-    """
-    root = Path(root).expanduser()
-    try:
-        if not root.is_dir() or _walk.find_sipakmed(root) is not None:
-            return "multi"
-    except (DataError, OSError):
-        return "multi"
-    return "images"
-
 
 @dataclass
 class DatasetIndex:
@@ -111,12 +92,12 @@ class DatasetIndex:
     @property
     def subsets(self) -> tuple[str, ...]:
         """The subsets this layout has: ``("multi", "isolated")`` or ``("images",)``."""
-        return _CLASS_FOLDER_SUBSETS if self.layout == _CLASS_FOLDERS else _SIPAKMED_SUBSETS
+        return layout_subsets(self.layout)
 
     @property
     def default_subset(self) -> Subset:
         """``"multi"`` for SIPaKMeD, ``"images"`` for a class-per-folder set."""
-        return "images" if self.layout == _CLASS_FOLDERS else "multi"
+        return self.subsets[0]
 
     def _items(self, name: str) -> list[Item]:
         if name not in SUBSETS:
@@ -132,7 +113,7 @@ class DatasetIndex:
         name = self.default_subset if name is None else name
         items = self._items(name)
         if name not in self.subsets:
-            if self.layout == _CLASS_FOLDERS:
+            if self.layout == CLASS_FOLDERS:
                 why = (f"a class-per-folder set has one subset, 'images' (its images are not known to be "
                        f"multi-cell fields or single cells), not {name!r}; leave --subset out or give 'images'")
             else:
@@ -177,7 +158,7 @@ class DatasetIndex:
     def _count_lines(self) -> list[str]:
         """The per-class table of :meth:`describe`: SIPaKMeD's two subsets, or ``images``."""
         width = max(12, *(len(c) for c in self.classes))
-        if self.layout == _CLASS_FOLDERS:
+        if self.layout == CLASS_FOLDERS:
             counts = self.class_counts("images")
             lines = [f"{'class':<{width}}  {'images':>8}"]
             lines += [f"{c:<{width}}  {counts[c]:>8}" for c in self.classes]
@@ -283,7 +264,7 @@ def load_index(root: str | os.PathLike[str], *, skip_bad: bool = False, verify: 
         classes = CLASSES
     else:
         base = root
-        layout, multi, isolated = _CLASS_FOLDERS, [], []
+        layout, multi, isolated = CLASS_FOLDERS, [], []
         classes, images = _walk.index_class_folders(reader, root)
     if reader.fatal or (reader.bad and not skip_bad):
         raise _problems_error(base, reader.bad, reader.fatal, skip_bad)
