@@ -16,21 +16,31 @@ The extension
   wider than the column scrolls in its own box, tables in a smaller font);
 * links the repository when ``_config.yml`` names one (``repository: url:``): the
   theme's repository button on every page, and the MyST substitution
-  ``{{ repository }}`` (a link, or where the notebooks are when no address is set).
+  ``{{ repository }}`` (a link, or where the notebooks are when no address is set);
+* stops a build whose chapters were never executed (a fresh clone: the executed
+  notebooks in ``book/`` are git-ignored) with one line naming them and the command
+  that writes them (:func:`missing_chapters_message`), instead of Sphinx's "unable to
+  load the master document" and jupyter-book's tracebacks;
+* rebuilds a page whenever its source's content changed, also when the new file
+  carries an older modification time than the last build (``cp -p``, ``rsync -a``, an
+  unpacked archive of executed notebooks), which Sphinx's mtime check misses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cervixlib import __version__
 from cervixlib.display import PLOTLY_MIMETYPE
 
-__all__ = ["BOOK_CSS", "MATHJAX_SHIM", "NO_REPOSITORY_TEXT", "PLOTLY_JS", "VENDOR_STATIC", "setup"]
+__all__ = ["BOOK_CSS", "MANIFEST", "MATHJAX_SHIM", "NO_REPOSITORY_TEXT", "PLOTLY_JS", "VENDOR_STATIC",
+           "missing_chapters_message", "setup"]
 
 #: Where the Sphinx extension puts plotly.js and the vendored files, under ``_static``.
 VENDOR_STATIC = "vendor"
@@ -79,6 +89,11 @@ NO_REPOSITORY_TEXT = ("the cervixlib repository (this copy of the book names no 
                       "for it; `repository: url:` in `_config.yml` sets one)")
 
 
+#: The book's manifest in the source folder: its notebooks are the chapters papermill executes.
+MANIFEST = "manifest.yml"
+#: Attribute of the build environment: docname -> SHA-256 of its source file when last read.
+_DIGESTS = "cervix_source_digests"
+
 _LOCAL_ASSETS: dict[int, dict[str, str]] = {}  # id(app) -> local asset -> first page using it
 
 
@@ -96,6 +111,112 @@ def _sphinx_config_inited(app: Any, config: Any) -> None:
         # Sphinx 7's -W --keep-going: report every warning, then exit with status 1
         app.keep_going = True
     _link_repository(config)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the user would type it: relative to the working directory, unless far from it."""
+    rel = os.path.relpath(path)
+    return rel if Path(rel).parts.count("..") <= 1 else str(path)
+
+
+def missing_chapters_message(srcdir: str | os.PathLike[str], docnames: Sequence[str],
+                             suffixes: Iterable[str], toc: str = "_toc.yml") -> str | None:
+    """One line naming the toc documents without a source in ``srcdir``, or None if all are there.
+
+    Documents listed in ``srcdir/manifest.yml`` are chapters that papermill writes
+    (``cervix book``, git-ignored), so the line says how to execute them; any other
+    missing document is reported as missing from the toc's folder.
+    """
+    from cervixlib.book.errors import BookError
+    from cervixlib.book.manifest import load_manifest
+
+    srcdir = Path(srcdir)
+    suffixes = tuple(suffixes)
+
+    def exists(doc: str) -> bool:
+        return (doc.endswith(suffixes) and (srcdir / doc).is_file()) or any(
+            (srcdir / f"{doc}{suffix}").is_file() for suffix in suffixes)
+
+    missing = [d for d in docnames if not exists(d)]
+    if not missing:
+        return None
+    try:
+        chapters = load_manifest(srcdir / MANIFEST).names if (srcdir / MANIFEST).is_file() else []
+    except BookError:
+        chapters = []  # a broken manifest is `cervix book`'s to report; here: plain missing files
+    book = _shown(srcdir) + "/"
+    notebooks = _shown(srcdir.parent / "notebooks") + "/"
+    parts = []
+    unexecuted = [d for d in missing if d in chapters]
+    if unexecuted:
+        listed = [d for d in docnames if d in chapters]
+        count = f"{len(unexecuted)} of {len(listed)}" if len(unexecuted) < len(listed) else f"{len(unexecuted)}"
+        parts.append(f"{count} chapter{'s' if len(listed) > 1 else ''} not executed yet "
+                     f"({', '.join(unexecuted)}): run `make book` or `cervix book` (or papermill each "
+                     f"notebook of {notebooks} into {book}) before `jupyter-book build {book}`")
+    others = [d for d in missing if d not in chapters]
+    if others:
+        parts.append(f"{', '.join(others)} listed in {toc} but not found")
+    return f"{book}: " + "; ".join(parts)
+
+
+def _sphinx_check_sources(app: Any, config: Any) -> None:
+    """Exit with one line when a document of the toc has no source (after sphinx-external-toc
+    has read ``_toc.yml``). A :class:`SystemExit`, not a Sphinx error: jupyter-book prints
+    any exception from the build with two tracebacks and a box that bury the line."""
+    site_map = getattr(config, "external_site_map", None)
+    if site_map is None:  # not a toc build (`jupyter-book build PAGE`)
+        return
+    toc = Path(app.srcdir) / str(config.external_toc_path)  # an absolute path stays as it is
+    message = missing_chapters_message(app.srcdir, list(site_map), config.source_suffix, _shown(toc))
+    if message:
+        raise SystemExit(message)
+
+
+def _file_digest(path: Path) -> str | None:
+    """SHA-256 of the file's bytes; None when it cannot be read (Sphinx reports that itself)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _digests(env: Any) -> dict[str, str]:
+    """The build environment's docname -> source digest (pickled with it)."""
+    if not isinstance(getattr(env, _DIGESTS, None), dict):
+        setattr(env, _DIGESTS, {})
+    return getattr(env, _DIGESTS)
+
+
+def _sphinx_record_source(app: Any, docname: str, source: list[str]) -> None:
+    """Remember the digest of the source just read (see :func:`_sphinx_env_get_outdated`)."""
+    digest = _file_digest(Path(app.env.doc2path(docname)))
+    if digest is not None:
+        _digests(app.env)[docname] = digest
+
+
+def _sphinx_env_purge_doc(app: Any, env: Any, docname: str) -> None:
+    """Forget a document's digest when Sphinx drops it (reread or removed)."""
+    _digests(env).pop(docname, None)
+
+
+def _sphinx_env_merge_info(app: Any, env: Any, docnames: set[str], other: Any) -> None:
+    """Take the digests recorded by a parallel reader (``parallel_read_safe``)."""
+    theirs = _digests(other)
+    _digests(env).update({d: theirs[d] for d in docnames if d in theirs})
+
+
+def _sphinx_env_get_outdated(app: Any, env: Any, added: set[str], changed: set[str],
+                             removed: set[str]) -> list[str]:
+    """Documents whose source's content differs from the one last read.
+
+    Sphinx rereads a document only when its file is newer than the last build, so a
+    chapter replaced by a copy that keeps its older mtime would keep its old outputs.
+    """
+    skip = added | changed | removed
+    return [doc for doc, digest in _digests(env).items()
+            if doc not in skip and doc in env.found_docs
+            and _file_digest(Path(env.doc2path(doc))) not in (None, digest)]
 
 
 def _link_repository(config: Any) -> None:
@@ -225,8 +346,16 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_config_value("cervix_offline", False, "html", [bool])
     app.add_config_value("cervix_vendor_dir", "_vendor", "html", [str])
     app.connect("config-inited", _sphinx_config_inited)
+    # after sphinx-external-toc (priority 900) has read the toc into external_site_map
+    app.connect("config-inited", _sphinx_check_sources, priority=950)
+    app.connect("source-read", _sphinx_record_source)
     app.connect("source-read", _sphinx_source_read)
+    app.connect("env-purge-doc", _sphinx_env_purge_doc)
+    app.connect("env-merge-info", _sphinx_env_merge_info)
+    app.connect("env-get-outdated", _sphinx_env_get_outdated)
     app.connect("html-page-context", _sphinx_page_context, priority=900)
     app.connect("build-finished", _sphinx_build_finished)
     app.add_css_file(BOOK_CSS, priority=900)  # after the theme's stylesheets
-    return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}
+    # env_version: a build environment pickled without the digests is rebuilt once
+    return {"version": __version__, "env_version": 1, "parallel_read_safe": True,
+            "parallel_write_safe": True}
