@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score
 
 from cervixlib import report
 from cervixlib.config import PROFILES, make_config
+from cervixlib.display import study_statement
 from cervixlib.facts import CLASSES, PAPER_TABLE2
 from cervixlib.metrics import classification_metrics
 from cervixlib.runs import Run
@@ -79,13 +81,46 @@ def test_study_configs_are_the_profiles_and_the_statement_says_what_ran(synth_ro
         assert study.config("resnet50", subset) == make_config(
             "resnet50", profile="smoke", root=str(synth_root), subset=subset)
     assert study.config("resnet50").data.subset == "multi"  # a SIPaKMeD tree's own default
-    text = study.statement()
+    text = study_statement(study)
     assert "Synthetic data: these are not SIPaKMeD results" in text
-    assert f"({len(study.index.multi)} multi-cell images, {len(study.index.isolated)} isolated cells)" in text
+    assert (f"the embedded synthetic SIPaKMeD-compatible set ({len(study.index.multi)} multi-cell images, "
+            f"{len(study.index.isolated)} isolated cells; data fingerprint <code>") in text
     assert "profile <code>smoke</code>: 64 px, 1 epoch," in text
-    default = Study(profile="default", data_root=str(synth_root)).statement()
+    default = study_statement(Study(profile="default", data_root=str(synth_root)))
     assert "profile <code>default</code>: 64 px, 8 epochs on multi-cell images and 2 on isolated cells" in default
     assert f"The default profile: {PROFILES['default'].description}." in default  # what the budget bought
+
+
+def test_the_statement_names_the_data_and_its_fingerprint_never_its_path(synth_root, sipakmed_tree, tmp_path):
+    """A published page shows the data's name, counts and fingerprint; the root's path
+    (the build machine's) stays in the notebook's parameters cell."""
+    folders = tmp_path / "my-cytology-set"
+    for name in ("a", "b", "c"):
+        (folders / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folders / name / f"{i}.png")
+    expected = {synth_root: "the embedded synthetic SIPaKMeD-compatible set (",
+                sipakmed_tree: "SIPaKMeD, folder <code>sipakmed</code> (",
+                folders: "The class-per-folder set <code>my-cytology-set</code> (9 images in 3 classes; "}
+    for root, name in expected.items():
+        study = Study(profile="smoke", data_root=str(root), runs_dir=str(tmp_path / "runs"))
+        text, index = study_statement(study), study.index
+        for path in {root, root.resolve(), study.root, study.root.resolve()}:
+            assert str(path) not in text and str(path.parent) not in text
+        assert name in text and f"data fingerprint <code>{index.fingerprint()[:12]}</code>)" in text
+        if index.layout != "class-folders":
+            assert f"({len(index.multi)} multi-cell images, {len(index.isolated)} isolated cells;" in text
+        assert str(root) not in study.dataset_label and str(root.parent) not in study.dataset_label
+    assert Study(profile="smoke", data_root=str(sipakmed_tree)).dataset_label == "SIPaKMeD (sipakmed)"
+    assert Study(profile="smoke", data_root=str(folders)).dataset_label == "my-cytology-set (class-per-folder set)"
+
+
+def test_report_tables_name_real_data_by_folder_not_path(tmp_path):
+    run = _run(tmp_path, "resnet50", Y, synthetic=False)
+    run.info["layout"] = "sipakmed"
+    (row,) = report.table2_rows([run])
+    assert row["dataset"] == "SIPaKMeD (data)" and str(tmp_path) not in report.compare_text([run])
+    assert f"at {tmp_path / 'data'}" in report.format_run(run)  # the command line may show where it is
 
 
 def test_split_rows_count_each_class_in_each_part():

@@ -11,7 +11,10 @@ imports allow.
   ``application/vnd.plotly.v1+json``, which Jupyter Book cannot render) together
   with the plotly JSON that JupyterLab renders; a matplotlib figure as PNG;
 * :func:`use_book_renderer` makes a bare ``fig`` or ``fig.show()`` do the same;
-* :func:`html_table` writes rows of dicts as a small HTML table.
+* :func:`html_table` writes rows of dicts as a small HTML table;
+* :func:`study_statement` (shown by :func:`show_statement`) says which data and
+  settings produced a chapter's numbers, without the data's path (pages are published;
+  the path stays in the downloadable notebook's parameters cell).
 
 The book's Sphinx extension and output checks read the constants here
 (:data:`PLOTLY_MIMETYPE`); this module imports nothing from the book.
@@ -24,14 +27,21 @@ import html
 import itertools
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cervixlib.study import DatasetFacts, Study
 
 __all__ = [
+    "FINGERPRINT_CHARS",
     "PLOTLY_MIMETYPE",
+    "dataset_html",
     "display_figure",
     "figure_mimebundle",
     "html_table",
     "show",
+    "show_statement",
+    "study_statement",
     "use_book_renderer",
 ]
 
@@ -130,3 +140,84 @@ def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> st
     body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return f'<table class="table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+#: Hex digits of the data fingerprint a statement shows (the first of the 16 ``cervix info`` prints).
+FINGERPRINT_CHARS = 12
+_SUBSET_WORDS = {"multi": "multi-cell images", "isolated": "isolated cells", "images": "images"}
+
+
+def dataset_html(facts: DatasetFacts) -> str:
+    """The data in one phrase: its name, its images per subset, its fingerprint; never a path."""
+    counts = ", ".join(f"{n} {_SUBSET_WORDS.get(s, s)}" for s, n in facts.counts.items())
+    if "images" in facts.counts:
+        counts += f" in {facts.n_classes} classes"
+    fingerprint = f"data fingerprint <code>{html.escape(facts.fingerprint[:FINGERPRINT_CHARS])}</code>"
+    if facts.synthetic:
+        name = html.escape(facts.name)
+    elif "images" in facts.counts:
+        name = f"the class-per-folder set <code>{html.escape(facts.name)}</code>"
+    else:
+        name = f"SIPaKMeD, folder <code>{html.escape(facts.name)}</code>"
+    return f"{name} ({counts}; {fingerprint})"
+
+
+def _settings_html(study: Study) -> str:
+    """The profile, sizes, epochs, optimiser, split and protocols the study's runs use."""
+    cfg = study.config("<model>")
+    both = {subset: study.config("<model>", subset) for subset in ("multi", "isolated")}
+    epochs, sizes = ({s: c.epochs for s, c in both.items()}, {s: c.data.image_size for s, c in both.items()})
+    epochs_text = (f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}" if epochs["multi"] == epochs["isolated"] else
+                   f"{epochs['multi']} epochs on multi-cell images and {epochs['isolated']} on isolated cells")
+    size_text = (f"{cfg.data.image_size} px" if sizes["multi"] == sizes["isolated"] else
+                 f"{sizes['multi']} px multi-cell images, {sizes['isolated']} px isolated cells")
+    settings = (f"profile <code>{html.escape(study.profile)}</code>: {size_text}, "
+                f"{epochs_text}, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {study.seed}, "
+                f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
+    if cfg.data.split == "paper":
+        settings += " as in the released code (seed 230; crops of one source image on both sides)"
+    elif cfg.data.folds > 1:
+        settings = settings.rsplit(", split ", 1)[0] + (f", {study.folds_text()}, validation carved out of the "
+                    f"training folds (train:validation {round(100 * cfg.data.fractions[0])}:"
+                    f"{round(100 * cfg.data.fractions[1])})")
+    if cfg.data.split == "paper" and study.n_folds > 1:
+        settings += f"; the repeated-fold sections: our protocol on {study.n_folds} grouped, stratified folds"
+    weights = ("ImageNet weights where the released code used them"
+               if study.main_protocol == "released" and study.settings.pretrained else "trained from scratch")
+    settings += (f"; main tables: {'the released code' if study.main_protocol == 'released' else 'our'} "
+                 f"protocol, {weights}")
+    if study.settings.side_models:
+        settings += (f"; beside them, the {'released' if study.side_protocol == 'released' else 'our'} "
+                     f"protocol for {', '.join(study.settings.side_models)}")
+    return settings
+
+
+def study_statement(study: Study) -> str:
+    """HTML paragraph saying which data and settings produced a notebook's numbers.
+
+    The data appear by name, counts and fingerprint (:func:`dataset_html`), not by path:
+    the page is published, and the root's path is the build machine's. A synthetic set
+    gets a warning box that its numbers are not SIPaKMeD results.
+    """
+    facts = study.dataset
+    settings = _settings_html(study)
+    if facts.skipped:
+        settings += f", {facts.skipped} bad file{'s' * (facts.skipped != 1)} left out (skip_bad)"
+    settings += f". The {html.escape(study.profile)} profile: {html.escape(study.settings.description, quote=False)}"
+    if facts.synthetic:
+        return (
+            '<div class="admonition warning"><p class="admonition-title">Synthetic data: '
+            f"these are not SIPaKMeD results</p><p>This notebook ran on {dataset_html(facts)}, "
+            "generated procedurally. Its numbers test the pipeline, not the paper's claims. Rerun with "
+            "<code>data_root</code> pointing at the real SIPaKMeD download to reproduce the paper. "
+            f"Settings: {settings}.</p></div>")
+    data = dataset_html(facts)
+    return (f'<div class="admonition note"><p class="admonition-title">Data</p><p>{data[:1].upper()}{data[1:]}. '
+            f"Settings: {settings}.</p></div>")
+
+
+def show_statement(study: Study) -> None:
+    """Display :func:`study_statement` (a notebook's second cell calls ``study.show_statement()``)."""
+    from IPython.display import HTML, display
+
+    display(HTML(study_statement(study)))

@@ -29,6 +29,7 @@ __all__ = [
     "Layout",
     "Subset",
     "class_key",
+    "data_label",
     "default_subset",
     "layout_subsets",
     "natural_key",
@@ -55,6 +56,12 @@ def layout_subsets(layout: str) -> tuple[Subset, ...]:
         return _LAYOUT_SUBSETS[layout]
     except KeyError:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}") from None
+
+
+def data_label(folder: str, layout: str) -> str:
+    """A real dataset in a few words, by its folder's name, never its path (pages are
+    published): ``"SIPaKMeD (folder)"``, or ``"folder (class-per-folder set)"``."""
+    return f"{folder} (class-per-folder set)" if layout == CLASS_FOLDERS else f"SIPaKMeD ({folder})"
 
 
 def class_key(name: str) -> str:

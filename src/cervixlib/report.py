@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cervixlib.facts import CLASS_ABBREVIATIONS, PAPER_TABLE2, paper_model
+from cervixlib.layout import data_label
 from cervixlib.metrics import mcnemar, summarize
 from cervixlib.runs import Run
 
@@ -26,8 +27,11 @@ __all__ = ["dataset_label", "format_run", "table2_rows", "subset_rows", "split_r
 
 
 def dataset_label(run: Run) -> str:
-    """'synthetic (not SIPaKMeD)' or the path of the real data a run was trained on."""
-    return "synthetic (not SIPaKMeD)" if run.synthetic else str(run.data_root)
+    """``"synthetic (not SIPaKMeD)"``, or the real data by its folder's name
+    (:func:`cervixlib.layout.data_label`): tables on a page never show the build machine's path."""
+    if run.synthetic:
+        return "synthetic (not SIPaKMeD)"
+    return data_label(run.data_root.name, run.info.get("layout", "sipakmed"))
 
 
 def _pct(interval: dict[str, float]) -> str:
@@ -71,7 +75,8 @@ def format_run(run: Run) -> str:
              f"model     {run.config.model}  subset {run.config.data.subset}  "
              f"{run.config.data.image_size}px  epochs {run.config.epochs}  seed {run.config.seed}  "
              f"split {run.config.data.split}  weights {weights_label(run)}" + _siblings_text(run),
-             f"data      {dataset_label(run)}" + _skipped_text(run),
+             f"data      {dataset_label(run)}" + ("" if run.synthetic else f" at {run.data_root}")
+             + _skipped_text(run),
              f"test n={m['n']}  accuracy {_pct(m['accuracy'])}%  weighted F1 {_pct(m['weighted_f1'])}% "
              f"(95% bootstrap CI)  best epoch {run.metrics.get('best_epoch')}",
              f"{'class':<26}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}"]

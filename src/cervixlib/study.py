@@ -1,14 +1,14 @@
-"""What a notebook needs in one object: the parameters, the data, the runs, the dataset statement.
+"""What a notebook needs in one object: the parameters, the data, the runs, the facts of its dataset.
 
 Each analysis notebook builds one :class:`Study` from its papermill ``parameters`` cell
 and asks it for runs; the study resolves the profile, generates or finds the data,
-trains through the one :func:`cervixlib.train.fit` (cached), and says which dataset the
-numbers come from. So the notebooks stay thin and agree with the command line.
+trains through the one :func:`cervixlib.train.fit` (cached), and knows which dataset the
+numbers come from (:attr:`Study.dataset`; :func:`cervixlib.display.study_statement` says
+it on the page). So the notebooks stay thin and agree with the command line.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,12 +16,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cervixlib.config import RUN_NEEDS, DataConfig, Profile, TrainConfig, get_profile
+from cervixlib.layout import data_label
 from cervixlib.runs import Run
 
 if TYPE_CHECKING:
     from cervixlib.data import DatasetIndex, PreparedData
 
-__all__ = ["RUN_NEEDS", "Study"]
+__all__ = ["EMBEDDED_SET_NAME", "RUN_NEEDS", "DatasetFacts", "Study"]
+
+#: How a page names the generated set (its folder is a cache path of the machine that built it).
+EMBEDDED_SET_NAME = "the embedded synthetic SIPaKMeD-compatible set"
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """Which data a study ran on, in the terms a published page may use: no path.
+
+    ``name``: :data:`EMBEDDED_SET_NAME` for a synthetic set, else the dataset folder's
+    name. ``layout``: :data:`cervixlib.layout.LAYOUTS`. ``counts``: images in each subset
+    of the layout (``{"multi": n, "isolated": m}`` or ``{"images": n}``). ``fingerprint``:
+    :meth:`cervixlib.data.DatasetIndex.fingerprint` (16 hex digits, the one that keys the
+    run store; ``cervix info`` prints it). ``skipped``: bad files left out (``skip_bad``).
+    """
+
+    name: str
+    synthetic: bool
+    layout: str
+    counts: dict[str, int]
+    n_classes: int
+    fingerprint: str
+    skipped: int = 0
 
 
 @dataclass
@@ -207,57 +231,25 @@ class Study:
         return [c for by_split in self.leakage_configs(models).values() for c in by_split.values()]
 
     @property
-    def dataset_label(self) -> str:
-        if self.index.synthetic:
-            return "synthetic SIPaKMeD-compatible data (not SIPaKMeD)"
-        return f"SIPaKMeD at {self.root}"
+    def dataset(self) -> DatasetFacts:
+        """Which data this study ran on, as a published page may state it (:class:`DatasetFacts`)."""
+        index = self.index
+        return DatasetFacts(
+            name=EMBEDDED_SET_NAME if index.synthetic else index.root.name,
+            synthetic=index.synthetic, layout=index.layout,
+            counts={subset: sum(index.class_counts(subset).values()) for subset in index.subsets},
+            n_classes=len(index.classes), fingerprint=index.fingerprint(), skipped=len(index.skipped))
 
-    def statement(self) -> str:
-        """HTML paragraph saying which data and settings produced this notebook's numbers."""
-        cfg = self.config("<model>")
-        both = {subset: self.config("<model>", subset) for subset in ("multi", "isolated")}
-        epochs, sizes = ({s: c.epochs for s, c in both.items()}, {s: c.data.image_size for s, c in both.items()})
-        epochs_text = (f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}" if epochs["multi"] == epochs["isolated"] else
-                       f"{epochs['multi']} epochs on multi-cell images and {epochs['isolated']} on isolated cells")
-        size_text = (f"{cfg.data.image_size} px" if sizes["multi"] == sizes["isolated"] else
-                     f"{sizes['multi']} px multi-cell images, {sizes['isolated']} px isolated cells")
-        settings = (f"profile <code>{html.escape(self.profile)}</code>: {size_text}, "
-                    f"{epochs_text}, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {self.seed}, "
-                    f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
-        if cfg.data.split == "paper":
-            settings += " as in the released code (seed 230; crops of one source image on both sides)"
-        elif cfg.data.folds > 1:
-            settings = settings.rsplit(", split ", 1)[0] + (f", {self.folds_text()}, validation carved out of the "
-                        f"training folds (train:validation {round(100 * cfg.data.fractions[0])}:"
-                        f"{round(100 * cfg.data.fractions[1])})")
-        if cfg.data.split == "paper" and self.n_folds > 1:
-            settings += f"; the repeated-fold sections: our protocol on {self.n_folds} grouped, stratified folds"
-        weights = ("ImageNet weights where the released code used them"
-                   if self.main_protocol == "released" and self.settings.pretrained else "trained from scratch")
-        settings += (f"; main tables: {'the released code' if self.main_protocol == 'released' else 'our'} "
-                     f"protocol, {weights}")
-        if self.settings.side_models:
-            settings += (f"; beside them, the {'released' if self.side_protocol == 'released' else 'our'} "
-                         f"protocol for {', '.join(self.settings.side_models)}")
-        if self.index.skipped:
-            n = len(self.index.skipped)
-            settings += f", {n} bad file{'s' * (n != 1)} left out (skip_bad)"
-        settings += f". The {html.escape(self.profile)} profile: {html.escape(self.settings.description, quote=False)}"
-        if self.index.synthetic:
-            return (
-                '<div class="admonition warning"><p class="admonition-title">Synthetic data: '
-                "these are not SIPaKMeD results</p><p>This notebook ran on the procedurally generated, "
-                f"SIPaKMeD-compatible dataset at <code>{html.escape(str(self.root))}</code> "
-                f"({len(self.index.multi)} multi-cell images, {len(self.index.isolated)} isolated cells). "
-                "Its numbers test the pipeline, not the paper's claims. Rerun with "
-                "<code>data_root</code> pointing at the real SIPaKMeD download to reproduce the paper. "
-                f"Settings: {settings}.</p></div>")
-        return (f'<div class="admonition note"><p class="admonition-title">Data</p><p>SIPaKMeD at '
-                f"<code>{html.escape(str(self.root))}</code> ({len(self.index.multi)} multi-cell images, "
-                f"{len(self.index.isolated)} isolated cells). Settings: {settings}.</p></div>")
+    @property
+    def dataset_label(self) -> str:
+        """The data in a few words, for a figure's title or a table's caption (no path)."""
+        index = self.index
+        if index.synthetic:
+            return "synthetic SIPaKMeD-compatible data (not SIPaKMeD)"
+        return data_label(index.root.name, index.layout)
 
     def show_statement(self) -> None:
-        from IPython.display import HTML, display
+        """Display :func:`cervixlib.display.study_statement`: which data and settings made the numbers."""
+        from cervixlib.display import show_statement
 
-        display(HTML(self.statement()))
-
+        show_statement(self)
