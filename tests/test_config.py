@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -128,3 +129,12 @@ def test_cli_train_accepts_split():
     args = build_parser().parse_args(["train", "--model", "resnet50", "--split", "paper"])
     assert args.split == "paper"
     assert build_parser().parse_args(["train", "--model", "resnet50"]).split is None
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_profile_descriptions_hold_no_measured_time_or_machine(name):
+    """Every chapter's page shows its profile's description: what the profile is for, not
+    how long it took where (README and benchmarks/*_results.md keep the measurements)."""
+    text = PROFILES[name].description
+    assert not re.search(r"\d\s*(min|minutes?|s|secs?|seconds?|h|hours?)\b", text), text
+    assert not re.search(r"\b(Intel|AMD|EPYC|Xeon|Ryzen|Threadripper|Apple M\d|AVX|AMX)", text, re.IGNORECASE), text

@@ -158,8 +158,9 @@ class TrainConfig:
 class Profile:
     """A named bundle of run settings shared by the CLI and the notebooks.
 
-    ``description`` says what the profile is for (for the default one: what its time
-    budget bought, and the time measured); every chapter's settings line ends with it.
+    ``description`` says what the profile is for and what it buys against the paper
+    profile; every chapter's settings line ends with it, so it holds no measured time or
+    machine (README and ``benchmarks/*_results.md`` do; a test checks).
 
     ``isolated_epochs``, when set, replaces ``epochs`` on the isolated cells: they have
     about four times as many images as the multi-cell set, hence four times as many
@@ -246,20 +247,20 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             name="smoke",
-            description="seconds per run, for tests and CI: a tiny synthetic set, 64 px, one epoch",
+            description="for tests and CI, to check that every step runs, not what it finds: a tiny "
+                        "synthetic set, 64 px, one epoch, 2 folds",
             image_size=64, epochs=1, synth_scale=0.03, explain_steps=8, explain_images=4,
             cell_timeout=300,  # its slowest cell took under 60 s on a 2-core CPU
             side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=2,
         ),
         Profile(
             name="default",
-            description="sized for the whole book to build from a fresh clone within 30 minutes on a "
-                        "2-core AVX2 CPU (measured: 24 min 46 s, AMD EPYC without native bf16) and "
-                        "15 with native bf16 (measured: 14 min 13 s, AMD EPYC with AVX-512 bf16, "
-                        "training in bf16); that budget buys a "
-                        "quarter of SIPaKMeD's counts at 64 px (the paper: 224 px), 8 epochs on "
-                        "multi-cell images and 2 on isolated cells (the paper: 50) and 3 grouped folds "
-                        "(the paper profile: 5), so every verdict rests on 3 folds",
+            description="for reading the whole book from a fresh clone on a small CPU, no GPU needed: "
+                        "the embedded synthetic set at a quarter of SIPaKMeD's counts, 64 px (the paper: "
+                        "224 px), 8 epochs on multi-cell images and 2 on isolated cells (the paper: 50), "
+                        "3 grouped folds (the paper profile: 5); against the paper profile it trades "
+                        "resolution, epochs and data for a build a laptop can wait for, so every verdict "
+                        "rests on 3 folds of small, short runs",
             image_size=64, epochs=8, isolated_epochs=2, synth_scale=0.25,
             explain_steps=32, explain_images=16, cell_timeout=900,
             side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=3,
