@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from cervixlib.metrics import percentile_bootstrap
+
 __all__ = ["MIN_IMAGES", "PairedDifference", "corrected_resampled_t", "fold_mean_sd", "paired_bootstrap"]
 
 #: Fewer paired images than this give no bootstrap interval: a percentile bootstrap over a
@@ -60,6 +62,12 @@ class PairedDifference:
     @property
     def has_interval(self) -> bool:
         return bool(np.isfinite(self.low) and np.isfinite(self.high))
+
+    def __str__(self) -> str:
+        """``+0.012 [-0.003, +0.027]``, or the mean and why there is no interval (a table cell)."""
+        if not self.has_interval:
+            return f"{self.mean:+.3f} (n = {self.n}: too few for an interval)"
+        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
 
     def scaled(self, factor: float) -> PairedDifference:
         """The same difference in other units (``100`` for percentage points)."""
@@ -159,10 +167,5 @@ def paired_bootstrap(
     mean = float(d.mean())
     if d.size < MIN_IMAGES:
         return PairedDifference(mean, float("nan"), float("nan"), int(d.size), method, level)
-    rng = np.random.default_rng(seed)
-    totals = np.zeros(n_resamples)
-    for stratum in np.unique(s):
-        ds = d[s == stratum]
-        totals += ds[rng.integers(0, ds.size, size=(n_resamples, ds.size))].sum(axis=1)
-    low, high = np.quantile(totals / d.size, [0.5 - level / 2, 0.5 + level / 2])
-    return PairedDifference(mean, float(low), float(high), int(d.size), method, level)
+    low, high = percentile_bootstrap(np.mean, d, strata=s, n_resamples=n_resamples, level=level, seed=seed)
+    return PairedDifference(mean, low, high, int(d.size), method, level)

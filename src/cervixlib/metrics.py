@@ -4,8 +4,11 @@ Wang et al. (2021) report test accuracy and weighted F1 (Table II) on a 10% spli
 the multi-cell subset that is about 97 images, where one image moves accuracy by about
 one point. So every number here comes with a percentile-bootstrap 95% interval, seeds
 are summarised by mean and standard deviation, and two models on the same test split
-are compared with McNemar's exact test. Point metrics are scikit-learn's; resampling
-and tests are SciPy's.
+are compared with McNemar's exact test. Point metrics are scikit-learn's; tests are
+SciPy's. :func:`percentile_bootstrap` is the library's one resampling code path: the
+intervals of the classification metrics (:func:`bootstrap_ci`), of a mean over images
+(:func:`bootstrap_mean`: the explanation measures) and of a paired difference
+(:func:`cervixlib.comparison.paired_bootstrap`) all go through it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ __all__ = [
     "Interval",
     "classification_metrics",
     "bootstrap_ci",
+    "bootstrap_mean",
     "mcnemar",
+    "percentile_bootstrap",
     "summarize",
     "weighted_f1",
 ]
@@ -80,6 +85,45 @@ _METRICS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
+def percentile_bootstrap(
+    statistic: Callable[..., Any],
+    *samples: np.ndarray,
+    strata: np.ndarray | None = None,
+    vectorized: bool = True,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The percentile interval of ``statistic(*samples)`` over resamples of the images.
+
+    The samples are ``(n,)`` arrays of the same images, resampled together (paired:
+    one index draw serves all of them); with ``strata`` ``(n,)``, each stratum (a fold)
+    is resampled on its own and keeps its size. ``statistic(*resampled, axis=-1)``
+    scores all resamples at once when ``vectorized``, else ``statistic(*resampled)`` is
+    called once a resample. The percentile method rather than BCa: BCa is undefined when
+    every resample gives the same value (a perfect score on a small split).
+    """
+    n = len(samples[0])
+    if any(len(x) != n for x in samples):
+        raise ValueError(f"the samples differ in length: {[len(x) for x in samples]}")
+    s = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
+    if s.shape != (n,):
+        raise ValueError(f"strata must have shape ({n},), got {s.shape}")
+    rng = np.random.default_rng(seed)
+    idx = np.empty((n_resamples, n), dtype=np.int64)
+    pos = 0
+    for stratum in np.unique(s):
+        members = np.flatnonzero(s == stratum)
+        idx[:, pos:pos + members.size] = members[rng.integers(0, members.size, size=(n_resamples, members.size))]
+        pos += members.size
+    if vectorized:
+        values = np.asarray(statistic(*(x[idx] for x in samples), axis=-1), dtype=np.float64)
+    else:
+        values = np.array([statistic(*(x[i] for x in samples)) for i in idx], dtype=np.float64)
+    low, high = np.quantile(values, [0.5 - level / 2, 0.5 + level / 2])
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
@@ -93,9 +137,6 @@ def bootstrap_ci(
 
     ``metric`` is ``"accuracy"``, ``"weighted_f1"`` (both vectorised) or a callable
     ``f(y_true, y_pred) -> float`` (scored one resample at a time).
-
-    The percentile method is used rather than BCa because BCa is undefined when every
-    resample gives the same value (a perfect score on a small split).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
@@ -105,11 +146,31 @@ def bootstrap_ci(
     value = float(fn(y_true, y_pred))
     if len(y_true) < 2:
         return Interval(value, value, value, level)
-    res = stats.bootstrap(
-        (y_true, y_pred), fn, paired=True, vectorized=vectorized, n_resamples=n_resamples,
-        confidence_level=level, method="percentile", random_state=np.random.default_rng(seed),
-    )
-    return Interval(value, float(res.confidence_interval.low), float(res.confidence_interval.high), level)
+    low, high = percentile_bootstrap(fn, y_true, y_pred, vectorized=vectorized, n_resamples=n_resamples,
+                                     level=level, seed=seed)
+    return Interval(value, low, high, level)
+
+
+def bootstrap_mean(
+    values: Sequence[float] | np.ndarray,
+    *,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """The mean of per-image values with its percentile-bootstrap interval; NaNs (a measure
+    undefined on an image) are left out. A paired difference has its own statistic:
+    :func:`cervixlib.comparison.paired_bootstrap`."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        nan = float("nan")
+        return Interval(nan, nan, nan, level)
+    mean = float(v.mean())
+    if v.size < 2:
+        return Interval(mean, mean, mean, level)
+    low, high = percentile_bootstrap(np.mean, v, n_resamples=n_resamples, level=level, seed=seed)
+    return Interval(mean, low, high, level)
 
 
 def classification_metrics(
