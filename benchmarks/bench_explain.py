@@ -39,7 +39,8 @@ from pathlib import Path
 import cervixlib  # noqa: F401  (before torchvision)
 import torch
 
-from cervixlib.explain import Attribution, attribute, gaussian_blur, spearman_per_image
+from cervixlib.explain import Attribution, attribute, spearman_per_image
+from cervixlib.explain.baselines import gaussian_blur
 from cervixlib.runtime import resolve_precision
 
 from _machine import cpu_capabilities, cpu_name  # benchmarks/_machine.py

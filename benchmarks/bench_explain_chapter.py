@@ -38,8 +38,9 @@ import yaml
 
 from cervixlib.config import get_profile
 from cervixlib.data import cell_mask
-from cervixlib.explain import (RELEASED_IG, attribute, baseline_sensitivity, cascading_randomization,
-                               explanation_study, ig_convergence, static_ig_slider, study_images)
+from cervixlib.explain import (RELEASED_IG, attribute, baseline_sensitivity, cascading_randomisation,
+                               explanation_study, ig_convergence, static_ig_slider)
+from cervixlib.explain.evaluation import study_images
 from cervixlib.models import create_model
 from cervixlib.study import Study
 
@@ -96,7 +97,7 @@ def main() -> None:
         timed("IG baseline sensitivity", lambda: baseline_sensitivity(model, X[:k], cells, study.target[:k],
                                                                       n_steps=steps))
         k = params["cascade_images"]
-        timed("cascading randomisation", lambda: cascading_randomization(
+        timed("cascading randomisation", lambda: cascading_randomisation(
             model, X[:k], study.target[:k], methods=("saliency", "ig", "gradcam"), n_steps=params["cascade_steps"]))
         k = params["convergence_images"]
         timed("IG convergence", lambda: ig_convergence(model, X[:k], study.target[:k], steps=(2, 4, 8, 16, 32)))

@@ -18,13 +18,8 @@ from cervixlib.data import MEAN, STD, cell_mask
 from cervixlib.explain import (
     ExplanationStudy,
     attention_map,
-    background_colour,
-    cascade_stages,
-    cascading_randomization,
-    cell_masks,
+    cascading_randomisation,
     concentration,
-    curve_auc,
-    edge_map,
     explanation_study,
     gradcam,
     ig_convergence,
@@ -32,13 +27,15 @@ from cervixlib.explain import (
     method_maps,
     part_shares,
     perturbation_curves,
-    perturbation_masks,
-    pixel_ranks,
     pointing_game,
-    random_map,
-    randomize_weights,
+    randomise_weights,
     spearman_per_image,
 )
+from cervixlib.explain.baselines import background_colour
+from cervixlib.explain.faithfulness import curve_auc, perturbation_masks, pixel_ranks
+from cervixlib.explain.localisation import cell_masks
+from cervixlib.explain.maps import edge_map, random_map
+from cervixlib.explain.randomisation import cascade_stages
 from cervixlib.metrics import Interval
 
 S = 32
@@ -236,13 +233,13 @@ def test_cascading_randomisation_goes_head_first_and_ends_fully_random():
     X = torch.randn(3, 3, 16, 16)
     t = net(X).argmax(1)
     assert cascade_stages(net, X) == ["6", "2", "0"]
-    res = cascading_randomization(net, X, t, methods=("saliency",), seed=5)
-    full = randomize_weights(net, seed=5, layers=["6", "2", "0"])
+    res = cascading_randomisation(net, X, t, methods=("saliency",), seed=5)
+    full = randomise_weights(net, seed=5, layers=["6", "2", "0"])
     a, b = method_maps(full, X, "saliency", t).numpy(), method_maps(net, X, "saliency", t).numpy()
     ref = [stats.spearmanr(a[i].ravel(), b[i].ravel()).statistic for i in range(3)]
     np.testing.assert_allclose(res.spearman["saliency"][-1], ref)
     np.testing.assert_allclose(spearman_per_image(a, b), ref)
-    two = cascading_randomization(net, X, t, methods=("saliency",), seed=5, max_stages=2)
+    two = cascading_randomisation(net, X, t, methods=("saliency",), seed=5, max_stages=2)
     assert two.stages == ["6", "0"]  # the head, then the whole model
     np.testing.assert_allclose(two.spearman["saliency"], res.spearman["saliency"][[0, 2]])
 

@@ -1,7 +1,9 @@
 """The ``cervix`` command line: one sub-command per task, each a thin call into the library.
 
-Imports of the heavy modules happen inside the command functions, so ``cervix --help``
-stays fast.
+Building the parser imports only :mod:`cervixlib.config` (no torch, no Captum): the heavy
+modules are imported inside the command functions, so ``cervix --help`` and
+``cervix <command> --help`` answer at once, and ``cervix info`` reads a dataset without
+torch (``tests/test_cli_imports.py`` checks both).
 """
 
 from __future__ import annotations
@@ -292,13 +294,13 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def _add_book_command(sub: argparse._SubParsersAction) -> None:
-    from cervixlib.book import PROFILE_NAMES
+    from cervixlib.config import PROFILES
 
     p = sub.add_parser("book", help="run the notebooks with papermill and build the book",
                        description="Execute notebooks/ with papermill into book/ (as "
                        "book/manifest.yml declares), then build the site with Jupyter Book "
                        "into book/_build/html.")
-    p.add_argument("--profile", choices=PROFILE_NAMES, default="default",
+    p.add_argument("--profile", choices=tuple(PROFILES), default="default",
                    help="training profile injected into every notebook (default: default)")
     p.add_argument("--data", type=Path, default=None, metavar="ROOT",
                    help="SIPaKMeD root (default: the embedded synthetic set)")
@@ -333,7 +335,7 @@ def _add_book_command(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------- explain
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from cervixlib.explain import explain_command
+    from cervixlib.explain.command import explain_command
 
     result = explain_command(args.run, args.image, out=args.out, steps=args.steps, baseline=args.baseline,
                              method=args.method, target=args.target, precision=args.precision)
@@ -342,8 +344,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _add_explain_command(sub: argparse._SubParsersAction) -> None:
-    from cervixlib.config import PRECISIONS
-    from cervixlib.explain import BASELINES, METHODS
+    from cervixlib.config import ATTRIBUTION_METHODS, BASELINES, PRECISIONS
 
     p = sub.add_parser("explain", help="the Fig. 2 panel (gradient and Integrated Gradients) of one image")
     p.add_argument("run", type=Path, help="a finished run directory (cervix train prints it)")
@@ -351,7 +352,7 @@ def _add_explain_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="figure file: .png/.pdf/.svg (static) or .html")
     p.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (default 50)")
     p.add_argument("--baseline", choices=BASELINES, default="black")
-    p.add_argument("--method", choices=METHODS, default="ig",
+    p.add_argument("--method", choices=ATTRIBUTION_METHODS, default="ig",
                    help="ig: gradient and IG columns; saliency: gradient only")
     p.add_argument("--target", default=None, help="class index or name prefix (default: the predicted class)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -375,21 +376,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    from cervixlib.data import DataError
-    from cervixlib.models.weights import CheckpointError, WeightsNotFoundError
-    from cervixlib.runs import RunError
-
     try:
         return int(args.func(args) or 0)
-    except (DataError, RunError, CheckpointError, WeightsNotFoundError) as exc:
-        # bad input: one line naming the file, no traceback
-        print(f"cervix {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # an invalid option value (e.g. --target, --out suffix); -v shows where
-        if args.verbose:
-            raise
-        print(f"cervix {args.command}: error: {exc} (rerun with -v for the traceback)", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if isinstance(exc, _input_errors()):  # bad input: one line naming the file, no traceback
+            print(f"cervix {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, ValueError) and not args.verbose:  # an invalid option value; -v shows where
+            print(f"cervix {args.command}: error: {exc} (rerun with -v for the traceback)", file=sys.stderr)
+            return 2
+        raise
+
+
+#: The library's bad-input errors, by module: reported in one line, without a traceback.
+_INPUT_ERRORS = {"cervixlib.data.errors": ("DataError",), "cervixlib.runs": ("RunError",),
+                 "cervixlib.models.weights": ("CheckpointError", "WeightsNotFoundError")}
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """The classes of :data:`_INPUT_ERRORS` whose modules the command imported (an error
+    class that was never imported cannot have been raised, and importing it would cost
+    the light commands their start-up time)."""
+    return tuple(getattr(sys.modules[m], name) for m, names in _INPUT_ERRORS.items() if m in sys.modules
+                 for name in names)
 
 
 if __name__ == "__main__":  # pragma: no cover

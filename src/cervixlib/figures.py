@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from cervixlib.data import DatasetIndex
     from cervixlib.explain.attributions import Attribution
-    from cervixlib.explain.faithfulness import InCellStudy
     from cervixlib.runs import Run
 
 __all__ = [
@@ -43,11 +42,11 @@ __all__ = [
     "box_by_class",
     "channel_weights",
     "confusion_matrices",
-    "in_cell_shares",
     "learning_curves",
     "sample_grid",
     "FIG2_COLUMNS",
     "FIG2_PANEL_PX",
+    "PALETTE",
     "Fig2Row",
     "attribution_heatmap",
     "colorize",
@@ -308,7 +307,8 @@ def fig2_matplotlib(
 # ------------------------------------------------------------------ the study's other figures
 # Fig. 1 (sample images), morphometry, training curves, confusion matrices, attention
 # maps, and intervals. All plotly, all returning the figure.
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+#: The colours of the models and methods in every plotly figure, in order.
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
 def sample_grid(index: DatasetIndex, subset: str, *, per_class: int = 3, seed: int = 0,
@@ -348,7 +348,7 @@ def box_by_class(rows: Sequence[dict], value: str, class_names: Sequence[str], *
     fig = go.Figure()
     for k, name in enumerate(class_names):
         vals = [r[value] for r in rows if r["class"] == name and r[value] == r[value]]
-        fig.add_trace(go.Box(y=vals, name=name, boxpoints=False, marker_color=_PALETTE[k % len(_PALETTE)]))
+        fig.add_trace(go.Box(y=vals, name=name, boxpoints=False, marker_color=PALETTE[k % len(PALETTE)]))
     fig.update_layout(title=title, showlegend=False, height=380, margin=dict(t=50, b=40))
     if log:
         fig.update_yaxes(type="log")
@@ -362,7 +362,7 @@ def learning_curves(runs: dict[str, Run]) -> go.Figure:
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
     for k, (name, run) in enumerate(runs.items()):
-        color = _PALETTE[k % len(_PALETTE)]
+        color = PALETTE[k % len(PALETTE)]
         epochs = [h["epoch"] for h in run.history]
         for col, key in ((1, "loss"), (2, "accuracy")):
             for part, dash in (("train", "dash"), ("val", "solid")):
@@ -472,32 +472,11 @@ def accuracy_intervals(runs: Sequence[Run], *, title: str | None = None) -> go.F
         x = [r.config.model for r in group]
         fig.add_trace(go.Scatter(
             x=x, y=[100 * a["value"] for a in acc], mode="markers", name=f"ours, {subset}",
-            marker=dict(size=10, color=_PALETTE[k]),
+            marker=dict(size=10, color=PALETTE[k]),
             error_y=dict(type="data", symmetric=False, array=[100 * (a["high"] - a["value"]) for a in acc],
                          arrayminus=[100 * (a["value"] - a["low"]) for a in acc])))
         paper = [PAPER_TABLE2.get(m, {}).get(f"{subset}_acc") for m in x]
         fig.add_trace(go.Scatter(x=x, y=paper, mode="markers", name=f"paper, {subset}",
-                                 marker=dict(symbol="x", size=10, color=_PALETTE[k])))
+                                 marker=dict(symbol="x", size=10, color=PALETTE[k])))
     fig.update_layout(title=title, yaxis_title="test accuracy (%)", height=400, margin=dict(t=60, b=40))
-    return fig
-
-
-def in_cell_shares(studies: dict[str, InCellStudy], *, title: str | None = None) -> go.Figure:
-    """Mean share of attribution inside cells, nucleus and cytoplasm (bars, 95% CI) against their area share."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for k, (name, study) in enumerate(studies.items()):
-        summary = study.summary()
-        parts = list(summary)
-        share = [summary[p]["share"] for p in parts]
-        area = [summary[p]["area"] for p in parts]
-        fig.add_trace(go.Bar(x=parts, y=[s.value for s in share], name=f"{name}: attribution share",
-                             marker_color=_PALETTE[k], offsetgroup=str(k),
-                             error_y=dict(type="data", symmetric=False, array=[s.high - s.value for s in share],
-                                          arrayminus=[s.value - s.low for s in share])))
-        fig.add_trace(go.Scatter(x=parts, y=[a.value for a in area], mode="markers", name=f"{name}: area share",
-                                 marker=dict(symbol="line-ew-open", size=28, line=dict(width=3, color=_PALETTE[k]))))
-    fig.update_layout(title=title, barmode="group", yaxis=dict(title="share", range=[0, 1]), height=400,
-                      margin=dict(t=60, b=40))
     return fig

@@ -1,322 +1,75 @@
 """Explanations of the classifiers of Wang et al. (2021), "Towards Interpretable
-Attention Networks for Cervical Cancer Analysis": input gradients and Integrated
-Gradients through Captum (:mod:`~cervixlib.explain.attributions`), Grad-CAM, the RAN
-soft masks and two controls as maps (:mod:`~cervixlib.explain.maps`), the numbers the
-paper only showed by eye (:mod:`~cervixlib.explain.faithfulness`: in-cell share,
-model-randomisation sanity check, completeness; :mod:`~cervixlib.explain.perturbation`:
-deletion and insertion; :mod:`~cervixlib.explain.localisation`: pointing game, part
-shares, concentration; :mod:`~cervixlib.explain.robustness`: IG baselines, cascading
-randomisation, convergence), one study per model and Fig. 2's claim tested
-(:mod:`~cervixlib.explain.evaluation`), the IG-steps explorer
-(:mod:`~cervixlib.explain.explorer`) and :func:`explain_command` behind
-``cervix explain``.
+Attention Networks for Cervical Cancer Analysis", and the measures of their quality.
+
+The paper explains its models with input gradients and Integrated Gradients (Fig. 2)
+and judges the maps by eye. This package computes the maps through Captum and
+pytorch-grad-cam and measures them, one module a category as Quantus names them:
+
+- attribution methods and maps: :mod:`~cervixlib.explain.attributions` (saliency and IG,
+  the released IG), :mod:`~cervixlib.explain.baselines` (IG's starting points),
+  :mod:`~cervixlib.explain.maps` (Grad-CAM, the RAN soft masks, two controls: every
+  method as non-negative maps), :mod:`~cervixlib.explain.reductions` (channels to maps);
+- :mod:`~cervixlib.explain.faithfulness`: deletion, insertion, completeness;
+- :mod:`~cervixlib.explain.localisation`: pointing game, in-cell and part shares, concentration;
+- :mod:`~cervixlib.explain.randomisation`: cascading randomisation, the full one as its last stage;
+- :mod:`~cervixlib.explain.robustness`: IG's baseline and its number of steps;
+- :mod:`~cervixlib.explain.evaluation`: every method measured on one model's test images
+  (Fig. 2's claim is tested from two such studies in :mod:`cervixlib.claims`);
+- :mod:`~cervixlib.explain.explorer`: IG along its path, live and static;
+  :mod:`~cervixlib.explain.figures`: the chapter's figures of these measures.
+
+What a notebook or a user calls is listed in ``__all__`` (README, "The explanation
+API"); helpers stay importable from their modules. ``cervix explain`` is
+:mod:`cervixlib.explain.command`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-from PIL import Image
-
-from cervixlib.explain.attributions import (
-    BASELINES,
-    METHODS,
-    OUTPUTS,
-    RELEASED_IG,
-    Attribution,
-    attribute,
-    background_colour,
-    gaussian_blur,
-    make_baseline,
-    model_device,
-    normalisation,
-    reduce_channels,
-)
-from cervixlib.explain.evaluation import (
-    METRICS,
-    ExplanationStudy,
-    explanation_study,
-    study_images,
-)
-from cervixlib.explain.localisation import (
-    cell_masks,
-    concentration,
-    dilate,
-    part_shares,
-    pointing_game,
-    stack_concentration,
-)
-from cervixlib.explain.maps import (
-    CONTROLS,
-    MAP_METHODS,
-    attention_map,
-    available_methods,
-    edge_map,
-    gradcam,
-    has_attention_maps,
-    method_maps,
-    random_map,
-)
-from cervixlib.explain.perturbation import (
-    FILLS,
-    PerturbationCurves,
-    curve_auc,
-    fill_image,
-    perturbation_curves,
-    perturbation_masks,
-    pixel_ranks,
-)
-from cervixlib.explain.robustness import (
-    SENSITIVITY_BASELINES,
-    BaselineSensitivity,
-    CascadeResult,
-    Convergence,
-    baseline_sensitivity,
-    cascade_stages,
-    cascading_randomization,
-    convergence_rows,
-    ig_convergence,
-)
-from cervixlib.explain.explorer import IGExplorer, IGPath, ig_explorer, static_ig_slider
-from cervixlib.explain.faithfulness import (
-    PARTS,
-    InCellStudy,
-    SanityResult,
-    area_share,
-    bootstrap_mean,
-    completeness,
-    in_cell_share,
-    in_cell_study,
-    randomization_similarity,
-    randomize_weights,
-    spearman_per_image,
-)
+from cervixlib.explain.attributions import RELEASED_IG, Attribution, attribute
+from cervixlib.explain.baselines import BASELINES, make_baseline
+from cervixlib.explain.evaluation import METRICS, ExplanationStudy, explanation_study
+from cervixlib.explain.explorer import ig_explorer, static_ig_slider
+from cervixlib.explain.faithfulness import PerturbationCurves, completeness, perturbation_curves
+from cervixlib.explain.localisation import concentration, in_cell_share, part_shares, pointing_game
+from cervixlib.explain.maps import MAP_METHODS, attention_map, gradcam, method_maps
+from cervixlib.explain.randomisation import cascading_randomisation, randomise_weights, spearman_per_image
+from cervixlib.explain.reductions import reduce_channels
+from cervixlib.explain.robustness import baseline_sensitivity, convergence_rows, ig_convergence
 
 __all__ = [
+    # attribution methods and maps
     "BASELINES",
-    "CONTROLS",
-    "FILLS",
     "MAP_METHODS",
-    "METHODS",
-    "METRICS",
-    "OUTPUTS",
-    "PARTS",
     "RELEASED_IG",
-    "SENSITIVITY_BASELINES",
     "Attribution",
-    "BaselineSensitivity",
-    "CascadeResult",
-    "Convergence",
-    "ExplainResult",
-    "ExplanationStudy",
-    "IGExplorer",
-    "IGPath",
-    "InCellStudy",
-    "PerturbationCurves",
-    "SanityResult",
-    "area_share",
     "attention_map",
     "attribute",
-    "available_methods",
-    "background_colour",
-    "baseline_sensitivity",
-    "bootstrap_mean",
-    "cascade_stages",
-    "cascading_randomization",
-    "cell_masks",
-    "completeness",
-    "concentration",
-    "convergence_rows",
-    "curve_auc",
-    "dilate",
-    "edge_map",
-    "explain_command",
-    "explanation_study",
-    "fill_image",
-    "gaussian_blur",
     "gradcam",
-    "has_attention_maps",
-    "ig_convergence",
-    "ig_explorer",
-    "in_cell_share",
-    "in_cell_study",
-    "load_input",
     "make_baseline",
     "method_maps",
-    "model_device",
-    "normalisation",
-    "part_shares",
-    "perturbation_curves",
-    "perturbation_masks",
-    "pixel_ranks",
-    "pointing_game",
-    "random_map",
-    "randomization_similarity",
-    "randomize_weights",
     "reduce_channels",
+    # faithfulness
+    "PerturbationCurves",
+    "completeness",
+    "perturbation_curves",
+    # localisation
+    "concentration",
+    "in_cell_share",
+    "part_shares",
+    "pointing_game",
+    # randomisation
+    "cascading_randomisation",
+    "randomise_weights",
     "spearman_per_image",
-    "stack_concentration",
+    # robustness
+    "baseline_sensitivity",
+    "convergence_rows",
+    "ig_convergence",
+    # the per-model study
+    "METRICS",
+    "ExplanationStudy",
+    "explanation_study",
+    # the explorer
+    "ig_explorer",
     "static_ig_slider",
-    "study_images",
 ]
-
-_log = logging.getLogger(__name__)
-_FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".html")
-
-
-def load_input(path: str | os.PathLike[str], image_size: int) -> torch.Tensor:
-    """One image file as the network input ``(3, S, S)``, exactly as the evaluation
-    dataset prepares it (:class:`cervixlib.data.CellImageDataset` with ``train=False``):
-    PIL bilinear resize of the whole image to ``S x S``, scaled to 0..1, normalised."""
-    from cervixlib.data import normalize, read_image
-
-    img = read_image(path)  # DataError naming the file if it is missing or unreadable
-    if img.size != (image_size, image_size):
-        img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    X = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return normalize(X.to(torch.float32).div_(255.0)).contiguous()
-
-
-@dataclass
-class ExplainResult:
-    """What ``cervix explain`` computed and wrote."""
-
-    out: Path
-    classes: tuple[str, ...]
-    probabilities: np.ndarray
-    target: int
-    gradient: Attribution
-    ig: Attribution | None
-    in_cell: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def predicted(self) -> int:
-        return int(np.argmax(self.probabilities))
-
-    def summary(self) -> str:
-        """Lines for the terminal: prediction, target, the IG delta and in-cell shares."""
-        c = self.classes
-        lines = [f"predicted: {c[self.predicted]} (p = {self.probabilities[self.predicted]:.3f}); "
-                 f"explained class: {c[self.target]}"]
-        if self.ig is not None:
-            lines.append(f"IG ({self.ig.n_steps} steps, {self.ig.baseline} baseline, {self.ig.precision[0]}): "
-                         f"delta {float(self.ig.delta[0]):+.4g}, "
-                         f"{100 * float(self.ig.relative_delta[0]):.3g}% of F(x)-F(b) = "
-                         f"{float(self.ig.output_diff[0]):+.4g}")
-        for k, v in self.in_cell.items():
-            lines.append(f"{k}: {v:.3f}")
-        lines.append(f"wrote {self.out}")
-        return "\n".join(lines)
-
-
-def _resolve_target(target: int | str | None, classes: tuple[str, ...]) -> int | None:
-    if target is None:
-        return None
-    if isinstance(target, str) and not target.lstrip("-").isdigit():
-        matches = [i for i, name in enumerate(classes) if name.lower().startswith(target.lower())]
-        if len(matches) != 1:
-            raise ValueError(f"target {target!r} names none or several of the classes {list(classes)}")
-        return matches[0]
-    t = int(target)
-    if not 0 <= t < len(classes):
-        raise ValueError(f"target must be a class index in 0..{len(classes) - 1}, got {t}")
-    return t
-
-
-def _find_item(run: Any, image: Path) -> Any | None:
-    """The run's dataset item for ``image`` when the file lies under the run's data root."""
-    try:
-        image.resolve().relative_to(Path(run.data_root).resolve())
-    except (ValueError, KeyError, OSError):
-        return None
-    for item in run.items():
-        if Path(item.path).resolve() == image.resolve():
-            return item
-    return None
-
-
-def explain_command(
-    run_dir: str | os.PathLike[str],
-    image: str | os.PathLike[str],
-    *,
-    out: str | os.PathLike[str],
-    steps: int = 50,
-    baseline: str = "black",
-    method: str = "ig",
-    target: int | str | None = None,
-    device: str | None = None,
-    precision: str = "fp32",
-    internal_batch_size: int | None = None,
-) -> ExplainResult:
-    """``cervix explain RUN --image PATH --out FIG``: the Fig. 2 panel of one image.
-
-    Loads the run's best model and image size, explains the predicted class (or
-    ``target``, an index or a class-name prefix) with the input gradient and, for
-    ``method="ig"``, Integrated Gradients with ``steps`` steps from ``baseline``, and
-    writes the panel: a static figure for ``.png``/``.pdf``/``.svg``/``.jpg``, the
-    interactive plotly figure for ``.html``. When the image belongs to the run's
-    dataset and has cell boundaries, the in-cell shares are reported too.
-    """
-    from cervixlib.figures import fig2_matplotlib, fig2_plotly, fig2_rows
-    from cervixlib.runs import load_run
-    from cervixlib.runtime import select_device
-
-    out = Path(out)
-    image = Path(image)
-    if out.suffix.lower() not in _FIGURE_SUFFIXES:
-        raise ValueError(f"{out}: unknown figure type; use one of {', '.join(_FIGURE_SUFFIXES)}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    run = load_run(run_dir)
-    classes = tuple(run.info.get("classes") or ())
-    size = int(run.config.data.image_size)
-    model = run.load_model(select_device(device))
-    X = load_input(image, size)[None]
-    t = _resolve_target(target, classes) if classes else (None if target is None else int(target))
-    with torch.no_grad():
-        probs = torch.softmax(model(X.to(model_device(model))).float(), dim=1)[0].cpu().numpy()
-    if not classes:
-        classes = tuple(f"class {i}" for i in range(len(probs)))
-    t = int(np.argmax(probs)) if t is None else t
-    grad = attribute(model, X, method="saliency", target=t, baseline=baseline)  # type: ignore[arg-type]
-    ig = None
-    if method == "ig":
-        ig = attribute(model, X, method="ig", target=t, n_steps=steps, baseline=baseline,  # type: ignore[arg-type]
-                       precision=precision, internal_batch_size=internal_batch_size)  # type: ignore[arg-type]
-
-    in_cell: dict[str, float] = {}
-    item = _find_item(run, image)
-    if item is not None and item.cells:
-        from cervixlib.data import cell_mask
-
-        for part in PARTS:
-            m = cell_mask(item, (size, size), part)
-            in_cell[f"{part} area share"] = float(area_share(m)[0])
-            in_cell[f"gradient {part} share"] = float(in_cell_share(grad, m)[0])
-            if ig is not None:
-                in_cell[f"IG {part} share"] = float(in_cell_share(ig, m)[0])
-
-    from cervixlib.data import denormalize
-
-    rgb = denormalize(X)
-    label = f"{run.config.model}: {image.name}"
-    rows = fig2_rows(rgb, grad, ig, label=label, class_names=classes)
-    title = f"{run.config.model} on {image.name} (p({classes[t]}) = {probs[t]:.3f})"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".html":
-        fig2_plotly(rows, title=title).write_html(out, include_plotlyjs=True)
-    else:
-        fig, _ = fig2_matplotlib(rows, title=title)
-        fig.savefig(out, bbox_inches="tight")
-    return ExplainResult(out=out, classes=classes, probabilities=probs, target=t, gradient=grad, ig=ig,
-                         in_cell=in_cell)

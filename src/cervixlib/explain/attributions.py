@@ -10,8 +10,8 @@ through. What it adds is what the paper left out:
 
 - the convergence delta, ``sum(attributions) - (F(x) - F(baseline))`` (the
   completeness axiom), is always computed in fp32 and returned with the maps;
-- baselines by name (black, blurred, the dataset mean, uniform noise) in the model's
-  normalised space, and IG averaged over several noise baselines with the delta of
+- baselines by name (:mod:`~cervixlib.explain.baselines`: black, blurred, the dataset
+  mean, uniform noise) in the model's normalised space, and IG averaged over several noise baselines with the delta of
   each, as the authors' released ``integrated-gradient.py`` does (:data:`RELEASED_IG`:
   the softmax probability of the predicted class, 10 baselines of uniform noise in
   pixel space, 50 left-Riemann steps each);
@@ -26,46 +26,26 @@ through. What it adds is what the paper left out:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from captum.attr import IntegratedGradients, Saliency
 from torch import Tensor, nn
 
-from cervixlib.config import PRECISIONS, Precision
-from cervixlib.explain.reductions import (MASS_REDUCTIONS, REDUCTIONS, Reduce, attribution_mass,
-                                          reduce_channels)
+from cervixlib.config import ATTRIBUTION_METHODS, BASELINES, PRECISIONS, AttributionMethod, Precision
+from cervixlib.explain.baselines import BaselineName, make_baseline
+from cervixlib.explain.reductions import Reduce, reduce_channels
 from cervixlib.runtime import autocast, eval_mode, resolve_precision
 
-__all__ = [
-    "BASELINES",
-    "MASS_REDUCTIONS",
-    "METHODS",
-    "REDUCTIONS",
-    "OUTPUTS",
-    "RELEASED_IG",
-    "Attribution",
-    "attribute",
-    "attribution_mass",
-    "background_colour",
-    "gaussian_blur",
-    "make_baseline",
-    "model_device",
-    "normalisation",
-    "reduce_channels",
-]
+__all__ = ["METHODS", "OUTPUTS", "RELEASED_IG", "Attribution", "attribute", "check_settings", "explained_classes",
+           "model_device"]
 
 _log = logging.getLogger(__name__)
 
-METHODS = ("ig", "saliency")
-BASELINES = ("black", "white", "blur", "mean", "background", "uniform")
+METHODS = ATTRIBUTION_METHODS
 OUTPUTS = ("logit", "softmax")
-Method = Literal["ig", "saliency"]
-BaselineName = Literal["black", "white", "blur", "mean", "background", "uniform"]
 Output = Literal["logit", "softmax"]
 
 #: The settings of the authors' released IG (``integrated-gradient.py``): gradients of the
@@ -172,108 +152,6 @@ class Attribution:
         )
 
 
-# ------------------------------------------------------------------ baselines
-def normalisation() -> tuple[Tensor, Tensor]:
-    """The per-channel ``(mean, std)`` the datasets normalise with, as ``(C,)`` tensors."""
-    from cervixlib.data import MEAN, STD
-
-    return torch.as_tensor(MEAN, dtype=torch.float32), torch.as_tensor(STD, dtype=torch.float32)
-
-
-def gaussian_blur(X: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``(N, C, H, W)`` with reflected borders.
-
-    The kernel sums to one, so blurring commutes with the per-channel affine
-    normalisation: blurring the normalised tensor equals normalising the blurred image.
-    """
-    if sigma <= 0:
-        return X.clone()
-    H, W = X.shape[-2:]
-    radius = max(1, min(int(math.ceil(3 * sigma)), H - 1, W - 1))
-    coords = torch.arange(-radius, radius + 1, dtype=torch.float32, device=X.device)
-    kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(X.dtype)
-    C = X.shape[1]
-    out = F.pad(X, (radius, radius, 0, 0), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
-
-
-def _mean_std(X: Tensor, mean: Tensor | Sequence[float] | None,
-              std: Tensor | Sequence[float] | None) -> tuple[Tensor, Tensor]:
-    """``(1, C, 1, 1)`` mean and std on ``X``'s device (default: the datasets')."""
-    d_mean, d_std = normalisation()
-    m = torch.as_tensor(d_mean if mean is None else mean, dtype=X.dtype, device=X.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(d_std if std is None else std, dtype=X.dtype, device=X.device).view(1, -1, 1, 1)
-    if m.shape[1] != X.shape[1] or s.shape[1] != X.shape[1]:
-        raise ValueError(f"mean/std have {m.shape[1]}/{s.shape[1]} channels, images have {X.shape[1]}")
-    return m, s
-
-
-def background_colour(X: Tensor, *, mean: Tensor | Sequence[float] | None = None,
-                      std: Tensor | Sequence[float] | None = None) -> Tensor:
-    """Each image's background colour ``(N, C, 1, 1)``, normalised like ``X``.
-
-    Per image and channel, the median of the brighter half of the pixels (grey value
-    at or above the image's median): a Pap-smear background is pale and covers most
-    of a field, and the cells are darker, so this is the colour of the glass and light
-    around them, without needing the cell masks.
-    """
-    m, s = _mean_std(X, mean, std)
-    pixels = X * s + m
-    grey = pixels.mean(1).flatten(1)  # (N, HW)
-    bright = grey >= grey.median(dim=1, keepdim=True).values
-    flat = pixels.flatten(2)  # (N, C, HW)
-    out = torch.stack([flat[i][:, bright[i]].median(dim=1).values for i in range(X.shape[0])])
-    return ((out[:, :, None, None] - m) / s).to(X.dtype)
-
-
-def make_baseline(
-    X: Tensor,
-    baseline: BaselineName | Tensor = "black",
-    *,
-    mean: Tensor | Sequence[float] | None = None,
-    std: Tensor | Sequence[float] | None = None,
-    blur_sigma: float | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """The IG starting point for normalised images ``X`` ``(N, C, H, W)``.
-
-    - ``"black"``: pixel value 0, i.e. ``-mean / std`` after normalisation;
-    - ``"white"``: pixel value 1 (255), i.e. ``(1 - mean) / std``;
-    - ``"background"``: each image's own background colour (:func:`background_colour`),
-      the colour of "no cell here" on a Pap smear;
-    - ``"blur"``: ``X`` blurred with a Gaussian of ``blur_sigma`` px (default
-      ``min(H, W) / 16``: 14 px at 224 px, wider than a nucleus), which keeps colour
-      and illumination but removes cell detail (Sturmfels et al., Distill 2020);
-    - ``"mean"``: the dataset-mean colour, i.e. 0 after normalisation;
-    - ``"uniform"``: noise, each pixel and channel uniform in [0, 255] in pixel space
-      (uniform in [0, 1], then normalised), as in the authors' released IG; drawn on
-      the CPU from ``generator`` (a new draw on each call), so a seed repeats it on any device;
-    - a tensor broadcastable to ``X``: used as given.
-
-    ``mean``/``std`` default to :data:`cervixlib.data.MEAN` / ``STD``.
-    """
-    if isinstance(baseline, Tensor):
-        return baseline.to(device=X.device, dtype=X.dtype).expand_as(X).clone()
-    if baseline == "mean":
-        return torch.zeros_like(X)
-    if baseline in ("black", "white"):
-        m, s = _mean_std(X, mean, std)
-        return (((1.0 if baseline == "white" else 0.0) - m) / s).expand_as(X).clone()
-    if baseline == "background":
-        return background_colour(X, mean=mean, std=std).expand_as(X).clone()
-    if baseline == "uniform":
-        m, s = _mean_std(X, mean, std)
-        noise = torch.rand(X.shape, generator=generator, dtype=torch.float32)
-        return (noise.to(device=X.device, dtype=X.dtype) - m) / s
-    if baseline == "blur":
-        sigma = min(X.shape[-2:]) / 16 if blur_sigma is None else float(blur_sigma)
-        return gaussian_blur(X, sigma)
-    raise ValueError(f"baseline must be one of {BASELINES} or a tensor, got {baseline!r}")
-
-
 # ------------------------------------------------------------------ helpers
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (or buffer); the CPU for a parameter-free model."""
@@ -296,8 +174,9 @@ def _check_images(X: Tensor) -> Tensor:
     return X.float()
 
 
-def _targets(model: nn.Module, X: Tensor, target: int | Sequence[int] | Tensor | None) -> Tensor:
-    """``(N,)`` targets: the predicted class (fp32 forward) when ``target`` is None."""
+def explained_classes(model: nn.Module, X: Tensor, target: int | Sequence[int] | Tensor | None) -> Tensor:
+    """``(N,)`` the classes to explain, on ``X``'s device: ``target`` (one for all, or one
+    an image), or each image's predicted class (an fp32 forward) when it is None."""
     N = X.shape[0]
     if target is None:
         with torch.no_grad():
@@ -316,6 +195,24 @@ def _chunks(N: int, size: int) -> Iterator[slice]:
 
 
 # ------------------------------------------------------------------ attribution
+def check_settings(*, method: str = "ig", output: str = "logit", precision: str = "fp32", n_steps: int = 50,
+                   n_baselines: int = 1, baseline: str | Tensor = "black") -> None:
+    """Refuse (``ValueError`` naming it) the first invalid setting of :func:`attribute`,
+    before any model is loaded or run: ``cervix explain`` checks its options with it."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
+    if n_baselines < 1:
+        raise ValueError(f"n_baselines must be at least 1, got {n_baselines}")
+    if not isinstance(baseline, Tensor) and baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES} or a tensor, got {baseline!r}")
+
+
 def _ig_chunk(ig: IntegratedGradients, X: Tensor, B: Tensor, t: Tensor, *, n_steps: int,
               integration: str, internal_batch_size: int | None, bf16: bool) -> tuple[Tensor, Tensor]:
     """Captum IG for one chunk; the convergence delta is always evaluated in fp32."""
@@ -377,7 +274,7 @@ def attribute(
     model: nn.Module,
     X: Tensor,
     *,
-    method: Method = "ig",
+    method: AttributionMethod = "ig",
     target: int | Sequence[int] | Tensor | None = None,
     n_steps: int = 50,
     baseline: BaselineName | Tensor = "black",
@@ -429,16 +326,8 @@ def attribute(
         An :class:`Attribution` with CPU tensors; ``delta`` is always filled.
         ``attribute(model, X, **RELEASED_IG)`` is the released code's IG.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
-    if n_baselines < 1:
-        raise ValueError(f"n_baselines must be at least 1, got {n_baselines}")
+    check_settings(method=method, output=output, precision=precision, n_steps=n_steps, n_baselines=n_baselines,
+                   baseline=baseline)
     baseline_name = "tensor" if isinstance(baseline, Tensor) else str(baseline)
     if n_baselines > 1 and (method != "ig" or baseline_name != "uniform"):
         raise ValueError("n_baselines > 1 averages IG over random baselines: it needs method='ig' and "
@@ -452,7 +341,7 @@ def attribute(
     generator = torch.Generator().manual_seed(seed)
 
     with eval_mode(model):
-        t = _targets(model, X, target)
+        t = explained_classes(model, X, target)
         if method == "saliency":
             B = make_baseline(X, baseline, blur_sigma=blur_sigma, generator=generator)
             return _saliency(forward, X, B, t, batch_size=batch_size, baseline_name=baseline_name, output=output)

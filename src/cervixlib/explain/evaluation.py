@@ -4,7 +4,7 @@ Wang et al. (2021) claim (Fig. 2) that RCAN-DenseNet-121 "attends to a few cells
 DenseNet-121 also looks at the background. :func:`explanation_study` runs a model on
 test images and measures, per image and per method (:mod:`~cervixlib.explain.maps`):
 
-- faithfulness: deletion and insertion areas (:mod:`~cervixlib.explain.perturbation`;
+- faithfulness: deletion and insertion areas (:mod:`~cervixlib.explain.faithfulness`;
   the score is the softmax probability of the explained class, the predicted one);
 - localisation (:mod:`~cervixlib.explain.localisation`): the pointing game, the share
   of the map in the cells, the nucleus and the cytoplasm, and the concentration (the
@@ -26,11 +26,10 @@ import torch
 from torch import nn
 
 from cervixlib.explain.attributions import model_device
-from cervixlib.explain.faithfulness import area_share, bootstrap_mean
-from cervixlib.explain.localisation import cell_masks, part_shares, pointing_game, stack_concentration
+from cervixlib.explain.faithfulness import Fill, PerturbationCurves, perturbation_curves
+from cervixlib.explain.localisation import area_share, cell_masks, part_shares, pointing_game, stack_concentration
 from cervixlib.explain.maps import CONTROLS, METHOD_LABELS, available_methods, method_maps
-from cervixlib.explain.perturbation import Fill, PerturbationCurves, perturbation_curves
-from cervixlib.metrics import Interval
+from cervixlib.metrics import Interval, bootstrap_mean
 from cervixlib.runtime import eval_mode
 
 if TYPE_CHECKING:

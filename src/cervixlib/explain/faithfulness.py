@@ -1,385 +1,215 @@
-"""Numbers for what Wang et al. (2021) only showed by eye in their Fig. 2.
+"""Faithfulness: does a map rank first the pixels the model needs? (Quantus' category.)
 
-"Towards Interpretable Attention Networks for Cervical Cancer Analysis" argues from
-one picture that residual channel attention makes DenseNet-121 attend to a few cells
-rather than the background. Three measurements turn such pictures into evidence:
+- **Deletion and insertion** (Petsiuk et al., "RISE", BMVC 2018), batched:
+  :func:`perturbation_curves` and the areas under them.
+- **Completeness** (Sundararajan et al. 2017): :func:`completeness` recomputes
+  ``|sum A - (F(x) - F(b))|`` with plain forward passes, independently of Captum's
+  convergence delta.
 
-- **In-cell share**: the fraction of attribution mass ``sum |A|`` that falls inside
-  the annotated cells (masks from the ``.dat`` polygons), split into nucleus and
-  cytoplasm, next to the fraction of the image those regions cover. A map that
-  ignores the cells still puts the area share inside them; "attends to cells" means
-  the share exceeds it. Summarised over test images with a percentile bootstrap.
-- **Model-parameter randomisation** (Adebayo et al., "Sanity Checks for Saliency
-  Maps", NeurIPS 2018): the Spearman rank correlation between the maps of the
-  trained model and of the same architecture with re-initialised weights. A method
-  that explains the model, not the image, must give a low correlation.
-- **Completeness**: ``|sum A - (F(x) - F(b))|``, recomputed here with plain forward
-  passes, independently of Captum's convergence delta.
+A map is faithful to the model when the pixels it ranks first are the ones the model
+needs. Deletion replaces the top-ranked fraction ``x`` of the pixels by a fill and
+follows the model's score as ``x`` goes from 0 to 1; insertion starts from the fill
+and puts the pixels back in the same order. The score is **the softmax probability
+of the explained class** (the predicted class, unless given). The areas under the
+curves, with ``x`` normalised to [0, 1] (trapezoid rule), summarise them: a low
+deletion area and a high insertion area are faithful. The two share their end points
+(the image and the fill), which are evaluated once for all methods.
+
+**The fill.** Removing pixels to black is out of distribution on a Pap smear, whose
+background is bright: the model would react to black holes, not to missing cells.
+The default, ``"blur"``, is a Gaussian blur of the image (sigma ``min(H, W) / 16``, the
+blur baseline of :func:`~cervixlib.explain.make_baseline`): it keeps the local colour
+and the uneven illumination, and it is what RISE's insertion starts from, so deletion
+ends and insertion starts at the same in-distribution image. Its cost: a blurred cell
+is still a darker blob, so some information survives removal and the deletion curve
+falls less than it would under complete removal. ``"background"`` fills with each
+image's background colour (:func:`~cervixlib.explain.background_colour`) instead:
+complete removal of a cell, at the price of flat patches with sharp borders.
+
+Every perturbation step of every image goes through the model in one batched pass
+(chunked by ``chunk_size``); only the ranking of the pixels is computed per image.
+
+Why not Quantus' ``RegionPerturbation``/``PixelFlipping``: Quantus 0.6.0 requires
+``opencv-python`` while ``grad-cam`` requires ``opencv-python-headless``, two
+distributions that install the same ``cv2`` package over each other (removing either
+breaks the other), and it pulls pandas and scikit-image for metrics this module
+computes in a few lines; its own tests pin ``numpy<2``. The tests check these curves
+against a model with a known answer and NumPy's trapezoid rule instead.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor, nn
 
-from cervixlib.explain.attributions import (
-    Attribution,
-    attribute,
-    make_baseline,
-    model_device,
-)
-from cervixlib.explain.reductions import Reduce, attribution_mass
-from cervixlib.config import Precision
-from cervixlib.metrics import Interval
+from cervixlib.explain.attributions import Attribution, model_device
+from cervixlib.explain.baselines import make_baseline
+from cervixlib.runtime import eval_mode
 
-if TYPE_CHECKING:
-    from cervixlib.data import Item
+__all__ = ["FILLS", "PerturbationCurves", "completeness", "curve_auc", "fill_image", "perturbation_curves",
+           "pixel_ranks", "perturbation_masks"]
 
-__all__ = [
-    "PARTS",
-    "InCellStudy",
-    "SanityResult",
-    "area_share",
-    "bootstrap_mean",
-    "completeness",
-    "in_cell_share",
-    "in_cell_study",
-    "randomization_similarity",
-    "randomize_weights",
-    "spearman_per_image",
-]
-
-_log = logging.getLogger(__name__)
-
-PARTS = ("cell", "nucleus", "cytoplasm")
+Fill = Literal["blur", "background"]
+FILLS = ("blur", "background")
 
 
-# ------------------------------------------------------------------ in-cell share
-def _maps(attr: Attribution | Tensor | np.ndarray, reduce: Reduce) -> Tensor:
-    """Attributions as ``(N, H, W)`` non-negative mass maps (:func:`attribution_mass`)."""
-    if isinstance(attr, Attribution):
-        attr = attr.attributions
-    a = torch.as_tensor(np.asarray(attr) if isinstance(attr, np.ndarray) else attr).float().cpu()
-    if a.ndim == 2:
-        a = a[None, None]
-    elif a.ndim == 3:
-        a = a[:, None]
-    elif a.ndim != 4:
-        raise ValueError(f"attributions must be (N, C, H, W), (N, H, W) or (H, W), got {tuple(a.shape)}")
-    return attribution_mass(a, reduce)
+@dataclass(frozen=True)
+class PerturbationCurves:
+    """One method's curves: ``x`` ``(K+1,)`` fractions in [0, 1]; ``deletion`` and ``insertion``
+    ``(N, K+1)``: the probability of the explained class after each step."""
+
+    x: np.ndarray
+    deletion: np.ndarray
+    insertion: np.ndarray
+
+    @property
+    def deletion_auc(self) -> np.ndarray:
+        """``(N,)``: area under each deletion curve (lower is more faithful)."""
+        return curve_auc(self.deletion, self.x)
+
+    @property
+    def insertion_auc(self) -> np.ndarray:
+        """``(N,)``: area under each insertion curve (higher is more faithful)."""
+        return curve_auc(self.insertion, self.x)
 
 
-def _bool_masks(mask: Tensor | np.ndarray) -> Tensor:
-    """Masks as bool with a leading image axis: ``(H, W)`` and ``(N, 1, H, W)`` become ``(N, H, W)``."""
-    m = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask).cpu()
-    if m.dtype != torch.bool:
-        m = m > 0.5
-    if m.ndim == 4 and m.shape[1] == 1:
-        m = m[:, 0]
-    if m.ndim == 2:
-        m = m[None]
-    return m
+def curve_auc(curves: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    """Trapezoid areas ``(...,)`` of ``curves`` ``(..., K+1)`` over ``x`` (default: K+1 equal steps on [0, 1])."""
+    c = np.asarray(curves, dtype=np.float64)
+    x = np.linspace(0.0, 1.0, c.shape[-1]) if x is None else np.asarray(x, dtype=np.float64)
+    if x.shape != c.shape[-1:]:
+        raise ValueError(f"x has shape {x.shape}, curves have {c.shape[-1]} points")
+    return ((c[..., 1:] + c[..., :-1]) * np.diff(x) / 2).sum(-1)
 
 
-def _masks(mask: Tensor | np.ndarray, shape: torch.Size) -> Tensor:
-    """Masks as ``(N, H, W)`` bool, broadcast over images when one mask is given."""
-    m = _bool_masks(mask)
-    if m.ndim != 3 or m.shape[-2:] != shape[-2:]:
-        raise ValueError(f"mask of shape {tuple(m.shape)} does not match attributions of shape {tuple(shape)}")
-    return m.expand(shape)
+def fill_image(X: Tensor, fill: Fill = "blur", *, blur_sigma: float | None = None) -> Tensor:
+    """What removed pixels become: the blurred image or the background colour, ``(N, C, H, W)``."""
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+    return make_baseline(X, fill, blur_sigma=blur_sigma)
 
 
-def in_cell_share(
-    attr: Attribution | Tensor | np.ndarray,
-    mask: Tensor | np.ndarray,
+def pixel_ranks(maps: Tensor | np.ndarray, *, seed: int = 0) -> Tensor:
+    """``(N, H, W)`` int64: each pixel's rank in its map, 0 for the largest value.
+
+    Ties are broken at random (seeded), not by position: a flat region of a map (an
+    upsampled Grad-CAM, a zero map) must not remove the image's top rows first.
+    """
+    a = torch.as_tensor(np.asarray(maps) if isinstance(maps, np.ndarray) else maps).detach().cpu().double()
+    if a.ndim != 3:
+        raise ValueError(f"maps must be (N, H, W), got {tuple(a.shape)}")
+    N, H, W = a.shape
+    flat = a.reshape(N, -1)
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.stack([torch.randperm(H * W, generator=g) for _ in range(N)])
+    shuffled = torch.gather(flat, 1, perm)
+    order_in_shuffled = torch.sort(shuffled, dim=1, descending=True, stable=True).indices
+    order = torch.gather(perm, 1, order_in_shuffled)  # pixel indices, largest value first
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(H * W).expand(N, -1).contiguous())
+    return ranks.reshape(N, H, W)
+
+
+def perturbation_masks(ranks: Tensor, steps: int) -> Tensor:
+    """``(N, K+1, H, W)`` bool: after step ``k`` the top ``round(k / K * H * W)`` pixels are chosen."""
+    N, H, W = ranks.shape
+    counts = torch.round(torch.linspace(0, 1, steps + 1, dtype=torch.float64) * H * W).long()
+    return ranks[:, None] < counts.view(1, -1, 1, 1)
+
+
+def _scores(model: nn.Module, X: Tensor, filled: Tensor, targets: Tensor, ranks: Tensor, rows: Tensor,
+            counts: Tensor, *, chunk_size: int) -> Tensor:
+    """Softmax probabilities of the explained class for perturbed images, built chunk by chunk.
+
+    ``ranks`` ``(J, N, H, W)``: pixel ranks of each method's maps; ``rows`` ``(M, 4)``:
+    (method, image, step, insertion) per perturbed image. In deletion the pixels ranked
+    below ``counts[step]`` come from ``filled``, the rest from ``X``; insertion is the
+    reverse. Only ``chunk_size`` images exist at a time, and each chunk is one forward
+    pass, whatever method, curve or image its rows belong to. Returns ``(M,)``.
+    """
+    device = model_device(model)
+    out = []
+    with torch.no_grad():
+        for s in range(0, rows.shape[0], chunk_size):
+            j, i, k, ins = rows[s:s + chunk_size].unbind(1)
+            chosen = ranks[j, i] < counts[k].view(-1, 1, 1)
+            keep_x = torch.where(ins.bool().view(-1, 1, 1), chosen, ~chosen)[:, None]  # pixels from the image
+            batch = torch.where(keep_x, X[i], filled[i])
+            p = model(batch.to(device)).float().softmax(1)
+            out.append(p.gather(1, targets[i].to(device)[:, None])[:, 0].cpu())
+    return torch.cat(out)
+
+
+def perturbation_curves(
+    model: nn.Module,
+    X: Tensor,
+    maps: Mapping[str, Tensor | np.ndarray],
+    targets: Tensor,
     *,
-    reduce: Reduce = "abs",
-) -> np.ndarray:
-    """The share of attribution mass inside ``mask``, per image: ``(N,)`` in [0, 1].
+    steps: int = 10,
+    fill: Fill = "blur",
+    blur_sigma: float | None = None,
+    chunk_size: int = 64,
+    seed: int = 0,
+) -> dict[str, PerturbationCurves]:
+    """Deletion and insertion curves of several methods' maps on the same images.
 
     Args:
-        attr: an :class:`Attribution`, or maps ``(N, C, H, W)``, ``(N, H, W)``, ``(H, W)``.
-        mask: bool (or {0, 1} float) ``(N, H, W)``, ``(N, 1, H, W)`` or one ``(H, W)`` for all.
-        reduce: mass per pixel, one of :data:`MASS_REDUCTIONS` (:func:`reduce_channels`):
-            ``abs`` = ``sum_c |A_c|`` (default), ``abs_sum`` = ``|sum_c A_c|``,
-            ``positive`` = ``max(sum_c A_c, 0)`` (evidence for the class).
+        model: the classifier the maps explain (eval mode here, restored afterwards).
+        X: normalised images ``(N, C, H, W)``.
+        maps: method name -> non-negative maps ``(N, H, W)`` (larger: more important).
+        targets: ``(N,)`` the explained classes; the score is their softmax probability.
+        steps: ``K``, the fraction removed grows by ``1/K`` a step (``K+1`` points).
+        fill: ``"blur"`` (default) or ``"background"`` (see the module docstring).
+        chunk_size: images per forward pass.
+        seed: breaks ties in the rankings (:func:`pixel_ranks`).
 
-    An image without attribution mass gets NaN rather than a made-up share.
+    The end points (the image and the fill) are scored once for all methods; the
+    interior steps of all methods and images are one sequence of perturbed images,
+    built and scored ``chunk_size`` at a time (one forward pass each).
     """
-    a = _maps(attr, reduce)
-    m = _masks(mask, a.shape)
-    total = a.flatten(1).sum(1).double()
-    inside = (a * m).flatten(1).sum(1).double()
-    share = torch.where(total > 0, inside / total.clamp_min(1e-300), torch.full_like(total, float("nan")))
-    return share.numpy()
-
-
-def area_share(mask: Tensor | np.ndarray) -> np.ndarray:
-    """The fraction of each image that ``mask`` covers: ``(N,)`` (the share a uniform map would get)."""
-    return _bool_masks(mask).flatten(1).double().mean(1).numpy()
-
-
-def bootstrap_mean(
-    values: Sequence[float] | np.ndarray,
-    *,
-    n_resamples: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> Interval:
-    """The mean over images with a percentile-bootstrap interval (SciPy); NaNs are dropped."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        nan = float("nan")
-        return Interval(nan, nan, nan, level)
-    mean = float(v.mean())
-    if v.size < 2 or np.all(v == v[0]):
-        return Interval(mean, mean, mean, level)
-    res = stats.bootstrap((v,), np.mean, n_resamples=n_resamples, confidence_level=level,
-                          method="percentile", random_state=np.random.default_rng(seed))
-    return Interval(mean, float(res.confidence_interval.low), float(res.confidence_interval.high), level)
-
-
-@dataclass
-class InCellStudy:
-    """Per-image in-cell shares over a set of images, and their bootstrap summaries.
-
-    ``share[part]`` and ``area[part]`` are ``(N,)`` arrays for ``part`` in
-    :data:`PARTS`; ``delta`` and ``relative_delta`` the IG completeness errors.
-    """
-
-    share: dict[str, np.ndarray]
-    area: dict[str, np.ndarray]
-    target: np.ndarray
-    label: np.ndarray
-    delta: np.ndarray
-    relative_delta: np.ndarray
-    method: str
-    n_steps: int
-    baseline: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-    def summary(self, *, n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, dict[str, Interval]]:
-        """For each part: mean share, mean area share and mean excess (share - area,
-        paired per image), each with a percentile-bootstrap interval over images."""
-        out = {}
-        for part in self.share:
-            s, a = self.share[part], self.area[part]
-            out[part] = {
-                "share": bootstrap_mean(s, n_resamples=n_resamples, level=level, seed=seed),
-                "area": bootstrap_mean(a, n_resamples=n_resamples, level=level, seed=seed),
-                "excess": bootstrap_mean(s - a, n_resamples=n_resamples, level=level, seed=seed),
-            }
-        return out
-
-    def rows(self, **kwargs: Any) -> list[dict[str, Any]]:
-        """The summary as flat table rows (one per part), for notebooks and reports."""
-        rows = []
-        for part, d in self.summary(**kwargs).items():
-            rows.append({"part": part, "n": int(np.isfinite(self.share[part]).sum()),
-                         **{f"{k}": v.value for k, v in d.items()},
-                         **{f"{k}_low": v.low for k, v in d.items()},
-                         **{f"{k}_high": v.high for k, v in d.items()}})
-        return rows
-
-
-def in_cell_study(
-    model: nn.Module,
-    items: Sequence[Item],
-    *,
-    image_size: int,
-    method: Literal["ig", "saliency"] = "ig",
-    n_steps: int = 50,
-    baseline: str = "black",
-    batch_size: int = 8,
-    internal_batch_size: int | None = None,
-    precision: Precision = "fp32",
-    reduce: Reduce = "abs",
-    target: Literal["predicted", "label"] = "predicted",
-    progress: bool = False,
-) -> InCellStudy:
-    """In-cell, nucleus and cytoplasm shares of ``model``'s attributions over ``items``.
-
-    Images and masks come from :class:`cervixlib.data.CellImageDataset` (evaluation
-    transform, ``return_mask=True``); the nucleus and cytoplasm masks are drawn with
-    :func:`cervixlib.data.cell_mask` at the same size, and the dataset's own cell mask
-    is checked against them, so a transform that moved pixels cannot misalign them
-    silently. Items without annotated cells are an error (their share is undefined).
-    """
-    from cervixlib.data import CellImageDataset, cell_mask
-
-    items = list(items)
-    missing = [str(it.path) for it in items if not it.cells]
-    if missing:
-        raise ValueError(f"{missing[0]}: no annotated cells, so no in-cell share ({len(missing)} such items)")
-    ds = CellImageDataset(items, image_size=image_size, train=False, return_mask=True)
-    parts = []
-    share = {p: [] for p in PARTS}
-    area = {p: [] for p in PARTS}
-    labels = []
-    starts = range(0, len(items), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, desc=f"in-cell share ({method})", unit="batch")
-    for start in starts:
-        idx = range(start, min(start + batch_size, len(items)))
-        Xs, ys, cells = [], [], []
-        for i in idx:
-            X, y, m = ds[i]
-            Xs.append(X)
-            ys.append(int(y))
-            cells.append(torch.as_tensor(m)[0] > 0.5)
-        X = torch.stack(Xs)
-        masks = {"cell": torch.stack(cells)}
-        for part in ("nucleus", "cytoplasm"):
-            masks[part] = torch.stack([torch.from_numpy(np.asarray(cell_mask(items[i], (image_size, image_size), part)))
-                                       for i in idx]).bool()
-        for j, i in enumerate(idx):
-            union = masks["nucleus"][j] | masks["cytoplasm"][j]
-            agree = (union == masks["cell"][j]).float().mean().item()
-            if agree < 0.98:
-                raise ValueError(f"{items[i].path}: the dataset's cell mask and the polygon masks disagree "
-                                 f"on {100 * (1 - agree):.1f}% of pixels; the transform misaligns them")
-        a = attribute(model, X, method=method, n_steps=n_steps, baseline=baseline,  # type: ignore[arg-type]
-                      target=torch.tensor(ys) if target == "label" else None,
-                      internal_batch_size=internal_batch_size, precision=precision)
-        parts.append(a)
-        labels.extend(ys)
-        for p in PARTS:
-            share[p].append(in_cell_share(a, masks[p], reduce=reduce))
-            area[p].append(area_share(masks[p]))
-    a = Attribution.cat(parts)
-    return InCellStudy(
-        share={p: np.concatenate(v) for p, v in share.items()},
-        area={p: np.concatenate(v) for p, v in area.items()},
-        target=a.target.numpy(), label=np.asarray(labels), delta=a.delta.numpy(),
-        relative_delta=a.relative_delta.numpy(), method=a.method, n_steps=a.n_steps, baseline=a.baseline,
-        meta={"image_size": image_size, "reduce": reduce, "precision": sorted(set(a.precision))},
-    )
-
-
-# ------------------------------------------------------------------ sanity check
-def randomize_weights(
-    model: nn.Module,
-    *,
-    seed: int = 0,
-    layers: Sequence[str] | None = None,
-) -> nn.Module:
-    """A deep copy of ``model`` with its weights re-initialised (its own init schemes).
-
-    Every submodule with ``reset_parameters`` is reset (conv, linear, batch norm, whose
-    running statistics are reset too). ``layers``: names of submodules to randomise
-    (with everything below them), for the cascading variant of Adebayo et al.; None
-    randomises all. A parameter left unchanged afterwards is an error, so that a new
-    layer type cannot slip through the check untouched.
-    """
-    rand = copy.deepcopy(model)
-    modules = dict(rand.named_modules())
-    roots = [""] if layers is None else list(layers)
-    unknown = [n for n in roots if n not in modules]
-    if unknown:
-        raise ValueError(f"no such submodules: {unknown}")
-    before = {n: p.detach().clone() for n, p in rand.named_parameters()}
-    selected: set[str] = set()
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        for root in roots:
-            for name, module in modules[root].named_modules(prefix=root):
-                reset = getattr(module, "reset_parameters", None)
-                if callable(reset):
-                    reset()
-                for pname, _ in module.named_parameters(recurse=False):
-                    selected.add(f"{name}.{pname}" if name else pname)
-    finally:
-        torch.random.set_rng_state(gen_state)
-    stale = [n for n, p in rand.named_parameters()
-             if n in selected and p.numel() > 1 and torch.equal(p.detach(), before[n])
-             and not _is_constant_init(p)]
-    if stale:
-        raise ValueError(f"parameters not re-initialised (no reset_parameters on their module): {stale[:5]}")
-    return rand
-
-
-def _is_constant_init(p: Tensor) -> bool:
-    """Norm weights (all ones) and biases (all zeros) legitimately reset to what they were."""
-    v = p.detach().flatten()
-    return bool(torch.all(v == v[0]))
-
-
-def spearman_per_image(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of two stacks of maps ``(N, ...)``, image by image (SciPy)."""
-    a = np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64)
-    b = np.asarray(b.detach().cpu() if isinstance(b, Tensor) else b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
-    out = np.empty(a.shape[0])
-    for i in range(a.shape[0]):
-        x, y = a[i].ravel(), b[i].ravel()
-        out[i] = np.nan if (np.all(x == x[0]) or np.all(y == y[0])) else stats.spearmanr(x, y).statistic
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    X = X.detach().cpu().float()
+    N = X.shape[0]
+    t = torch.as_tensor(targets, dtype=torch.long).reshape(-1).cpu()
+    if t.numel() != N:
+        raise ValueError(f"got {t.numel()} targets for {N} images")
+    bad = [k for k, m in maps.items() if tuple(torch.as_tensor(np.asarray(m)).shape) != (N, *X.shape[-2:])]
+    if bad:
+        raise ValueError(f"maps of {bad} are not (N, H, W) = {(N, *X.shape[-2:])}")
+    filled = fill_image(X, fill, blur_sigma=blur_sigma).cpu()
+    H, W = X.shape[-2:]
+    x = np.linspace(0.0, 1.0, steps + 1)
+    names = list(maps)
+    ranks = torch.stack([pixel_ranks(torch.as_tensor(np.asarray(maps[k])), seed=seed).int() for k in names])
+    counts = torch.round(torch.linspace(0, 1, steps + 1, dtype=torch.float64) * H * W).long()
+    S, img = steps - 1, torch.arange(N)
+    # rows (method, image, step, insertion): the image and the fill once, then each method's inner steps
+    ends = [torch.stack([torch.zeros(N, dtype=torch.long), img, torch.full((N,), k), torch.zeros(N, dtype=torch.long)],
+                        1) for k in (0, steps)]
+    grid_i, grid_k = img.repeat_interleave(S), torch.arange(1, steps).repeat(N)
+    inner = [torch.stack([torch.full((N * S,), j), grid_i, grid_k, torch.full((N * S,), ins)], 1)
+             for j in range(len(names)) for ins in (0, 1)]
+    rows = torch.cat(ends + inner)
+    with eval_mode(model):
+        scores = _scores(model, X, filled, t, ranks, rows, counts, chunk_size=chunk_size).numpy()
+    p_image, p_fill = scores[:N], scores[N:2 * N]
+    out, pos = {}, 2 * N
+    for k in names:
+        d = scores[pos:pos + N * S].reshape(N, S)
+        i = scores[pos + N * S:pos + 2 * N * S].reshape(N, S)
+        pos += 2 * N * S
+        out[k] = PerturbationCurves(x=x, deletion=np.column_stack([p_image, d, p_fill]),
+                                    insertion=np.column_stack([p_fill, i, p_image]))
     return out
 
 
-@dataclass
-class SanityResult:
-    """Spearman correlations ``(N,)`` between trained and randomised-model maps.
-
-    ``spearman_abs`` compares ``sum_c |A_c|`` (what the figures show), ``spearman_signed``
-    compares ``sum_c A_c``; both should be low for a method that depends on the model.
-    """
-
-    spearman_abs: np.ndarray
-    spearman_signed: np.ndarray
-    trained: Attribution
-    randomized: Attribution
-
-    def summary(self, **kwargs: Any) -> dict[str, Interval]:
-        return {"spearman_abs": bootstrap_mean(self.spearman_abs, **kwargs),
-                "spearman_signed": bootstrap_mean(self.spearman_signed, **kwargs)}
-
-
-def randomization_similarity(
-    model: nn.Module,
-    X: Tensor,
-    *,
-    method: Literal["ig", "saliency"] = "ig",
-    target: int | Sequence[int] | Tensor | None = None,
-    seed: int = 0,
-    layers: Sequence[str] | None = None,
-    randomized: nn.Module | None = None,
-    **attribute_kwargs: Any,
-) -> SanityResult:
-    """Adebayo et al.'s model-parameter randomisation test on images ``X``.
-
-    Both models explain the same class: ``target``, or the trained model's prediction.
-    ``randomized`` may be given (e.g. to reuse one copy); otherwise it is
-    :func:`randomize_weights` ``(model, seed=seed, layers=layers)``. Extra keyword
-    arguments go to :func:`~cervixlib.explain.attribute` for both models.
-    """
-    trained = attribute(model, X, method=method, target=target, **attribute_kwargs)
-    if randomized is None:
-        randomized = randomize_weights(model, seed=seed, layers=layers)
-    rand = attribute(randomized, X, method=method, target=trained.target, **attribute_kwargs)
-    return SanityResult(
-        spearman_abs=spearman_per_image(trained.heatmap("abs"), rand.heatmap("abs")),
-        spearman_signed=spearman_per_image(trained.heatmap("sum"), rand.heatmap("sum")),
-        trained=trained, randomized=rand,
-    )
-
-
-# ------------------------------------------------------------------ completeness
 def completeness(
     model: nn.Module,
     X: Tensor,

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cervixlib.explain.maps import METHOD_LABELS
+from cervixlib.figures import PALETTE
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from cervixlib.explain.evaluation import ExplanationStudy
-    from cervixlib.explain.robustness import CascadeResult, Convergence
+    from cervixlib.explain.randomisation import CascadeResult
+    from cervixlib.explain.robustness import Convergence
 
 __all__ = ["cascade_figure", "convergence_figure", "perturbation_curves_figure"]
-
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
 
@@ -44,7 +44,7 @@ def _model_panels(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], *
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True)
     for i, name in enumerate(names):
         for m, (x, y) in panels[name].items():
-            line = dict(color=_PALETTE[methods.index(m) % 8], dash="dash" if m in ("random", "edge") else "solid")
+            line = dict(color=PALETTE[methods.index(m) % 8], dash="dash" if m in ("random", "edge") else "solid")
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=METHOD_LABELS.get(m, m), legendgroup=m,
                                      showlegend=m not in [t.legendgroup for t in fig.data], line=line),
                           row=i // cols + 1, col=i % cols + 1)
@@ -83,7 +83,7 @@ def convergence_figure(convergence: dict[str, Convergence], *, title: str | None
     for k, (name, c) in enumerate(convergence.items()):
         rel = np.clip(c.relative, 1e-12, None)
         med = np.median(rel, axis=1)
-        fig.add_trace(go.Scatter(x=c.steps, y=med, mode="lines+markers", name=name, line_color=_PALETTE[k % 8],
+        fig.add_trace(go.Scatter(x=c.steps, y=med, mode="lines+markers", name=name, line_color=PALETTE[k % 8],
                                  error_y=dict(type="data", symmetric=False, array=rel.max(1) - med,
                                               arrayminus=med - rel.min(1))))
     fig.update_layout(title=title, height=380, margin=dict(t=60, b=40), xaxis=dict(title="n_steps", type="log"),

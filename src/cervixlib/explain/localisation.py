@@ -1,4 +1,4 @@
-"""Where a map puts its mass, against the annotated cells: pure functions.
+"""Localisation: where a map puts its mass, against the annotated cells (Quantus' category).
 
 Wang et al. (2021) claim from their Fig. 2 that RCAN-DenseNet-121 decides from "a few
 cells" while DenseNet-121 also looks at the background. This module turns that into
@@ -9,9 +9,11 @@ numbers per image, from non-negative maps ``(N, H, W)`` and the ``.dat`` masks
   backprop", ECCV 2016): is the map's maximum inside a cell? Ties are resolved the
   way the metric defines it (every pixel that reaches the maximum must hit, or any
   may, ``ties=``), and ``tolerance`` px widens the cells, as that paper's 15 px does;
-- :func:`part_shares`: the share of mass in the nucleus, the cytoplasm and the cells
-  (the in-cell share of :func:`~cervixlib.explain.in_cell_share`, with the same
-  reduction), and the nucleus share of the in-cell mass;
+- :func:`in_cell_share`: the fraction of a map's mass ``sum_c |A_c|`` that falls inside
+  the cells, next to :func:`area_share`, the fraction of the image they cover (what a
+  map blind to the cells gets): "attends to cells" means the share exceeds the area;
+- :func:`part_shares`: the in-cell share split into nucleus and cytoplasm, and the
+  nucleus share of the in-cell mass;
 - :func:`concentration`: the smallest number of annotated cells that hold ``level``
   (80%) of the in-cell mass, and that number as a fraction of the image's annotated
   cells: a direct test of "a few cells".
@@ -27,10 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cervixlib.explain.reductions import Reduce, attribution_mass
+
 if TYPE_CHECKING:
+    from cervixlib.explain.attributions import Attribution
     from cervixlib.data import Item
 
-__all__ = ["cell_masks", "concentration", "dilate", "part_shares", "pointing_game", "stack_concentration"]
+__all__ = ["area_share", "cell_masks", "concentration", "dilate", "in_cell_share", "part_shares", "pointing_game",
+           "stack_concentration"]
 
 Ties = Literal["all", "any"]
 
@@ -46,14 +52,69 @@ def _as_maps(maps: np.ndarray | torch.Tensor) -> np.ndarray:
     return a
 
 
-def _as_masks(mask: np.ndarray | torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+def _bool_masks(mask: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Masks as bool ``(N, H, W)``: ``(H, W)`` gets an image axis, ``(N, 1, H, W)`` loses its channel."""
     m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
     m = m > 0.5 if m.dtype != bool else m
-    if m.ndim == 2:
-        m = np.broadcast_to(m, (shape[0], *m.shape))
+    if m.ndim == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    return m[None] if m.ndim == 2 else m
+
+
+def _as_masks(mask: np.ndarray | torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """Masks matching maps of ``shape`` ``(N, H, W)``; one mask serves every image."""
+    m = _bool_masks(mask)
+    if m.ndim == 3 and m.shape[0] == 1 and m.shape[1:] == shape[1:]:
+        m = np.broadcast_to(m, shape)
     if m.shape != shape:
         raise ValueError(f"mask of shape {m.shape} does not match maps of shape {shape}")
     return m
+
+
+def _mass(attr: Attribution | torch.Tensor | np.ndarray, reduce: Reduce) -> np.ndarray:
+    """Attributions ``(N, C, H, W)``, ``(N, H, W)`` or ``(H, W)`` as non-negative ``(N, H, W)``
+    masses (:func:`~cervixlib.explain.reductions.attribution_mass`; a map without channels is one channel)."""
+    from cervixlib.explain.attributions import Attribution
+
+    if isinstance(attr, Attribution):
+        attr = attr.attributions
+    a = torch.as_tensor(np.asarray(attr) if isinstance(attr, np.ndarray) else attr).detach().cpu().double()
+    if a.ndim in (2, 3):
+        a = a.reshape(-1, 1, *a.shape[-2:])
+    elif a.ndim != 4:
+        raise ValueError(f"attributions must be (N, C, H, W), (N, H, W) or (H, W), got {tuple(a.shape)}")
+    return attribution_mass(a, reduce).numpy()
+
+
+def in_cell_share(
+    attr: Attribution | torch.Tensor | np.ndarray,
+    mask: np.ndarray | torch.Tensor,
+    *,
+    reduce: Reduce = "abs",
+) -> np.ndarray:
+    """The share of attribution mass inside ``mask``, per image: ``(N,)`` in [0, 1].
+
+    Args:
+        attr: an :class:`~cervixlib.explain.Attribution`, or maps ``(N, C, H, W)``,
+            ``(N, H, W)``, ``(H, W)``.
+        mask: bool (or {0, 1} float) ``(N, H, W)``, ``(N, 1, H, W)`` or one ``(H, W)`` for all.
+        reduce: mass per pixel (:func:`~cervixlib.explain.reduce_channels`): ``abs`` =
+            ``sum_c |A_c|`` (default), ``abs_sum`` = ``|sum_c A_c|``, ``positive`` =
+            ``max(sum_c A_c, 0)`` (evidence for the class).
+
+    An image without attribution mass gets NaN rather than a made-up share.
+    """
+    a = _mass(attr, reduce)
+    m = _as_masks(mask, a.shape)
+    total = a.reshape(len(a), -1).sum(1)
+    inside = (a * m).reshape(len(a), -1).sum(1)
+    return np.where(total > 0, inside / np.where(total > 0, total, 1.0), np.nan)
+
+
+def area_share(mask: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The fraction of each image that ``mask`` covers: ``(N,)`` (the share a map blind to the cells gets)."""
+    m = _bool_masks(mask)
+    return m.reshape(len(m), -1).mean(1, dtype=np.float64)
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -107,8 +168,6 @@ def part_shares(
     """Shares of each map's mass, ``(N,)`` each: ``"cell"``, ``"nucleus"``, ``"cytoplasm"``
     (cell minus nucleus) and ``"nucleus_of_cell"`` (nucleus mass / in-cell mass, the
     nucleus against the cytoplasm inside the cells). NaN where the denominator is 0."""
-    from cervixlib.explain.faithfulness import in_cell_share
-
     a = _as_maps(maps)
     c = np.array(_as_masks(cell, a.shape))  # a writable copy of a broadcast mask, for torch
     n = _as_masks(nucleus, a.shape) & c

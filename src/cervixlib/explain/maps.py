@@ -3,7 +3,7 @@
 Wang et al. (2021) show input gradients and Integrated Gradients (Fig. 2); a reader of
 medical-imaging XAI also expects Grad-CAM (Selvaraju et al., ICCV 2017) and, for the
 Residual Attention Network, the model's own soft masks. :func:`method_maps` gives each
-at the input's size, so that faithfulness (:mod:`~cervixlib.explain.perturbation`) and
+at the input's size, so that faithfulness (:mod:`~cervixlib.explain.faithfulness`) and
 localisation (:mod:`~cervixlib.explain.localisation`) treat them alike:
 
 - ``"saliency"``, ``"ig"`` (ours: the logit, black baseline), ``"ig_released"``
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cervixlib.explain.attributions import RELEASED_IG, attribute, model_device
+from cervixlib.explain.attributions import RELEASED_IG, attribute, explained_classes, model_device
 from cervixlib.runtime import eval_mode
 
 __all__ = ["CONTROLS", "MAP_METHODS", "METHOD_LABELS", "attention_map", "available_methods", "edge_map", "gradcam",
@@ -40,15 +40,6 @@ CONTROLS = ("random", "edge")
 #: Each method's name in figures and tables.
 METHOD_LABELS = {"saliency": "saliency", "ig": "IG (ours)", "ig_released": "IG (released)", "gradcam": "Grad-CAM",
                  "attention": "RAN soft mask", "random": "random (control)", "edge": "Sobel edges (control)"}
-
-
-def _targets(targets: int | Sequence[int] | Tensor, n: int) -> list[int]:
-    t = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ValueError(f"got {t.numel()} targets for {n} images")
-    return [int(v) for v in t]
 
 
 def gradcam(model: nn.Module, X: Tensor, targets: int | Sequence[int] | Tensor, *,
@@ -65,7 +56,8 @@ def gradcam(model: nn.Module, X: Tensor, targets: int | Sequence[int] | Tensor, 
     modules = dict(model.named_modules())
     if name is None or name not in modules:
         raise ValueError(f"no layer {name!r} in the model for Grad-CAM; pass layer=")
-    t = _targets(targets, X.shape[0])
+    with eval_mode(model), torch.no_grad():
+        t = explained_classes(model, X.to(model_device(model)), targets).tolist()
     out = []
     with eval_mode(model), GradCAM(model=model, target_layers=[modules[name]]) as cam:
         for s in range(0, X.shape[0], batch_size):
