@@ -26,7 +26,7 @@ def test_fix_acts_only_when_the_extension_did_not_load():
     # Where the extension loads, torchvision registers the real ops and we define nothing;
     # where it does not, our schemas exist but have no kernel. Either way, the state is consistent.
     res = _run("""
-        import torch, cervixlib
+        import torch, cervixlib, torchvision
         from cervixlib import _compat
         loaded = _compat.TORCHVISION_EXTENSION_LOADED
         print(loaded, _compat._library is None)
@@ -34,6 +34,20 @@ def test_fix_acts_only_when_the_extension_did_not_load():
     assert res.returncode == 0, res.stderr
     loaded, no_lib = res.stdout.split()
     assert (loaded == "True") == (no_lib == "True")
+
+
+def test_import_cervixlib_imports_no_torch_until_torchvision_is_imported():
+    # The fix waits for the first torchvision import (a finder on sys.meta_path), so that
+    # the package and its command line start without torch.
+    res = _run("""
+        import sys, cervixlib
+        from cervixlib import _compat
+        before = "torch" in sys.modules, _compat.TORCHVISION_EXTENSION_LOADED
+        from torchvision import models
+        print(before, _compat.TORCHVISION_EXTENSION_LOADED is not None, _compat._TorchvisionHook in sys.meta_path)
+    """)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["(False,", "None)", "True", "False"]
 
 
 def test_without_the_fix_torchvision_fails_here_or_loads_its_extension():

@@ -8,6 +8,10 @@ to load, silently, and ``import torchvision`` then dies in
 for ``torchvision::nms`` and ``torchvision::qnms`` whose schemas only the extension
 defines.
 
+When: importing cervixlib installs :func:`install_import_hook`, a finder that runs
+:func:`ensure_torchvision` the moment anything first imports torchvision, so that
+``import cervixlib`` itself stays light (no torch: ``cervix --help`` imports none).
+
 What: before torchvision is first imported, try to load the extension exactly as
 torchvision would. If it loads (an ordinary machine, a matching CUDA pair), do
 nothing. If it does not, define the two schemas ourselves, so torchvision imports and
@@ -23,7 +27,7 @@ import logging
 import sys
 from pathlib import Path
 
-__all__ = ["ensure_torchvision", "TORCHVISION_EXTENSION_LOADED"]
+__all__ = ["ensure_torchvision", "install_import_hook", "TORCHVISION_EXTENSION_LOADED"]
 
 _log = logging.getLogger(__name__)
 
@@ -76,3 +80,30 @@ def ensure_torchvision() -> bool:
                   "defined op schemas so that torchvision imports")
     TORCHVISION_EXTENSION_LOADED = loaded
     return loaded
+
+
+class _TorchvisionHook:
+    """A :data:`sys.meta_path` finder that only watches for the first ``import torchvision``.
+
+    It finds nothing itself: it removes itself, makes torchvision importable
+    (:func:`ensure_torchvision`), and lets the ordinary finders do the import.
+    """
+
+    @classmethod
+    def find_spec(cls, name: str, path: object = None, target: object = None) -> None:
+        if name == "torchvision":
+            _remove_hook()
+            ensure_torchvision()
+        return None
+
+
+def _remove_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if f is not _TorchvisionHook]
+
+
+def install_import_hook() -> None:
+    """Run :func:`ensure_torchvision` on the first ``import torchvision`` (now, if it is imported already)."""
+    if "torchvision" in sys.modules:
+        ensure_torchvision()
+    elif _TorchvisionHook not in sys.meta_path:
+        sys.meta_path.insert(0, _TorchvisionHook)
