@@ -28,7 +28,8 @@ from pathlib import Path
 
 from cervixlib.config import get_profile
 from cervixlib.parallel import train_plan
-from cervixlib.plan import book_plan, plan_runs
+from cervixlib.book.plan import book_plan
+from cervixlib.plan import plan_runs
 from cervixlib.runtime import device_name, resolve_precision, select_device
 
 

@@ -118,11 +118,14 @@ def _statements(source: str) -> list[ast.stmt] | None:
 
 
 def _is_setup_statement(stmt: ast.stmt) -> bool:
-    """An import, an assignment, or a bare ``<x>.show_statement()`` call."""
+    """An import, an assignment, or a bare ``show_statement(study)`` call."""
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.AugAssign)):
         return True
-    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
-            and isinstance(stmt.value.func, ast.Attribute) and stmt.value.func.attr == "show_statement")
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return False
+    func = stmt.value.func
+    return (func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else "") \
+        == "show_statement"
 
 
 def check_cell_tags(path: str | os.PathLike[str]) -> None:
@@ -131,7 +134,7 @@ def check_cell_tags(path: str | os.PathLike[str]) -> None:
 
     1. the ``parameters`` cell also carries ``remove-cell``;
     2. a *setup* cell, one whose top-level statements are all imports, assignments
-       or a ``study.show_statement()`` call, carries ``remove-cell`` (it shows
+       or a ``show_statement(study)`` call, carries ``remove-cell`` (it shows
        nothing a reader needs) or ``remove-input`` (its output is needed: the
        dataset statement);
     3. any other code cell with an import statement keeps its source off the page:

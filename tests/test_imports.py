@@ -176,3 +176,10 @@ def test_the_data_layer_keeps_the_one_default_subset_rule():
     from cervixlib import data, layout
 
     assert data.default_subset is layout.default_subset
+
+
+def test_the_package_has_no_import_cycle():
+    """Every import that runs, at module level or in a function, with the package
+    ``__init__`` it runs first; and, apart, every import a type checker reads."""
+    assert import_cycles(parents=True) == []
+    assert import_cycles(type_checking=True) == []

@@ -34,7 +34,7 @@ def _notebook(tmp_path: Path, *cells: tuple[str, list[str]]) -> Path:
 
 
 PARAMS = ('profile = "default"\nruns_dir = "../runs"', ["parameters", "remove-cell"])
-SETUP = ("from cervixlib.study import Study\n\nstudy = Study(profile=profile)\nstudy.show_statement()",
+SETUP = ("from cervixlib.study import Study\n\nstudy = Study(profile=profile)\nshow_statement(study)",
          ["remove-input"])
 
 
@@ -53,7 +53,7 @@ def test_a_tagged_notebook_passes(tmp_path):
     (("import numpy as np\nfrom cervixlib import figures", []), r"cell 3 \('import numpy as np'\) only imports "
                                                                 "and sets up: tag it 'remove-cell'"),
     ((SETUP[0], ["hide-input"]), r"cell 3 \('from cervixlib.study import Study'\) only imports and sets up"),
-    (("runs = study.runs(models)\nstudy.show_statement()", []), "only imports and sets up"),
+    (("runs = study.runs(models)\nshow_statement(study)", []), "only imports and sets up"),
     (("from cervixlib.report import rows\ndisplay(rows())", []), r"cell 3 .* imports: tag it 'hide-input'"),
     (("if x:\n    import torch\n    print(torch.__version__)", []), "imports: tag it 'hide-input'"),
 ])

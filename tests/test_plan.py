@@ -23,7 +23,8 @@ import pytest
 
 from cervixlib.book import BookError, load_manifest
 from cervixlib.config import make_config
-from cervixlib.plan import book_plan, plan_runs
+from cervixlib.book.plan import book_plan
+from cervixlib.plan import plan_runs
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = dict(book_dir=REPO / "book", notebooks_dir=REPO / "notebooks")

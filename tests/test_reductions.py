@@ -15,7 +15,7 @@ from scipy.special import roots_legendre
 
 from cervixlib.explain import in_cell_share
 from cervixlib.explain.explorer import integration_alphas
-from cervixlib.explain.reductions import MASS_REDUCTIONS, REDUCTIONS, attribution_mass, reduce_channels
+from cervixlib.reductions import MASS_REDUCTIONS, REDUCTIONS, attribution_mass, reduce_channels
 from cervixlib.figures import attribution_heatmap
 
 # two channels of one 1x3 image: pixel 0 cancels out, pixel 1 is positive, pixel 2 negative

@@ -80,7 +80,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 # ----------------------------------------------------------------------------- engine
 def _cmd_plan(args: argparse.Namespace) -> int:
     from cervixlib.book import BookError
-    from cervixlib.plan import book_plan, store_throughput
+    from cervixlib.book.plan import book_plan
+    from cervixlib.plan import store_throughput
 
     logging.getLogger("papermill").setLevel(logging.WARNING)  # its inspection logs every notebook
     try:
@@ -97,7 +98,7 @@ def _train_plan(args: argparse.Namespace) -> int:
     """``cervix train --plan``: every run of the book's plan that the store lacks, in parallel."""
     from cervixlib.book import BookError
     from cervixlib.parallel import RayUnavailable, train_plan
-    from cervixlib.plan import book_plan
+    from cervixlib.book.plan import book_plan
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
     params = {**dict(args.param), **({"skip_bad": True} if args.skip_bad else {})}

@@ -217,7 +217,7 @@ def study_statement(study: Study) -> str:
 
 
 def show_statement(study: Study) -> None:
-    """Display :func:`study_statement` (a notebook's second cell calls ``study.show_statement()``)."""
+    """Display :func:`study_statement` (each notebook's second cell calls ``show_statement(study)``)."""
     from IPython.display import HTML, display
 
     display(HTML(study_statement(study)))

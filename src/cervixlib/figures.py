@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from cervixlib.facts import abbreviation
+from cervixlib.reductions import attribution_mass
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -105,7 +106,6 @@ def attribution_heatmap(
     sorted values reaches ``100 - outlier_perc`` percent of the total. A map whose
     percentile is zero is scaled by its maximum; an all-zero map stays zero.
     """
-    from cervixlib.explain.reductions import attribution_mass  # here: explain imports this module
 
     t = attr.detach().float().cpu() if isinstance(attr, torch.Tensor) else torch.as_tensor(np.asarray(attr, np.float32))
     if t.ndim == 2:

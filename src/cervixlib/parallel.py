@@ -296,7 +296,7 @@ def train_plan(
     """Train every run of ``plan`` that the store does not have, several at once, on Ray.
 
     Args:
-        plan: a :class:`RunPlan` (:func:`cervixlib.plan.book_plan`) or configurations of one dataset.
+        plan: a :class:`RunPlan` (:func:`cervixlib.book.plan.book_plan`) or configurations of one dataset.
         runs_dir: the run store of ``plan`` given as configurations (a :class:`RunPlan` has its own).
         jobs: runs at once; ``"auto"``: :data:`RUNS_PER_GPU` per GPU, else :data:`CPU_JOBS`.
         runs_per_gpu: runs sharing one GPU (Ray's fractional GPUs); default from ``jobs``.

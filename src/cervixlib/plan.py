@@ -3,7 +3,7 @@
 A chapter of the book reads runs through :class:`cervixlib.study.Study` (its main runs,
 the other protocol's beside them, every fold, the leakage table's pair); which groups it
 reads is declared per chapter in ``book/manifest.yml`` (``runs: [main, folds@multi, ...]``).
-:func:`book_plan` builds each chapter's ``Study`` from the same parameters papermill
+:func:`cervixlib.book.plan.book_plan` builds each chapter's ``Study`` from the same parameters papermill
 injects and asks it for those configurations (:meth:`Study.needed_configs`, the code the
 notebook's calls go through), so the plan and the chapters cannot disagree on a setting;
 a test executes the book after training its plan and checks that no chapter trained
@@ -15,15 +15,13 @@ the same model, size and device in the store measured their throughput.
 
 from __future__ import annotations
 
-import ast
-import dataclasses
 import json
 import os
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cervixlib.config import TrainConfig
 from cervixlib.runtime import device_name
@@ -31,7 +29,7 @@ from cervixlib.runtime import device_name
 if TYPE_CHECKING:
     from cervixlib.data import DatasetIndex
 
-__all__ = ["PlannedRun", "RunPlan", "book_plan", "plan_runs", "store_throughput"]
+__all__ = ["PlannedRun", "RunPlan", "plan_runs", "store_throughput"]
 
 @dataclass(frozen=True)
 class PlannedRun:
@@ -165,73 +163,6 @@ def store_throughput(runs_dir: str | os.PathLike[str]) -> dict[tuple, float]:
         key = _throughput_key(config, info["device_name"], info.get("precision", "fp32"))
         rates.setdefault(key, []).extend(epochs)
     return {k: statistics.median(v) for k, v in rates.items() if v}
-
-
-def _literal(source: str, where: str) -> Any:
-    try:
-        return ast.literal_eval(source)
-    except (ValueError, SyntaxError):
-        from cervixlib.book.errors import BookError
-
-        raise BookError(f"{where}: the default {source!r} is not a literal the run plan can read") from None
-
-
-def book_plan(
-    profile: str = "default",
-    data: str | os.PathLike[str] | None = None,
-    *,
-    params: Mapping[str, Any] | None = None,
-    book_dir: str | os.PathLike[str] = "book",
-    notebooks_dir: str | os.PathLike[str] = "notebooks",
-    runs_dir: str | os.PathLike[str] = "runs",
-    only: Sequence[str] | None = None,
-    generate: bool = True,
-    manifest: str | os.PathLike[str] | None = None,
-) -> RunPlan:
-    """The runs the book's chapters read, for ``profile`` on ``data`` (None: the embedded set).
-
-    Each chapter's parameters are resolved as ``cervix book`` injects them (the notebook's
-    defaults, the manifest's for the profile, ``params``), its :class:`~cervixlib.study.Study`
-    built from them, and the groups of runs its manifest entry lists asked of it; a run read
-    by several chapters is listed once. ``generate=False`` leaves an embedded set that is not
-    generated yet alone (the plan then lists the runs without image counts or store status).
-    ``manifest``: default ``book_dir/manifest.yml``. A parameter in ``params`` that no selected
-    chapter declares is refused, as ``cervix book`` refuses it.
-    """
-    from cervixlib.book.errors import BookError
-    from cervixlib.book.manifest import load_manifest, notebook_parameters
-    from cervixlib.study import Study
-
-    # the chapter parameters a Study takes, by the names the notebooks pass them under; the
-    # plan's own run store replaces the notebooks' (relative to notebooks/)
-    study_fields = {f.name for f in dataclasses.fields(Study) if f.init and not f.name.startswith("_")}
-    study_fields.discard("runs_dir")
-    book_dir, notebooks_dir = Path(book_dir), Path(notebooks_dir)
-    man = load_manifest(manifest if manifest is not None else book_dir / "manifest.yml")
-    wanted: dict[TrainConfig, list[str]] = {}
-    selected = man.select(only)
-    known: set[str] = set()
-    for spec in selected:
-        src = notebooks_dir / f"{spec.name}.ipynb"
-        declared = {k: _literal(v, f"{src}: parameter {k}") for k, v in notebook_parameters(src).items()}
-        known |= set(declared)
-        if not spec.runs:
-            continue
-        values = {**declared, **spec.parameters_for(profile),
-                  **{k: v for k, v in (params or {}).items() if k in declared},
-                  "profile": profile, "data_root": None if data is None else str(data)}
-        study = Study(**{k: v for k, v in values.items() if k in study_fields}, runs_dir=str(runs_dir))
-        for need in spec.runs:
-            for config in study.needed_configs(need, values.get("models", [])):
-                wanted.setdefault(config, [])
-                if spec.name not in wanted[config]:
-                    wanted[config].append(spec.name)
-    unknown = sorted(set(params or {}) - known)
-    if unknown:
-        raise BookError(f"parameter(s) {', '.join(unknown)} are not in the parameters cell of "
-                        f"{', '.join(s.name for s in selected)}")
-    return plan_runs(list(wanted), profile=profile, runs_dir=runs_dir, generate=generate,
-                     chapters={c: tuple(ch) for c, ch in wanted.items()})
 
 
 def plan_runs(

@@ -247,9 +247,3 @@ class Study:
         if index.synthetic:
             return "synthetic SIPaKMeD-compatible data (not SIPaKMeD)"
         return data_label(index.root.name, index.layout)
-
-    def show_statement(self) -> None:
-        """Display :func:`cervixlib.display.study_statement`: which data and settings made the numbers."""
-        from cervixlib.display import show_statement
-
-        show_statement(self)

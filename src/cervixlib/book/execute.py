@@ -312,7 +312,7 @@ def run_book(
             nbclient can wait forever for the reply to a cell that the kernel has
             finished (seen with the ipywidgets explorer, jupyter/nbclient#312), and
             trained runs are cached, so the second try costs little.
-        train: first train the run plan of the chapters to execute (:func:`cervixlib.plan.book_plan`)
+        train: first train the run plan of the chapters to execute (:func:`cervixlib.book.plan.book_plan`)
             in parallel on Ray (:func:`cervixlib.parallel.train_plan`, ``jobs`` at once, on the
             cluster at ``address`` if given), so that the chapters only load their runs. Without
             Ray installed the chapters train them one at a time, as they do when run alone.
@@ -444,7 +444,7 @@ def _train_plan(profile: str, data: Any, params: Mapping[str, Any], manifest: Pa
     """
     from cervixlib.data import DataError
     from cervixlib.parallel import RayUnavailable, train_plan
-    from cervixlib.plan import book_plan
+    from cervixlib.book.plan import book_plan
 
     try:
         plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,

@@ -8,7 +8,8 @@ pytorch-grad-cam and measures them, one module a category as Quantus names them:
 - attribution methods and maps: :mod:`~cervixlib.explain.attributions` (saliency and IG,
   the released IG), :mod:`~cervixlib.explain.baselines` (IG's starting points),
   :mod:`~cervixlib.explain.maps` (Grad-CAM, the RAN soft masks, two controls: every
-  method as non-negative maps), :mod:`~cervixlib.explain.reductions` (channels to maps);
+  method as non-negative maps); :func:`reduce_channels` comes from :mod:`cervixlib.reductions`
+  (below both this package and :mod:`cervixlib.figures`, which draws the same maps);
 - :mod:`~cervixlib.explain.faithfulness`: deletion, insertion, completeness;
 - :mod:`~cervixlib.explain.localisation`: pointing game, in-cell and part shares, concentration;
 - :mod:`~cervixlib.explain.randomisation`: cascading randomisation, the full one as its last stage;
@@ -33,7 +34,7 @@ from cervixlib.explain.faithfulness import PerturbationCurves, completeness, per
 from cervixlib.explain.localisation import concentration, in_cell_share, part_shares, pointing_game
 from cervixlib.explain.maps import MAP_METHODS, attention_map, gradcam, method_maps
 from cervixlib.explain.randomisation import cascading_randomisation, randomise_weights, spearman_per_image
-from cervixlib.explain.reductions import reduce_channels
+from cervixlib.reductions import reduce_channels
 from cervixlib.explain.robustness import baseline_sensitivity, convergence_rows, ig_convergence
 
 __all__ = [

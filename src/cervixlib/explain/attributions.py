@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from cervixlib.config import ATTRIBUTION_METHODS, BASELINES, PRECISIONS, AttributionMethod, Precision
 from cervixlib.explain.baselines import BaselineName, make_baseline
-from cervixlib.explain.reductions import Reduce, reduce_channels
+from cervixlib.reductions import Reduce, reduce_channels
 from cervixlib.runtime import autocast, eval_mode, resolve_precision
 
 __all__ = ["METHODS", "OUTPUTS", "RELEASED_IG", "Attribution", "attribute", "check_settings", "explained_classes",

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cervixlib.explain.reductions import Reduce, attribution_mass
+from cervixlib.reductions import Reduce, attribution_mass
 
 if TYPE_CHECKING:
     from cervixlib.explain.attributions import Attribution
@@ -73,7 +73,7 @@ def _as_masks(mask: np.ndarray | torch.Tensor, shape: tuple[int, ...]) -> np.nda
 
 def _mass(attr: Attribution | torch.Tensor | np.ndarray, reduce: Reduce) -> np.ndarray:
     """Attributions ``(N, C, H, W)``, ``(N, H, W)`` or ``(H, W)`` as non-negative ``(N, H, W)``
-    masses (:func:`~cervixlib.explain.reductions.attribution_mass`; a map without channels is one channel)."""
+    masses (:func:`~cervixlib.reductions.attribution_mass`; a map without channels is one channel)."""
     from cervixlib.explain.attributions import Attribution
 
     if isinstance(attr, Attribution):

@@ -1,17 +1,19 @@
 """Attribution maps reduced over colour channels, one meaning per name.
 
 Every map that the book shows or measures (the Fig. 2 heat maps of Wang et al. 2021,
-the in-cell share, the sanity check, the IG explorer) goes through
+the in-cell share, the randomisation check, the IG explorer) goes through
 :func:`reduce_channels`, so that ``"sum"`` is the signed channel sum everywhere and a
 share or a heat map is always computed from a non-negative mass
-(:func:`attribution_mass`). Torch only: the figures import it too.
+(:func:`attribution_mass`). It lives below :mod:`cervixlib.explain` and
+:mod:`cervixlib.figures`, which both reduce through it, and imports no torch itself.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["MASS_REDUCTIONS", "REDUCTIONS", "Reduce", "attribution_mass", "reduce_channels"]
 
@@ -30,7 +32,7 @@ def reduce_channels(attr: Tensor, reduce: Reduce = "abs") -> Tensor:
     - ``"abs_sum"``: ``|sum_c A_c|``, the size of the signed sum;
     - ``"positive"``: ``max(sum_c A_c, 0)``, the evidence for the explained class.
 
-    Every caller (figures, in-cell share, sanity check, explorer) reduces through this
+    Every caller (figures, in-cell share, randomisation, explorer) reduces through this
     function, so a name means the same map everywhere. A map without a channel axis
     is reduced as one channel (``attr[..., None, :, :]``).
     """
