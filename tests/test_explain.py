@@ -368,7 +368,10 @@ def test_bootstrap_mean_interval():
     iv = bootstrap_mean(v, seed=1)
     assert iv.low < v.mean() < iv.high
     assert abs((iv.high - iv.low) - 2 * 1.96 * v.std() / np.sqrt(200)) < 0.01  # about the normal width
-    assert bootstrap_mean([0.3, 0.3]).low == 0.3
+    assert bootstrap_mean([0.25] * 12).low == 0.25  # no spread: a degenerate interval
+    few = bootstrap_mean([0.2, 0.4, 0.3])  # under MIN_IMAGES values: the mean alone
+    assert few.value == pytest.approx(0.3) and np.isnan(few.low) and np.isnan(few.high)
+    assert str(few) == "0.300 (too few images for an interval)"
     assert np.isnan(bootstrap_mean([np.nan]).value)
 
 

@@ -33,13 +33,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from cervixlib.metrics import percentile_bootstrap
+from cervixlib.metrics import MIN_IMAGES, percentile_bootstrap
 
 __all__ = ["MIN_IMAGES", "PairedDifference", "corrected_resampled_t", "fold_mean_sd", "paired_bootstrap"]
 
-#: Fewer paired images than this give no bootstrap interval: a percentile bootstrap over a
-#: handful of values has far less than its nominal coverage, so the verdict is "undecided".
-MIN_IMAGES = 10
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from sklearn.metrics import (
 from cervixlib.facts import PAPER_TABLE2  # re-exported: report and notebooks read it here too
 
 __all__ = [
+    "MIN_IMAGES",
     "PAPER_TABLE2",
     "Interval",
     "classification_metrics",
@@ -39,6 +40,12 @@ __all__ = [
     "weighted_f1",
 ]
 
+#: Fewer images than this give a mean over images (an explanation measure, a paired
+#: difference) no bootstrap interval: a percentile bootstrap over a handful of values has
+#: far less than its nominal coverage, so the value is shown alone and a verdict is "undecided".
+MIN_IMAGES = 10
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate with a two-sided confidence interval."""
@@ -49,6 +56,8 @@ class Interval:
     level: float = 0.95
 
     def __str__(self) -> str:
+        if not (np.isfinite(self.low) and np.isfinite(self.high)):
+            return f"{self.value:.3f} (too few images for an interval)"
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
     def to_dict(self) -> dict[str, float]:
@@ -159,16 +168,17 @@ def bootstrap_mean(
     seed: int = 0,
 ) -> Interval:
     """The mean of per-image values with its percentile-bootstrap interval; NaNs (a measure
-    undefined on an image) are left out. A paired difference has its own statistic:
-    :func:`cervixlib.comparison.paired_bootstrap`."""
+    undefined on an image) are left out, and with fewer than :data:`MIN_IMAGES` values the
+    interval is NaN (the same rule as :func:`cervixlib.comparison.paired_bootstrap`, the
+    statistic of a paired difference)."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
+    nan = float("nan")
     if v.size == 0:
-        nan = float("nan")
         return Interval(nan, nan, nan, level)
     mean = float(v.mean())
-    if v.size < 2:
-        return Interval(mean, mean, mean, level)
+    if v.size < MIN_IMAGES:
+        return Interval(mean, nan, nan, level)
     low, high = percentile_bootstrap(np.mean, v, n_resamples=n_resamples, level=level, seed=seed)
     return Interval(mean, low, high, level)
 
