@@ -53,3 +53,9 @@ def test_explain_help_lists_the_library_choices():
     assert attributions.METHODS == ATTRIBUTION_METHODS and baselines.BASELINES == BASELINES  # one list each
     _, out = _imports_of(["explain", "--help"])
     assert all(name in out for name in BASELINES + ATTRIBUTION_METHODS)
+
+
+def test_cervix_info_reads_a_dataset_without_torch(synth_root):
+    heavy, out = _imports_of(["info", str(synth_root)])
+    assert "torch" not in heavy and "captum" not in heavy, heavy
+    assert "Problems" in out  # it did read and describe the set

@@ -3,25 +3,43 @@ the procedural SIPaKMeD-compatible generator.
 
 For Wang et al. (2021), "Towards Interpretable Attention Networks for Cervical Cancer
 Analysis". See ``docs/ARCHITECTURE.md`` for the contract these names fulfil.
+
+The names are imported from their modules on first use (PEP 562), so that reading a
+dataset's index (``cervix info``) does not import torch, which only the datasets and
+transforms need.
 """
 
 from __future__ import annotations
 
-from cervixlib.data.datasets import CACHE_MAX_BYTES, MEAN, STD, CellImageDataset, denormalize, normalize
-from cervixlib.data.errors import BadFilesError, DataError
-from cervixlib.data.index import (CLASSES, SUBSETS, SYNTHETIC_MARKER, Cell, DatasetIndex, Item, default_subset,
-                                 load_index)
-from cervixlib.data.io import IMAGE_EXTENSIONS, probe_image, read_dat, read_image
-from cervixlib.data.masks import cell_mask
-from cervixlib.data.prepared import PreparedData, data_root, prepare, split_items
-from cervixlib.data.splits import (PAPER_SPLIT_SEED, Split, fold_of_groups, fold_split, make_split, paper_split,
-                                  repeated_splits, siblings_in_train)
-from cervixlib.data.synth import DEFAULT_IMAGE_SIZE, default_data_root, synthesize
+import importlib
+from typing import Any
 
-__all__ = [
-    "CACHE_MAX_BYTES", "CLASSES", "DEFAULT_IMAGE_SIZE", "IMAGE_EXTENSIONS", "MEAN", "PAPER_SPLIT_SEED", "STD",
-    "SUBSETS", "SYNTHETIC_MARKER", "BadFilesError", "Cell", "CellImageDataset", "DataError", "DatasetIndex", "Item",
-    "PreparedData", "Split", "cell_mask", "data_root", "default_data_root", "default_subset", "denormalize",
-    "fold_of_groups", "fold_split", "load_index", "make_split", "normalize", "paper_split", "prepare", "probe_image", "read_dat", "read_image",
-    "repeated_splits", "siblings_in_train", "split_items", "synthesize",
-]
+#: Each public name, by the module that defines it.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "datasets": ("CACHE_MAX_BYTES", "MEAN", "STD", "CellImageDataset", "denormalize", "normalize"),
+    "errors": ("BadFilesError", "DataError"),
+    "index": ("CLASSES", "SUBSETS", "SYNTHETIC_MARKER", "Cell", "DatasetIndex", "Item", "default_subset",
+              "load_index"),
+    "io": ("IMAGE_EXTENSIONS", "probe_image", "read_dat", "read_image"),
+    "masks": ("cell_mask",),
+    "prepared": ("PreparedData", "data_root", "prepare", "split_items"),
+    "splits": ("PAPER_SPLIT_SEED", "Split", "fold_of_groups", "fold_split", "make_split", "paper_split",
+               "repeated_splits", "siblings_in_train"),
+    "synth": ("DEFAULT_IMAGE_SIZE", "default_data_root", "synthesize"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
