@@ -504,6 +504,39 @@ def test_static_slider_figure_works_without_a_kernel():
     assert "sliders" in html and "steps=16" in html
 
 
+def _assert_fits_its_column(fig) -> None:
+    """No fixed width (the figure fills the output area or the book's column), a fixed height,
+    and the three image panels keep square pixels however narrow it gets."""
+    layout = fig.to_plotly_json()["layout"]
+    assert "width" not in layout and layout["autosize"] is True and layout["height"] > 0
+    images = [t for t in fig.data if t.type == "image"]
+    assert len(images) == 3
+    for t in images:
+        xa, ya = fig.layout[t.xaxis.replace("x", "xaxis")], fig.layout[t.yaxis.replace("y", "yaxis")]
+        assert ya.scaleanchor == t.xaxis and ya.scaleratio == 1
+        assert xa.constrain == ya.constrain == "domain"  # the panel shrinks inside its cell, not its range
+
+
+def test_explorer_figures_fit_the_column_they_are_shown_in():
+    # chapter 5's explorer was 900 px wide: in JupyterLab's 844 px output area (1280 px window,
+    # file browser open) its IG panel and the delta plot scrolled out of view
+    net = relu_net(classes=3).eval()
+    x = images(1, 16, seed=6)
+    ex = ig_explorer(net, x, n_steps=2, warm_steps=(1,))
+    _assert_fits_its_column(ex.figure)
+    assert ex.widget.layout.width == "100%"
+    for child in ex.widget.children:  # they stretch to the box; 100% plus their margins would overflow it
+        assert child.layout.width is None
+    assert ex.widget.children[0].layout.flex_flow == "row wrap"  # the two sliders wrap when narrow
+    ex.steps_slider.value = 4
+    _assert_fits_its_column(ex.figure)  # and so does every redrawn figure
+
+    fig = static_ig_slider(net, x, steps=(1, 4), alphas=(0.0, 1.0))
+    _assert_fits_its_column(fig)
+    for slider in fig.layout.sliders:  # inside the plot's width
+        assert 0 <= slider.x and slider.x + slider.len <= 1
+
+
 # ------------------------------------------------------------------ cervix explain
 def test_load_input_matches_the_evaluation_dataset(synth_index):
     item = synth_index.subset("multi")[0]

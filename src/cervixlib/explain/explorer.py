@@ -217,16 +217,17 @@ def _base_figure(path: IGPath, p: _Panels, steps: Sequence[int], title: str | No
     fig = make_subplots(
         rows=2, cols=3,
         specs=[[{}, {}, {}], [{}, {"colspan": 2}, None]],
-        row_heights=[0.58, 0.42], vertical_spacing=0.12, horizontal_spacing=0.07,
+        row_heights=[0.5, 0.5], vertical_spacing=0.12, horizontal_spacing=0.07,
         subplot_titles=("scaled input b + alpha (x - b)", "gradient at alpha", "IG over the image",
                         "F along the path", "relative convergence delta |delta| / |F(x)-F(b)|"),
     )
     fig.add_trace(go.Image(source=p.scaled, hoverinfo="skip", name="scaled input"), 1, 1)
     fig.add_trace(go.Image(source=p.grad, hoverinfo="skip", name="gradient"), 1, 2)
     fig.add_trace(go.Image(source=p.ig, hoverinfo="skip", name="IG"), 1, 3)
-    for c in (1, 2, 3):
-        fig.update_xaxes(range=[0, W], visible=False, row=1, col=c)
-        fig.update_yaxes(range=[H, 0], visible=False, row=1, col=c)
+    for c in (1, 2, 3):  # square pixels at any width: the panels shrink inside their cells
+        fig.update_xaxes(range=[0, W], visible=False, constrain="domain", row=1, col=c)
+        fig.update_yaxes(range=[H, 0], visible=False, scaleanchor="x" if c == 1 else f"x{c}", scaleratio=1,
+                         constrain="domain", constraintoward="top", row=1, col=c)
     path_alphas, path_f = path.curve()
     fig.add_trace(go.Scatter(x=path_alphas, y=path_f, mode="lines", name="F(b + alpha (x - b))",
                              line=dict(color="#444")), 2, 1)
@@ -245,7 +246,9 @@ def _base_figure(path: IGPath, p: _Panels, steps: Sequence[int], title: str | No
     fig.update_yaxes(title_text="target logit", row=2, col=1)
     fig.update_xaxes(title_text="n_steps", type="log", row=2, col=2)
     fig.update_yaxes(type="log", row=2, col=2)
-    fig.update_layout(title=title, showlegend=False, width=900, height=640,
+    # no fixed width: the figure fills the output area or the book's column it is shown in
+    fig.update_annotations(font_size=14)  # the subplot titles, which must not collide in a narrow column
+    fig.update_layout(title=title, showlegend=False, autosize=True, width=None, height=600,
                       margin=dict(l=50, r=20, t=70 if title else 40, b=40))
     return fig
 
@@ -273,7 +276,8 @@ def static_ig_slider(
     images (``image_format``: JPEG by default, as noisy maps make PNGs large: a 224 px
     figure with the default 8 step counts and 11 alphas is about 1-2 MB in JPEG). The
     ``n_steps`` slider's labels carry the delta. ``path`` reuses an :class:`IGPath`
-    (and its cache), e.g. the live explorer's.
+    (and its cache), e.g. the live explorer's. Like the live figure it has a fixed height
+    and no fixed width: it fills the column it is shown in, its panels keeping square pixels.
     """
     steps = sorted({int(n) for n in steps})
     alphas = sorted({round(float(a), 6) for a in alphas})
@@ -310,7 +314,7 @@ def static_ig_slider(
         alpha_items.append(dict(method="animate", label=f"{al:g}", args=[[name], anim]))
     fig.frames = frames
     fig.update_layout(
-        height=760, margin=dict(b=150),
+        height=720, margin=dict(b=150),
         sliders=[
             dict(active=steps.index(n0), steps=step_items, x=0.0, len=0.48, y=-0.08, yanchor="top",
                  currentvalue=dict(prefix="n_steps: "), pad=dict(t=10)),
@@ -352,10 +356,13 @@ class IGExplorer:
                                               description="n_steps", continuous_update=False)
         self.alpha_slider = widgets.FloatSlider(value=float(alpha), min=0.0, max=1.0, step=0.01,
                                                 description="alpha", continuous_update=False)
+        # the box fills the output area, whatever its width; its children stretch to it (a width
+        # of 100% plus their margins would overflow it), the sliders wrap when it is narrow
         self.status = widgets.HTML()
         self.output = widgets.Output()
         self.widget: ipywidgets.VBox = widgets.VBox(
-            [widgets.HBox([self.steps_slider, self.alpha_slider]), self.status, self.output])
+            [widgets.HBox([self.steps_slider, self.alpha_slider], layout=widgets.Layout(flex_flow="row wrap")),
+             self.status, self.output], layout=widgets.Layout(width="100%"))
         self.figure: go.Figure | None = None
         self.steps_slider.observe(self._on_change, names="value")
         self.alpha_slider.observe(self._on_change, names="value")
@@ -378,7 +385,7 @@ class IGExplorer:
 
             with self.output:
                 clear_output(wait=True)
-                display(self.figure)
+                display(self.figure)  # JupyterLab's plotly renderer resizes it with the output area
         return self.figure
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
