@@ -212,6 +212,9 @@ def test_figure_mimebundle_is_html_without_plotlyjs_plus_json():
     assert len(html) < 20_000  # not the 4.8 MB plotly.js
     assert bundle[display.PLOTLY_MIMETYPE]["data"][0]["y"] == [1, 3, 2]
     assert bundle[display.PLOTLY_MIMETYPE]["config"]["displaylogo"] is False
+    framed = go.Figure(go.Scatter(y=[1]), frames=[go.Frame(data=[go.Scatter(y=[k])], name=str(k)) for k in (2, 3)])
+    framed_html = display.figure_mimebundle(framed)["text/html"]
+    assert "Plotly.addFrames(" in framed_html and "Plotly.animate(" not in framed_html  # opens on frame one
     old = pio.renderers.default
     try:
         display.use_book_renderer()

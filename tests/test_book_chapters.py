@@ -63,6 +63,18 @@ def test_every_chapter_says_it_ran_on_synthetic_data(real_book):
         assert "these are not SIPaKMeD results" in page, name
 
 
+def test_no_page_prints_the_datas_path(real_book):
+    """The pages name the data (name, counts, fingerprint); the path on the build machine
+    stays in the downloadable notebook only."""
+    root, _ = real_book
+    data_home = str(root.parent / "data-home")
+    html = root / "book" / "_build" / "html"
+    for name in CHAPTERS:
+        page = (html / f"{name}.html").read_text()
+        assert data_home not in page and "data-home" not in page, name
+        assert "fingerprint" in page, name
+
+
 def test_no_page_shows_a_progress_bar(real_book):
     # The fixture's data home is empty, so the embedded set is generated during the build:
     # by cervix book before any kernel starts, not by the first chapter onto its page.

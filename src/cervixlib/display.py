@@ -69,8 +69,10 @@ def figure_mimebundle(fig: Any) -> dict[str, Any]:
 
     fig_json = _figure_json(fig)
     div_id = f"cervix-fig-{next(_counter)}-{hashlib.sha1(fig_json.encode()).hexdigest()[:10]}"
+    # auto_play=False: a figure with frames (the static IG slider) opens on its first frame,
+    # as JupyterLab shows it, instead of playing every frame once when the page loads
     html_div = pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id,
-                           config=_PLOTLY_CONFIG, validate=False)
+                           config=_PLOTLY_CONFIG, validate=False, auto_play=False)
     payload = json.loads(fig_json)
     payload["config"] = dict(_PLOTLY_CONFIG)
     return {"text/html": html_div, PLOTLY_MIMETYPE: payload}

@@ -26,13 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cervixlib.explain.attributions import (
-    Attribution,
-    BaselineName,
-    attribute,
-    make_baseline,
-    model_device,
-)
+from cervixlib.config import BaselineName
+from cervixlib.explain.attributions import Attribution, attribute, model_device
+from cervixlib.explain.baselines import make_baseline
 from cervixlib.figures import attribution_heatmap, colorize, image_data_uri, overlay, to_rgb
 from cervixlib.runtime import eval_mode
 
