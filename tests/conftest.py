@@ -96,6 +96,62 @@ def sipakmed_tree(tmp_path):
     root = tmp_path / "sipakmed"
     build_sipakmed_tree(root)
     return root
+#: Class names of the class-per-folder sets the tests build: Bethesda-like names, one with
+#: spaces (as CRIC Cervix names its folders), none of them SIPaKMeD's.
+CLASS_FOLDER_NAMES = ("Negative for intraepithelial lesion", "ASC-US", "LSIL", "HSIL", "SCC", "Metaplastic cells")
+
+
+def build_class_folder_set(root, synth_index, *, n_classes: int = 5, per_class: int = 12, masks: bool = False,
+                           seed: int = 0):
+    """A class-per-folder set ``root/<class name>/<image>`` made from the synthetic set's crops.
+
+    The isolated cells of the synthetic SIPaKMeD set, re-laid into ``n_classes`` folders
+    named :data:`CLASS_FOLDER_NAMES` (the first has spaces; 6 gives a sixth class), with
+    mixed formats (PNG, JPEG, BMP) and sizes (each crop saved at its own size, every third
+    one rescaled by 1.5), ``per_class`` images a class. With ``masks``, each image gets a
+    cell mask ``<class>/masks/<stem>.png`` (white inside the annotated cell), the
+    convention of ``cervixlib.data`` for class-per-folder sets. Returns ``root``.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from cervixlib.data import cell_mask
+
+    rng = np.random.default_rng(seed)
+    crops = [it for it in synth_index.isolated]
+    by_label: dict[int, list] = {}
+    for it in crops:
+        by_label.setdefault(it.label, []).append(it)
+    labels = sorted(by_label)
+    for k, name in enumerate(CLASS_FOLDER_NAMES[:n_classes]):
+        pool = by_label[labels[k % len(labels)]]
+        folder = root / name
+        folder.mkdir(parents=True)
+        for j in range(per_class):
+            item = pool[(j + (k // len(labels)) * 3) % len(pool)]
+            img = Image.open(item.path).convert("RGB")
+            mask = Image.fromarray(cell_mask(item, img.size, "cell").astype(np.uint8) * 255) if item.cells else None
+            if j % 3 == 2:
+                size = (int(img.width * 1.5), int(img.height * 1.5))
+                img = img.resize(size, Image.Resampling.BILINEAR)
+                mask = mask.resize(size, Image.Resampling.NEAREST) if mask is not None else None
+            if k >= len(labels):  # the sixth class: the same cells, seen darker
+                img = Image.fromarray((np.asarray(img) * 0.8).astype(np.uint8))
+            ext = (".png", ".jpg", ".bmp")[int(rng.integers(0, 3))]
+            stem = f"{name.split()[0].lower()}_{j:03d}"
+            img.save(folder / f"{stem}{ext}", **({"quality": 95} if ext == ".jpg" else {}))
+            if masks and mask is not None:
+                (folder / "masks").mkdir(exist_ok=True)
+                mask.save(folder / "masks" / f"{stem}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def class_folder_root(tmp_path_factory, synth_index):
+    """A 5-class class-per-folder set built from the synthetic crops (read-only)."""
+    return build_class_folder_set(tmp_path_factory.mktemp("classfolders") / "cervix-cells", synth_index)
+
+
 # ========================================================================= end data
 
 
