@@ -7,6 +7,10 @@ image or boundary file, which ``skip_bad`` may leave out) or each structural pro
 ``load_index`` reports them all at once. Oddities that do not stop indexing (a
 boundary file without its image, an unknown folder beside the class folders, a
 symbolic link that loops back to a folder above it) become warnings.
+
+A class-per-folder set's mask files (``<class>/masks/<stem>.png``) are bad files like
+images: one that cannot be read, has another aspect ratio than its image, or has no
+image is recorded in ``bad``; ``skip_bad`` then leaves the mask off, not the image.
 """
 
 from __future__ import annotations
@@ -286,9 +290,84 @@ def index_sipakmed(reader: Reader, base: Path, found: dict[str, Path]) -> tuple[
     return ("sipakmed-nested" if any_nested else "sipakmed"), multi, isolated
 
 
+#: The mask folder of a class-per-folder set's class folder (matched case-insensitively),
+#: and the stem suffix of a nucleus mask in it.
+MASKS_FOLDER = "masks"
+NUCLEUS_SUFFIX = "_nucleus"
+
+
+def _aspect_differs(image: tuple[int, int], mask: tuple[int, int]) -> bool:
+    """True when two sizes differ in shape by more than rounding to whole pixels allows
+    (``w*H - h*W`` can be off by half the larger perimeter when either was rounded)."""
+    (W, H), (w, h) = image, mask
+    return abs(w * H - h * W) > 0.5 * max(W + H, w + h)
+
+
+def _class_masks(reader: Reader, folder: Path, subdirs: list[Path], images: list[Path]
+                 ) -> tuple[dict[str, Path], dict[str, Path]]:
+    """``({image stem: cell mask}, {image stem: nucleus mask})`` from ``folder/masks/``.
+
+    ``<stem>.png`` is the cell mask of the image ``<stem>.*``; failing that,
+    ``<stem>_nucleus.png`` is its nucleus mask. Any other PNG there is a mask without
+    an image (a bad file); other files and folders in it are warned about and ignored.
+    """
+    cell: dict[str, Path] = {}
+    nucleus: dict[str, Path] = {}
+    found = [d for d in subdirs if d.name.lower() == MASKS_FOLDER]
+    if not found:
+        return cell, nucleus
+    masks, _, inner = reader.scan(found[0])
+    for d in inner:
+        reader.warn(d, "folder inside a masks folder; ignored (masks are <class>/masks/<stem>.png)")
+    stems = {p.stem for p in images}
+    for path in masks:
+        if path.suffix.lower() != ".png":
+            reader.warn(path, "mask not saved as PNG; ignored (masks are <class>/masks/<stem>.png)")
+            continue
+        stem = path.stem
+        if stem in stems:
+            target, key = cell, stem
+        elif stem[-len(NUCLEUS_SUFFIX):].lower() == NUCLEUS_SUFFIX and stem[:-len(NUCLEUS_SUFFIX)] in stems:
+            target, key = nucleus, stem[:-len(NUCLEUS_SUFFIX)]
+        else:
+            reader.bad.append((path, f"mask without an image: no {stem}.<ext> in {folder.name}/ "
+                                     f"(masks are <class>/masks/<stem>.png, <stem>{NUCLEUS_SUFFIX}.png)"))
+            continue
+        if key in target:
+            reader.warn(path, f"a second mask for image {key!r} besides {target[key].name}; ignored")
+            continue
+        target[key] = path
+    for key, path in nucleus.items():
+        if key not in cell:
+            reader.bad.append((path, f"nucleus mask without the cell mask {key}.png beside it"))
+    return cell, {k: p for k, p in nucleus.items() if k in cell}
+
+
+def _mask(reader: Reader, mask: Path | None, image: Path, size: tuple[int, int] | None) -> Path | None:
+    """``mask`` if it reads and has the shape of its image (``size``, None when the image
+    itself is bad), else None with the problem recorded."""
+    if mask is None:
+        return None
+    info = reader.image(mask)
+    if info is None or size is None:
+        return None
+    if _aspect_differs(size, info.size):
+        reader.bad.append((mask, f"mask is {info.size[0]}x{info.size[1]} but its image {image.name} is "
+                                 f"{size[0]}x{size[1]}: another aspect ratio (a mask may be any size of "
+                                 f"its image's shape)"))
+        return None
+    return mask
+
+
 def index_class_folders(reader: Reader, root: Path) -> tuple[tuple[str, ...], list[Item]]:
-    """Class names and images of a class-per-folder set (``ROOT/<class>/*.png``, ...)."""
+    """Class names and images of a class-per-folder set (``ROOT/<class>/*.png``, ...),
+    with their mask files (``ROOT/<class>/masks/<stem>.png``) where present."""
     _, _, dirs = _scan(root, reader.warn)
+    for d in dirs:
+        if d.name.lower() == MASKS_FOLDER:
+            reader.fail(d, "a masks folder beside the class folders: masks go inside each class folder "
+                           "(<class>/masks/<stem>.png)")
+    dirs = [d for d in dirs if d.name.lower() != MASKS_FOLDER]
     folders = [(d, *reader.scan(d)) for d in dirs]
     if not any(images for _, images, _, _ in folders) and not reader.fatal:
         raise DataError(root, "no SIPaKMeD class folders (im_Dyskeratotic, ...) and no class-per-folder "
@@ -308,10 +387,16 @@ def index_class_folders(reader: Reader, root: Path) -> tuple[tuple[str, ...], li
         names[name] = d
     classes = tuple(sorted(names))
     items = []
-    by_dir = {d: images for d, images, _, _ in folders}
+    by_dir = {d: (images, subdirs) for d, images, _, subdirs in folders}
     for label, name in enumerate(classes):
-        for path in by_dir[names[name]]:
+        images, subdirs = by_dir[names[name]]
+        cell, nucleus = _class_masks(reader, names[name], subdirs, images)
+        for path in images:
             info = reader.image(path)
+            size = info.size if info is not None else None
+            mask = _mask(reader, cell.get(path.stem), path, size)
+            nuc = _mask(reader, nucleus.get(path.stem), path, size)
             if info is not None:
-                items.append(Item(path, label, f"{name}/{path.stem}", (), info.size))
+                items.append(Item(path, label, f"{name}/{path.stem}", (), info.size,
+                                  mask_path=mask, nucleus_mask_path=nuc if mask is not None else None))
     return classes, items

@@ -7,7 +7,8 @@ Analysis" (SIPaKMeD, five classes). Choices and why:
 * Resize: the whole image is resized to ``image_size`` x ``image_size`` (bilinear with
   PIL's antialiasing), so non-square images are stretched, not cropped: a multi-cell
   field keeps every cell in view, which is where part of its class information lies.
-  Masks are drawn from the polygons scaled by the same factors, so they stay aligned.
+  Masks are drawn from the polygons scaled by the same factors (or a mask file is
+  resized to the same size, nearest neighbour), so they stay aligned.
 * Normalisation: ImageNet mean and standard deviation (:data:`MEAN`, :data:`STD`),
   which the ImageNet-pretrained backbones expect.
 * Train-time augmentation suited to microscopy, in plain tensor ops: a random element
@@ -111,7 +112,8 @@ class CellImageDataset(Dataset):
         items: indexed images (``DatasetIndex.subset(...)``, or a split's part of it).
         image_size: side ``S`` of the square network input.
         train: apply random augmentation (symmetries of the square, colour jitter).
-        return_mask: also return the cell mask (needs boundaries in ``item.cells``).
+        return_mask: also return the cell mask (:func:`~cervixlib.data.masks.cell_mask`;
+            needs ``item.has_mask``: boundaries or a mask file).
         cache: keep decoded, resized images in memory; ``None`` decides by size (see
             the module docstring).
         jitter: colour-jitter strength for ``train`` (0 turns it off).

@@ -19,7 +19,19 @@ punctuation-insensitively.
 Other cytology sets can be brought as ``ROOT/<class>/*.bmp|png|jpg|jpeg|tif|tiff``
 (``layout = "class-folders"``). Such images carry no boundaries and are not known to
 be multi-cell fields or single cells: they form a third subset, ``"images"``, without
-cells (cell masks are then unavailable), and ``multi`` and ``isolated`` stay empty.
+boundaries, and ``multi`` and ``isolated`` stay empty. Their cells may come as mask
+files instead (:attr:`Item.mask_path`, :attr:`Item.nucleus_mask_path`)::
+
+    ROOT/<class>/<stem>.<ext>               an image (any of the extensions above)
+    ROOT/<class>/masks/<stem>.png           its cell mask: non-zero = inside a cell
+    ROOT/<class>/masks/<stem>_nucleus.png   optionally, its nucleus mask
+
+A mask may be single-channel or RGB and of any size of its image's aspect ratio (it
+is resized like the image, nearest neighbour); its connected components are the cells
+(:func:`cervixlib.data.cell_components`). An image without a mask file has no mask,
+so localisation leaves it out; the set is "with masks" when every image has one. A
+mask that cannot be read, has another aspect ratio than its image, or has no image is
+a bad file like a bad image; ``skip_bad`` leaves that mask off (the image stays).
 Each layout has a default subset (:func:`default_subset`, from :mod:`cervixlib.layout`,
 where the layout rules live): ``"multi"`` for SIPaKMeD, ``"images"`` for a
 class-per-folder set, so only SIPaKMeD needs a subset named.
@@ -75,7 +87,7 @@ class DatasetIndex:
             image, an unknown folder beside the class folders, a looping folder link).
         synthetic_info: the marker's content when ``synthetic``.
         images: the images of a class-per-folder set, not known to be multi-cell fields
-            or single cells (empty for SIPaKMeD).
+            or single cells, with their mask files where present (empty for SIPaKMeD).
     """
 
     root: Path
@@ -133,25 +145,43 @@ class DatasetIndex:
         counts = np.bincount([it.label for it in self._items(name)], minlength=len(self.classes))
         return {c: int(n) for c, n in zip(self.classes, counts)}
 
+    def _relative(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def _mask_files(self, item: Item) -> str:
+        """``"\t<mask path>:<content hash>"`` per mask file of ``item`` ("" without)."""
+        text = ""
+        for path in (item.mask_path, item.nucleus_mask_path):
+            if path is not None:
+                try:
+                    content = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                except OSError:
+                    content = "unreadable"
+                text += f"\t{self._relative(path)}:{content}"
+        return text
+
     def fingerprint(self) -> str:
         """Stable 16-hex-digit hash of the layout, classes and, per item, its subset, path
-        relative to the root, byte size, pixel size, label and number of cells.
+        relative to the root, byte size, pixel size, label, number of cells and, where it
+        has them, its mask files' paths and contents.
 
-        Cheap (one ``stat`` per file, no pixel reads) and independent of where the root
+        Cheap (one ``stat`` per image, no pixel reads; mask files, small binary PNGs, are
+        read whole so that any edit to one shows) and independent of where the root
         lives, so a run can record which data it saw and notice when that changes.
+        Items without mask files hash as before masks were known.
         """
         digest = hashlib.sha256(f"{self.layout}\n{'|'.join(self.classes)}\n".encode())
         for subset_name in SUBSETS:
             for it in self._items(subset_name):
                 try:
-                    rel = it.path.relative_to(self.root).as_posix()
-                except ValueError:
-                    rel = it.path.as_posix()
-                try:
                     nbytes = it.path.stat().st_size
                 except OSError:
                     nbytes = -1
-                line = f"{subset_name}\t{rel}\t{nbytes}\t{it.size[0]}x{it.size[1]}\t{it.label}\t{len(it.cells)}\n"
+                line = (f"{subset_name}\t{self._relative(it.path)}\t{nbytes}\t{it.size[0]}x{it.size[1]}\t"
+                        f"{it.label}\t{len(it.cells)}{self._mask_files(it)}\n")
                 digest.update(line.encode("utf-8", "surrogateescape"))  # non-UTF-8 file names
         return digest.hexdigest()[:16]
 
@@ -160,9 +190,11 @@ class DatasetIndex:
         width = max(12, *(len(c) for c in self.classes))
         if self.layout == CLASS_FOLDERS:
             counts = self.class_counts("images")
-            lines = [f"{'class':<{width}}  {'images':>8}"]
-            lines += [f"{c:<{width}}  {counts[c]:>8}" for c in self.classes]
-            return lines + [f"{'total':<{width}}  {sum(counts.values()):>8}"]
+            masked = np.bincount([it.label for it in self.images if it.mask_path is not None],
+                                 minlength=len(self.classes))
+            lines = [f"{'class':<{width}}  {'images':>8}  {'with masks':>10}"]
+            lines += [f"{c:<{width}}  {counts[c]:>8}  {int(masked[k]):>10}" for k, c in enumerate(self.classes)]
+            return lines + [f"{'total':<{width}}  {sum(counts.values()):>8}  {int(masked.sum()):>10}"]
         multi, iso = self.class_counts("multi"), self.class_counts("isolated")
         with_cells = np.bincount([it.label for it in self.isolated if it.cells], minlength=len(self.classes))
         lines = [f"{'class':<{width}}  {'multi-cell':>10}  {'isolated':>8}  {'with masks':>10}"]
@@ -173,7 +205,8 @@ class DatasetIndex:
         return lines
 
     def describe(self) -> str:
-        """The ``cervix info`` report: images per class and subset, layout, synthetic or
+        """The ``cervix info`` report: images per class and subset, how many have cell
+        masks (boundaries, or mask files in a class-per-folder set), layout, synthetic or
         not, fingerprint, and every skipped file and warning (one ``path: problem`` a line)."""
         lines = [f"Dataset      {display_path(self.root)}", f"Layout       {self.layout}"]
         if self.synthetic:
@@ -240,7 +273,8 @@ def load_index(root: str | os.PathLike[str], *, skip_bad: bool = False, verify: 
     Args:
         root: the dataset folder.
         skip_bad: leave bad files out and list them in ``index.skipped`` (and the log)
-            instead of raising. Missing, empty or unreadable class folders always raise.
+            instead of raising; a bad mask file is left off its image, which stays.
+            Missing, empty or unreadable class folders always raise.
         verify: decode every image fully now (slow) instead of only checking headers,
             so that damage visible only to a decoder is found at indexing time too.
 

@@ -1,4 +1,5 @@
-"""Reading SIPaKMeD files: images (PIL, always RGB) and ``.dat`` cell boundaries.
+"""Reading SIPaKMeD files: images (PIL, always RGB), ``.dat`` cell boundaries and the
+mask files of a class-per-folder set.
 
 SIPaKMeD (Plissiti et al., ICIP 2018), used by Wang et al. (2021), "Towards
 Interpretable Attention Networks for Cervical Cancer Analysis", stores BMP images and,
@@ -30,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cervixlib.data.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageInfo", "os_problem", "probe_image", "read_image", "read_dat"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageInfo", "os_problem", "probe_image", "read_image", "read_mask", "read_dat"]
 
 #: Image file extensions the loaders look at (lower case), with the formats PIL may
 #: report for content that honestly matches each.
@@ -233,6 +234,26 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
         if rgb is img:
             rgb = img.copy()  # detach from the file handle closed by ``with``
     return rgb
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a mask file (a class-per-folder set's ``masks/<stem>.png``) as a bool array
+    (height, width) at the file's own size: True where any colour channel is non-zero
+    (alpha is not looked at). Bad files raise a one-line DataError naming the file, as
+    :func:`read_image` does."""
+    path = Path(path)
+    _expected_formats(path)
+    img = _open(path)
+    with img:
+        _check_format(path, img)
+        _check_mode(path, img)
+        _decode(path, img)
+        mode = img.mode
+        if mode in ("1", "L") or mode.startswith("I"):
+            return np.asarray(img) != 0
+        if mode in ("LA", "La"):
+            return np.asarray(img)[..., 0] != 0
+        return np.asarray(img.convert("RGB")).any(axis=-1)
 
 
 # A point is two numbers separated by a comma, semicolon, spaces or tabs (tools differ;
