@@ -78,6 +78,21 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------------- engine
+#: ``--weights`` of ``cervix book``, ``cervix plan`` and ``cervix train --plan``: the chapter parameter ``weights``.
+_BOOK_WEIGHTS_HELP = ("our protocol's starting weights for every run of the book (the chapter parameter weights, as "
+                      "-p weights=W): imagenet (torchvision's ImageNet weights in each model's backbone, read from "
+                      "the torch hub cache or downloaded there once; attention layers and heads from scratch) or "
+                      "the path of a torchvision resnet50/densenet121 state_dict; default: from scratch. The released "
+                      "protocol keeps the released code's rule. The weights are in each run's key and each page's "
+                      "settings line")
+
+
+def _chapter_params(args: argparse.Namespace) -> dict[str, object]:
+    """``-p NAME=VALUE`` with the options that stand for chapter parameters (``--skip-bad``, ``--weights``)."""
+    return {**dict(args.param), **({"skip_bad": True} if args.skip_bad else {}),
+            **({"weights": args.weights} if args.weights is not None else {})}
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from cervixlib.book import BookError
     from cervixlib.book.plan import book_plan
@@ -85,7 +100,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     logging.getLogger("papermill").setLevel(logging.WARNING)  # its inspection logs every notebook
     try:
-        plan = book_plan(args.profile, args.data, params=dict(args.param), book_dir=args.book,
+        plan = book_plan(args.profile, args.data, params=_chapter_params(args), book_dir=args.book,
                          notebooks_dir=args.notebooks, runs_dir=args.runs, generate=False)
     except BookError as exc:
         print(f"cervix plan: error: {exc}", file=sys.stderr)
@@ -97,15 +112,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _train_plan(args: argparse.Namespace) -> int:
     """``cervix train --plan``: every run of the book's plan that the store lacks, in parallel."""
     from cervixlib.book import BookError
-    from cervixlib.parallel import RayUnavailable, train_plan
     from cervixlib.book.plan import book_plan
+    from cervixlib.models.weights import CheckpointError, WeightsNotFoundError, prefetch_imagenet
+    from cervixlib.parallel import RayUnavailable, train_plan
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
-    params = {**dict(args.param), **({"skip_bad": True} if args.skip_bad else {})}
     try:
-        plan = book_plan(args.profile, args.data, params=params, runs_dir=args.runs)
+        plan = book_plan(args.profile, args.data, params=_chapter_params(args), runs_dir=args.runs)
+        # the ImageNet files once, before any run (one line when they cannot be had)
+        prefetch_imagenet(r.config.model for r in plan.todo if r.config.weights == "imagenet")
         result = train_plan(plan, jobs=args.jobs, runs_per_gpu=args.runs_per_gpu, address=args.address)
-    except (BookError, RayUnavailable) as exc:
+    except (BookError, RayUnavailable, WeightsNotFoundError, CheckpointError) as exc:
         print(f"cervix train: error: {exc}", file=sys.stderr)
         return 2
     if not result.ok:
@@ -115,9 +132,10 @@ def _train_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``cervix train`` options that set one run; ``--plan`` takes its settings from the profile and ``-p``.
+#: ``cervix train`` options that set one run; ``--plan`` takes its settings from the profile and ``-p``
+#: (and ``--weights``, ``--skip-bad``: chapter parameters under ``--plan``).
 _SINGLE_RUN_OPTIONS = ("model", "subset", "split", "folds", "fold", "epochs", "batch_size", "lr", "image_size",
-                       "seed", "weights", "precision", "resume")
+                       "seed", "precision", "resume")
 
 
 def _jobs(text: str) -> int | str:
@@ -225,7 +243,10 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--image-size", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--weights", default=None, help='"imagenet" or a path to a torchvision state_dict')
+    p.add_argument("--weights", default=None, metavar="W",
+                   help="the run's starting weights: imagenet (torchvision's ImageNet weights in the backbone) "
+                        "or the path of a torchvision state_dict; default: from scratch. With --plan: "
+                        + _BOOK_WEIGHTS_HELP)
     p.add_argument("--precision", choices=PRECISIONS, default=None)
     p.add_argument("--runs", type=Path, default=Path("runs"), help="run store directory (default: runs/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
@@ -246,6 +267,8 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR", help="run store (default: runs/)")
     p.add_argument("-p", "--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
                    help="a chapter parameter, as for cervix book (e.g. -p 'models=[resnet50]')")
+    p.add_argument("--weights", default=None, metavar="W", help=_BOOK_WEIGHTS_HELP)
+    p.add_argument("--skip-bad", action="store_true", help="leave bad files out (-p skip_bad=true)")
     p.add_argument("--book", type=Path, default=Path("book"), metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--notebooks", type=Path, default=Path("notebooks"), metavar="DIR", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_plan)
@@ -280,7 +303,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
     try:
         result = run_book(
             args.profile, args.data, args.notebooks, args.book, runs_dir=args.runs,
-            only=args.only, params={**dict(args.param), **({"skip_bad": True} if args.skip_bad else {})},
+            only=args.only, params=_chapter_params(args),
             build=not args.no_build, force=args.force,
             progress=sys.stderr.isatty(), log_output=args.log_output, cell_timeout=args.cell_timeout,
             jobs=args.jobs, address=args.address,
@@ -319,6 +342,7 @@ def _add_book_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="leave bad files out instead of refusing the dataset (-p skip_bad=true); "
                         "each chapter's settings line says how many")
+    p.add_argument("--weights", default=None, metavar="W", help=_BOOK_WEIGHTS_HELP)
     p.add_argument("--no-build", action="store_true", help="execute only; do not build the site")
     p.add_argument("--force", action="store_true",
                    help="re-execute notebooks even when their executed copy is up to date")

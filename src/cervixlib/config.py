@@ -29,6 +29,8 @@ __all__ = [
     "ATTRIBUTION_METHODS",
     "BASELINES",
     "RUN_NEEDS",
+    "IMAGENET_BACKBONES",
+    "IMAGENET_WEIGHTS",
 ]
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -57,6 +59,22 @@ PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 #: every fold of our protocol, the leakage table's pair of splits.
 RunNeed = Literal["main", "side", "folds", "leakage"]
 RUN_NEEDS: tuple[str, ...] = get_args(RunNeed)
+#: The torchvision ImageNet weights that ``weights="imagenet"`` loads into a backbone, by the
+#: name ``torchvision.models.get_weight`` takes, in the order :mod:`cervixlib.models.weights`
+#: looks for their files in the torch hub cache (the first is downloaded when none is there):
+#: IMAGENET1K_V1 is what ``pretrained=True`` gave in 2021. Here, without torch, for the
+#: settings line of each page.
+IMAGENET_WEIGHTS: dict[str, tuple[str, ...]] = {
+    "resnet50": ("ResNet50_Weights.IMAGENET1K_V1", "ResNet50_Weights.IMAGENET1K_V2"),
+    "densenet121": ("DenseNet121_Weights.IMAGENET1K_V1",),
+}
+#: The registry's models that take ``weights="imagenet"``, and the backbone of
+#: :data:`IMAGENET_WEIGHTS` each loads; their attention layers and classifier head keep
+#: their fresh initialisation. ``ran92`` (Attention-92) has no ImageNet weights.
+IMAGENET_BACKBONES: dict[str, str] = {
+    "resnet50": "resnet50", "ran_resnet50": "resnet50",
+    "densenet121": "densenet121", "rcan_densenet121": "densenet121", "rcan_densenet121_released": "densenet121",
+}
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def dataset_html(facts: DatasetFacts) -> str:
 
 
 def _settings_html(study: Study) -> str:
-    """The profile, sizes, epochs, optimiser, split and protocols the study's runs use."""
+    """The profile, sizes, epochs, optimiser, split, protocols and starting weights the study's runs use."""
     cfg = study.config("<model>")
     both = {subset: study.config("<model>", subset) for subset in ("multi", "isolated")}
     epochs, sizes = ({s: c.epochs for s, c in both.items()}, {s: c.data.image_size for s, c in both.items()})
@@ -184,13 +184,12 @@ def _settings_html(study: Study) -> str:
                     f"{round(100 * cfg.data.fractions[1])})")
     if cfg.data.split == "paper" and study.n_folds > 1:
         settings += f"; the repeated-fold sections: our protocol on {study.n_folds} grouped, stratified folds"
-    weights = ("ImageNet weights where the released code used them"
-               if study.main_protocol == "released" and study.settings.pretrained else "trained from scratch")
-    settings += (f"; main tables: {'the released code' if study.main_protocol == 'released' else 'our'} "
-                 f"protocol, {weights}")
+    # where each protocol's runs start (study.weights is ours; a file by its name only, never its path)
+    main, side = study.main_protocol, study.side_protocol
+    settings += f"; main tables: {study.protocol_title(main)}, {html.escape(study.weights_text(main), quote=False)}"
     if study.settings.side_models:
-        settings += (f"; beside them, the {'released' if study.side_protocol == 'released' else 'our'} "
-                     f"protocol for {', '.join(study.settings.side_models)}")
+        settings += (f"; beside them, {study.protocol_title(side)} for {', '.join(study.settings.side_models)}, "
+                     f"{html.escape(study.weights_text(side), quote=False)}")
     return settings
 
 

@@ -15,7 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cervixlib.config import RUN_NEEDS, DataConfig, Profile, TrainConfig, get_profile
+from cervixlib.config import (IMAGENET_BACKBONES, IMAGENET_WEIGHTS, RUN_NEEDS, DataConfig, Profile, TrainConfig,
+                              get_profile)
 from cervixlib.layout import data_label
 from cervixlib.runs import Run
 
@@ -26,6 +27,9 @@ __all__ = ["EMBEDDED_SET_NAME", "RUN_NEEDS", "DatasetFacts", "Study"]
 
 #: How a page names the generated set (its folder is a cache path of the machine that built it).
 EMBEDDED_SET_NAME = "the embedded synthetic SIPaKMeD-compatible set"
+#: The model name that :meth:`Study.config` takes for the settings every model shares.
+_ANY_MODEL = "<model>"
+_BACKBONE_TITLES = {"resnet50": "ResNet-50", "densenet121": "DenseNet-121"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,15 @@ class DatasetFacts:
 
 @dataclass
 class Study:
-    """The parameters shared by the five notebooks; ``None`` means the profile's value."""
+    """The parameters shared by the five notebooks; ``None`` means the profile's value.
+
+    ``weights``: where our protocol's runs start (main, folds, side and leakage runs alike):
+    ``None``, from scratch; ``"imagenet"``, torchvision's ImageNet weights in each model's
+    backbone (:data:`cervixlib.config.IMAGENET_BACKBONES`; attention layers and heads from
+    scratch); or the path of a torchvision state_dict for the backbone of every model asked
+    for (made absolute here, so a notebook and the run plan name the same file). The
+    released protocol keeps the released code's rule (``Profile.pretrained``).
+    """
 
     profile: str = "default"
     data_root: str | None = None
@@ -62,10 +74,23 @@ class Study:
     epochs: int | None = None
     seed: int = 0
     folds: int | None = None  # None: the profile's (grouped, stratified k-fold of our split; runs are fold 1)
+    weights: str | None = None  # our protocol's: None (from scratch), "imagenet", or a state_dict file
     runs_dir: str = "runs"
     progress: bool = False
     _runs: dict[TrainConfig, Run] = field(default_factory=dict, repr=False)
     _data: dict[DataConfig, PreparedData] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.weights is None:
+            return
+        if str(self.weights).lower() == "imagenet":
+            self.weights = "imagenet"
+            return
+        path = Path(str(self.weights)).expanduser()
+        if not path.is_file():
+            raise ValueError(f"weights={str(self.weights)!r}: no such file (weights takes None, 'imagenet', or the "
+                             "path of a torchvision resnet50 or densenet121 state_dict)")
+        self.weights = str(path.resolve())
 
     @cached_property
     def settings(self) -> Profile:
@@ -86,6 +111,29 @@ class Study:
         """A protocol's name in a sentence: ``"our protocol"`` or ``"the released code's protocol"``."""
         return "our protocol" if protocol == "ours" else "the released code's protocol"
 
+    def weights_text(self, protocol: str | None = None) -> str:
+        """Where the runs of ``protocol`` (default: the main one) start, in words; a file by its name only.
+
+        ``"trained from scratch"``; for ``weights="imagenet"`` under our protocol, the torchvision
+        weights by name (:data:`cervixlib.config.IMAGENET_WEIGHTS`): ``"ImageNet weights in the
+        backbones, torchvision's ResNet50_Weights.IMAGENET1K_V1 for ResNet-50 (...) and ..., with
+        attention layers and classifier heads trained from scratch"``; under the released
+        protocol, its own rule.
+        """
+        if (protocol or self.main_protocol) == "released":
+            return ("ImageNet weights where the released code used them" if self.settings.pretrained
+                    else "trained from scratch")
+        if self.weights is None:
+            return "trained from scratch"
+        rest = "with attention layers and classifier heads trained from scratch"
+        if self.weights != "imagenet":
+            return f"backbone weights from the file {Path(self.weights).name}, {rest}"
+        names = []
+        for arch, (first, *others) in IMAGENET_WEIGHTS.items():
+            names.append(f"{first} for {_BACKBONE_TITLES.get(arch, arch)}" + "".join(
+                f" ({n.split('.')[-1]} where only that file is in the torch hub cache)" for n in others))
+        return f"ImageNet weights in the backbones, torchvision's {' and '.join(names)}, {rest}"
+
     @property
     def n_folds(self) -> int:
         """The number of folds of our group split: the study's, else the profile's."""
@@ -95,8 +143,8 @@ class Study:
                split: str | None = None, fold: int = 0) -> TrainConfig:
         """The run configuration of ``model`` (one of the paper's four) on ``subset``.
 
-        Under ``protocol="ours"`` (default: :attr:`main_protocol`): our design and the
-        group split; under ``"released"``: the released code's design
+        Under ``protocol="ours"`` (default: :attr:`main_protocol`): our design, the group
+        split and the study's :attr:`weights`; under ``"released"``: the released code's design
         (:data:`cervixlib.facts.RELEASED_DESIGNS`), its split, and ImageNet weights where
         it used them and the profile is ``pretrained``. ``split`` (else the study's)
         overrides the protocol's split, as the leakage table does. Under the group split the
@@ -108,10 +156,14 @@ class Study:
         protocol = protocol or self.main_protocol
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        design, weights = model, None
+        design, weights = model, self.weights
         if protocol == "released":
             design = RELEASED_DESIGNS.get(model, model)
             weights = "imagenet" if self.settings.pretrained and design in RELEASED_IMAGENET else None
+        elif weights == "imagenet" and model not in IMAGENET_BACKBONES and model != _ANY_MODEL:
+            raise ValueError(f"weights='imagenet': {model!r} has no backbone with torchvision ImageNet weights "
+                             f"(the models that have one: {', '.join(IMAGENET_BACKBONES)}); train it with "
+                             "weights=None")
         split = split or self.split or ("paper" if protocol == "released" else "group")
         folds = self.n_folds if split == "group" else 1
         if not 0 <= fold < folds:
@@ -130,7 +182,7 @@ class Study:
         """
         from cervixlib.data import prepare
 
-        cfg = self.config("<model>", subset).data
+        cfg = self.config(_ANY_MODEL, subset).data
         if cfg not in self._data:
             loaded = next(iter(self._data.values()), None)
             self._data[cfg] = prepare(cfg, index=loaded.index if loaded is not None else None)

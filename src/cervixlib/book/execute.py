@@ -347,6 +347,8 @@ def run_book(
             raise BookError(f"{man.path}: {spec.name}: {', '.join(unknown)} not in the notebook's "
                             f"parameters cell ({', '.join(declared)})")
         wanted.update({k: v for k, v in overrides.items() if k in declared})
+        if "weights" in declared and str(overrides.get("weights", "imagenet")).lower() != "imagenet":
+            wanted["weights"] = _inject_path(overrides["weights"], notebooks_dir)  # a file, seen from the kernel's cwd
         used.update(k for k in overrides if k in declared)
         wanted.update(profile=profile, data_root=_inject_path(data, notebooks_dir),
                       runs_dir=_inject_path(runs_dir, notebooks_dir))
@@ -443,6 +445,7 @@ def _train_plan(profile: str, data: Any, params: Mapping[str, Any], manifest: Pa
     the chapters train their runs themselves, one at a time.
     """
     from cervixlib.data import DataError
+    from cervixlib.models.weights import CheckpointError, WeightsNotFoundError, prefetch_imagenet
     from cervixlib.parallel import RayUnavailable, train_plan
     from cervixlib.book.plan import book_plan
 
@@ -450,6 +453,10 @@ def _train_plan(profile: str, data: Any, params: Mapping[str, Any], manifest: Pa
         plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
                          runs_dir=runs_dir, only=chapters, manifest=manifest)
     except (DataError, ValueError) as exc:  # data the chapters' runs cannot use: one line, as a chapter says it
+        raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
+    try:  # ImageNet files fetched once (or refused in one line) before any run starts
+        prefetch_imagenet(r.config.model for r in plan.todo if r.config.weights == "imagenet")
+    except (WeightsNotFoundError, CheckpointError) as exc:
         raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
     try:
         outcome = train_plan(plan, jobs=jobs, address=address)

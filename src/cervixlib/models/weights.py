@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
-from torchvision.models import DenseNet121_Weights, ResNet50_Weights
+from torchvision.models import get_weight
+
+from cervixlib.config import IMAGENET_BACKBONES, IMAGENET_WEIGHTS
 
 if TYPE_CHECKING:
     from cervixlib.models._base import CervixModel
@@ -35,18 +37,17 @@ __all__ = [
     "CheckpointError",
     "imagenet_weight_files",
     "resolve_weights",
+    "prefetch_imagenet",
     "load_backbone_weights",
     "load_checkpoint",
 ]
 
 _log = logging.getLogger(__name__)
 
-# torchvision's ImageNet weights per backbone, in order of preference: IMAGENET1K_V1 is
-# what `pretrained=True` gave in 2021, when the paper was written.
-_IMAGENET = {
-    "resnet50": (ResNet50_Weights.IMAGENET1K_V1, ResNet50_Weights.IMAGENET1K_V2),
-    "densenet121": (DenseNet121_Weights.IMAGENET1K_V1,),
-}
+# torchvision's ImageNet weights per backbone, in order of preference (IMAGENET1K_V1 is
+# what `pretrained=True` gave in 2021, when the paper was written); the names live in
+# cervixlib.config, which the pages' settings line reads without torch.
+_IMAGENET = {arch: tuple(get_weight(name) for name in names) for arch, names in IMAGENET_WEIGHTS.items()}
 # torchvision's DenseNet files predate its module names: "denselayer1.norm.1.weight"
 # stands for "denselayer1.norm1.weight".
 _OLD_DENSENET_KEY = re.compile(
@@ -98,6 +99,19 @@ def resolve_weights(arch: str, weights: str | Path | None) -> Path | None:
             f"{path}: weights file not found (weights= takes None, 'imagenet', or the path "
             f"of a torchvision {arch} state_dict such as {expected.name})")
     return path
+
+
+def prefetch_imagenet(models: Iterable[str]) -> dict[str, Path]:
+    """``{backbone: file}``: the ImageNet file of each backbone that ``models`` (registry names)
+    load with ``weights="imagenet"``, downloaded into the torch hub cache now if absent.
+
+    A plan of many runs calls it before any run starts: without the files and a network it
+    fails once, in one line (:class:`WeightsNotFoundError`), instead of once a run, and runs
+    trained in parallel never download the same file at once. Models without ImageNet
+    weights (``ran92``) are left to their builder's error.
+    """
+    arches = sorted({IMAGENET_BACKBONES[m] for m in models if m in IMAGENET_BACKBONES})
+    return {arch: path for arch in arches if (path := resolve_weights(arch, "imagenet")) is not None}
 
 
 def _download(arch: str, url: str, path: Path, *, looked: list[Path]) -> Path:
