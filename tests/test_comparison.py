@@ -155,3 +155,27 @@ def test_paper_claims_on_constructed_runs():
     tie = PerImageMeasure("share", np.full(8, 0.5), np.full(8, 0.5), side=1)
     claim4 = paper_claims({}, synthetic=True, measures=[tie])[0]
     assert claim4.number == 4 and claim4.verdict == UNDECIDED
+
+
+def test_paper_claims_on_a_class_per_folder_set():
+    """One subset, no cell outlines: claims 1 to 3 on its images with no SIPaKMeD number beside
+    them, claims 4 and 5 listed as not testable with the reason, on the page's table too."""
+    from cervixlib.claims import NOT_TESTABLE, claims_html, paper_claims, untestable_claims, verdict_intro
+    from cervixlib.facts import PAPER_TABLE2
+
+    accuracy = {"rcan_densenet121": (0.90, 0.92, 0.91), "densenet121": (0.70, 0.74, 0.71),
+                "resnet50": (0.60, 0.63, 0.62), "ran_resnet50": (0.50, 0.52, 0.49)}
+    folds = {"images": {m: _runs_with_accuracy(a) for m, a in accuracy.items()}}
+    missing = untestable_claims(("images",), outlines=False)
+    assert missing == [4, 5] and untestable_claims(("multi", "isolated"), outlines=True) == []
+    found = paper_claims(folds, synthetic=False, sipakmed=False, not_testable=missing, n_resamples=200)
+    assert [c.number for c in found] == [1, 2, 3, 4, 5]
+    assert [c.verdict for c in found] == [SUPPORTED] * 3 + [NOT_TESTABLE] * 2
+    assert all(e.paper is None for c in found for e in c.evidence)
+    page = claims_html(found) + " ".join(c.sentence() for c in found)
+    page += verdict_intro(found, synthetic=False, folds=3, data="cervix-cells (class-per-folder set)")
+    assert "this set has no cell outlines" in page and "one subset of images" in page
+    assert "2 not testable on this data" in page and "on cervix-cells" in page
+    numbers = {f"{v:.2f}" for row in PAPER_TABLE2.values() for v in row.values() if isinstance(v, float)}
+    assert not [n for n in numbers if n in page]  # no SIPaKMeD number beside ours
+    assert "multi-cell images, " not in claims_html(found[:3])  # claims 1-3 name this set's images

@@ -14,7 +14,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from cervixlib.data import MEAN, STD, cell_mask
+from cervixlib.data import MEAN, STD, cell_components, cell_mask
 from cervixlib.explain import (
     ExplanationStudy,
     attention_map,
@@ -33,7 +33,6 @@ from cervixlib.explain import (
 )
 from cervixlib.explain.baselines import background_colour
 from cervixlib.explain.faithfulness import curve_auc, perturbation_masks, pixel_ranks
-from cervixlib.explain.localisation import cell_masks
 from cervixlib.explain.maps import edge_map, random_map
 from cervixlib.explain.randomisation import cascade_stages
 from cervixlib.metrics import Interval
@@ -179,7 +178,7 @@ def test_part_shares_add_up():
 
 def test_per_cell_masks_are_the_image_mask_cell_by_cell(synth_index):
     item = next(it for it in synth_index.multi if len(it.cells) >= 2)
-    per = cell_masks(item, (48, 48))
+    per = cell_components(item, (48, 48))
     assert per.shape == (len(item.cells), 48, 48)
     np.testing.assert_array_equal(per.any(0), cell_mask(item, (48, 48)))
     one = replace(item, cells=item.cells[:1])

@@ -39,14 +39,16 @@ if TYPE_CHECKING:
     from cervixlib.runs import Run
 
 __all__ = [
-    "CONTRADICTED", "SUPPORTED", "UNDECIDED", "VERDICTS", "MODEL_NAMES", "RULE",
+    "CONTRADICTED", "NOT_TESTABLE", "SUPPORTED", "UNDECIDED", "VERDICTS", "MODEL_NAMES", "RULE",
     "Claim", "Evidence", "FoldComparison", "PerImageMeasure",
     "claims_html", "verdict_intro", "combine_verdicts", "compare_fold_runs", "fold_accuracies", "image_votes",
-    "explanation_measures", "fig2_claim", "paper_claims", "verdict", "vote_comparison",
+    "explanation_measures", "fig2_claim", "paper_claims", "untestable_claims", "verdict", "vote_comparison",
 ]
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "undecided at this sample size"
 VERDICTS: tuple[str, ...] = (SUPPORTED, CONTRADICTED, UNDECIDED)
+#: The verdict of a claim that the book's data cannot test (its reason says why).
+NOT_TESTABLE = "not testable on this data"
 #: The rule, as the front page states it.
 RULE = ("A claim is **supported** when the 95% interval of the paired difference lies entirely on "
         "the side of 0 that the claim states, **contradicted** when it lies entirely on the other "
@@ -57,7 +59,14 @@ RULE = ("A claim is **supported** when the 95% interval of the paired difference
 #: The paper's names of its four models.
 MODEL_NAMES: dict[str, str] = {"resnet50": "ResNet-50", "densenet121": "DenseNet-121",
                                "ran_resnet50": "RAN-ResNet-50", "rcan_densenet121": "RCAN-DenseNet-121"}
-_SUBSET_NAMES = {"multi": "multi-cell images", "isolated": "isolated cells"}
+_SUBSET_NAMES = {"multi": "multi-cell images", "isolated": "isolated cells", "images": "this set's images"}
+#: Why claims 4 and 5 cannot be tested on data without cell outlines or without SIPaKMeD's two subsets.
+_CLAIM_NEEDS = {4: "it measures where the maps fall against the cells, and this set has no cell outlines "
+                   "(SIPaKMeD's .dat boundaries, or a masks/ folder per class)",
+                5: "it compares SIPaKMeD's multi-cell images with their isolated cells, and this set has "
+                   "one subset of images"}
+_CLAIM4 = "Fig. 2: {0} attends to fewer cells and less background than {1}"
+_CLAIM5 = "Multi-cell images carry information that isolated cells lack"
 _METHOD_WORDS = {"ig": "|IG|", "saliency": "|gradient|", "gradcam": "Grad-CAM"}
 #: Where the fold comparisons are shown: multi-cell images in chapter 3, isolated cells in chapter 4.
 _FOLD_CHAPTERS = ("03_attention_models.ipynb", "04_multicell_vs_isolated.ipynb")
@@ -135,10 +144,11 @@ class Claim:
     synthetic: bool
     paper_text: str = ""
     context: str = ""
+    not_testable: str = ""  # why the book's data cannot test this claim (then no evidence)
 
     @property
     def verdict(self) -> str:
-        return combine_verdicts([e.verdict for e in self.evidence])
+        return NOT_TESTABLE if self.not_testable else combine_verdicts([e.verdict for e in self.evidence])
 
     @property
     def deciding(self) -> Evidence:
@@ -150,7 +160,9 @@ class Claim:
         return f"{self.verdict} on the synthetic set (not SIPaKMeD)" if self.synthetic else self.verdict
 
     def sentence(self) -> str:
-        """One sentence: the verdict, and the number that decided it."""
+        """One sentence: the verdict, and the number that decided it (or why there is none)."""
+        if self.not_testable:
+            return f"Claim {self.number}: {NOT_TESTABLE}: {self.not_testable}."
         e = self.deciding
         which = "the weakest of its comparisons, " if len(self.evidence) > 1 else ""
         return f"Claim {self.number}: {self.verdict_text}; {which}{e.label}: {e.number_text()}."
@@ -161,6 +173,10 @@ class Claim:
 
     def row(self) -> dict[str, str]:
         """The table row: claim, verdict, our number (the deciding comparison), the paper's, the evidence."""
+        if self.not_testable:
+            return {"claim": f"{self.number}. {self.text}", "verdict": NOT_TESTABLE,
+                    "ours": f"none: {self.not_testable}", "paper": self.paper_text or "not given",
+                    "evidence": ", ".join(self.chapters)}
         e = self.deciding
         paper = self.paper_text or (f"{e.paper:+.2f} {e.unit}" if e.paper is not None else "not given")
         return {"claim": f"{self.number}. {self.text}", "verdict": self.verdict_text,
@@ -182,7 +198,7 @@ def claims_html(claims: Sequence[Claim], *, link_suffix: str = ".html") -> str:
     body = []
     for c in claims:
         r = c.row()
-        ours = r["ours"] if len(c.evidence) == 1 else f"the weakest of {len(c.evidence)} comparisons: {r['ours']}"
+        ours = r["ours"] if len(c.evidence) <= 1 else f"the weakest of {len(c.evidence)} comparisons: {r['ours']}"
         links = ", ".join(f'<a href="{html.escape(Path(ch).stem + link_suffix)}">chapter '
                           f"{html.escape(ch.split('_', 1)[0].lstrip('0') or '0')}</a>" for ch in c.chapters)
         body.append(f"<tr><td>{html.escape(r['claim'])}</td><td><strong>{html.escape(r['verdict'])}</strong></td>"
@@ -191,12 +207,13 @@ def claims_html(claims: Sequence[Claim], *, link_suffix: str = ".html") -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def verdict_intro(claims: Sequence[Claim], *, synthetic: bool, folds: int) -> str:
-    """The sentence above the table: how many claims got which verdict, on which data, from how many folds."""
-    counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+def verdict_intro(claims: Sequence[Claim], *, synthetic: bool, folds: int, data: str = "SIPaKMeD") -> str:
+    """The sentence above the table: how many claims got which verdict, on which data (``data``:
+    its name, for real data), from how many folds."""
+    counts = {v: sum(c.verdict == v for c in claims) for v in (*VERDICTS, NOT_TESTABLE)}
     tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     where = ("on the synthetic SIPaKMeD-compatible set, not on SIPaKMeD: these verdicts are about the "
-             "generated data and test the pipeline, not the paper" if synthetic else "on SIPaKMeD")
+             "generated data and test the pipeline, not the paper" if synthetic else f"on {data}")
     return f"Of the {len(claims)} claims checked {where}, with {folds} fold{'s' * (folds != 1)}: {tally}."
 
 
@@ -346,7 +363,7 @@ def _claim4(measures: Sequence[PerImageMeasure], synthetic: bool, n_resamples: i
     ev = [Evidence(f"{m.name}, {names[0]} − {names[1]}",
                    paired_bootstrap(m.a, m.b, seed=seed, n_resamples=n_resamples).scaled(m.scale),
                    m.side, m.unit) for m in measures]
-    return Claim(4, f"Fig. 2: {names[0]} attends to fewer cells and less background than {names[1]}",
+    return Claim(4, _CLAIM4.format(*names),
                  tuple(ev), ("05_explainability.ipynb",), synthetic, "one image shown (Fig. 2), no number")
 
 
@@ -389,6 +406,8 @@ def paper_claims(
     measures: Sequence[PerImageMeasure] = (),
     vote: FoldComparison | None = None,
     vote_model: str = "rcan_densenet121",
+    sipakmed: bool = True,
+    not_testable: Sequence[int] = (),
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> list[Claim]:
@@ -396,39 +415,54 @@ def paper_claims(
 
     Args:
         fold_runs: ``{"multi": {model: [run per fold]}, "isolated": {...}}`` on the same folds
-            (:meth:`cervixlib.study.Study.fold_runs`).
+            (:meth:`cervixlib.study.Study.fold_runs`); on a class-per-folder set ``{"images": ...}``.
         synthetic: the runs are on the embedded synthetic set (every verdict says so).
         measures: claim 4's per-image measures (:func:`explanation_measures`; more may be added).
         vote: claim 5's :func:`vote_comparison` of ``vote_model``.
+        sipakmed: the data is SIPaKMeD (or the synthetic stand-in): the paper's numbers are
+            shown beside ours; on other data they are not comparable and left out.
+        not_testable: claims (4, 5) the data cannot test (:func:`untestable_claims`): listed
+            with the reason, without a verdict.
 
     A claim whose runs or measures are missing is left out of the list.
     """
     kw = {"n_resamples": n_resamples, "seed": seed}
+
+    def paper(items: Sequence[tuple[str, str, str]], suffix: str = "") -> str:
+        return _paper_text(items) + suffix if sipakmed else "not comparable: the paper's numbers are SIPaKMeD's"
+
     claims = []
     best = "rcan_densenet121"
     ev = [e for other in ("resnet50", "densenet121", "ran_resnet50")
           for e in _pairs_evidence(fold_runs, best, other, 1, **kw)]
     if ev:
-        claims.append(Claim(1, "RCAN-DenseNet-121 is the most accurate of the four models, on multi-cell "
-                               "images and on isolated cells", tuple(ev), _FOLD_CHAPTERS, synthetic,
-                            _paper_text([(best, "densenet121", "multi"), (best, "densenet121", "isolated")])
-                            + " (the runner-up)"))
+        where = ", on multi-cell images and on isolated cells" if sipakmed else ""
+        claims.append(Claim(1, f"RCAN-DenseNet-121 is the most accurate of the four models{where}", tuple(ev),
+                            _FOLD_CHAPTERS, synthetic,
+                            paper([(best, "densenet121", "multi"), (best, "densenet121", "isolated")],
+                                  " (the runner-up)")))
     ev = _pairs_evidence(fold_runs, "densenet121", "resnet50", 1, **kw)
     if ev:
         claims.append(Claim(2, "DenseNet-121 beats ResNet-50", tuple(ev), _FOLD_CHAPTERS, synthetic,
-                            _paper_text([("densenet121", "resnet50", s) for s in ("multi", "isolated")])))
+                            paper([("densenet121", "resnet50", s) for s in ("multi", "isolated")])))
     ev = _pairs_evidence(fold_runs, "ran_resnet50", "resnet50", -1, **kw)
     if ev:
         claims.append(Claim(3, "The residual attention modules lower ResNet-50's accuracy", tuple(ev),
                             _FOLD_CHAPTERS, synthetic,
-                            _paper_text([("ran_resnet50", "resnet50", s) for s in ("multi", "isolated")])))
-    if measures:
+                            paper([("ran_resnet50", "resnet50", s) for s in ("multi", "isolated")])))
+    if 4 in not_testable:
+        claims.append(Claim(4, _CLAIM4.format(MODEL_NAMES["rcan_densenet121"], MODEL_NAMES["densenet121"]), (),
+                            ("05_explainability.ipynb",), synthetic, not_testable=_CLAIM_NEEDS[4]))
+    elif measures:
         claims.append(_claim4(measures, synthetic, n_resamples, seed))
-    if vote is not None:
+    if 5 in not_testable:
+        claims.append(Claim(5, _CLAIM5, (), ("04_multicell_vs_isolated.ipynb",), synthetic,
+                            not_testable=_CLAIM_NEEDS[5]))
+    elif vote is not None:
         name = MODEL_NAMES.get(vote_model, vote_model)
         iso, mul = PAPER_TABLE2.get(vote_model, {}).get("isolated_acc"), PAPER_TABLE2.get(vote_model, {}).get("multi_acc")
         claims.append(Claim(
-            5, "Multi-cell images carry information that isolated cells lack",
+            5, _CLAIM5,
             (_fold_evidence(f"image-level accuracy of {name}, multi-cell model − vote of the isolated-cell "
                             f"model over the image's crops", vote, 1, None),),
             ("04_multicell_vs_isolated.ipynb",), synthetic,
@@ -437,3 +471,9 @@ def paper_claims(
             context="Table II's isolated-cell accuracy is per cell and its multi-cell accuracy per image: "
                     "different test units, so it does not compare the two inputs on the same question."))
     return claims
+
+
+def untestable_claims(subsets: Sequence[str], *, outlines: bool) -> list[int]:
+    """The claims the data cannot test: 4 without cell outlines (``outlines``), 5 without
+    SIPaKMeD's two subsets (``subsets``, :attr:`cervixlib.data.DatasetIndex.subsets`)."""
+    return [n for n, ok in ((4, outlines), (5, {"multi", "isolated"} <= set(subsets))) if not ok]

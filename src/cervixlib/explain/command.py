@@ -151,10 +151,11 @@ def explain_command(
 
     in_cell: dict[str, float] = {}
     item = _find_item(run, image)
-    if item is not None and item.cells:
+    if item is not None and item.has_mask:
         from cervixlib.data import cell_mask
 
-        cell, nucleus = (cell_mask(item, (size, size), part) for part in ("cell", "nucleus"))
+        cell = cell_mask(item, (size, size), "cell")
+        nucleus = cell_mask(item, (size, size), "nucleus") if item.has_nucleus else np.zeros_like(cell)
         areas = {"cell": cell, "nucleus": nucleus & cell, "cytoplasm": cell & ~nucleus}
         shares = {"gradient": part_shares(grad.heatmap("abs"), cell, nucleus)}
         if ig is not None:

@@ -27,7 +27,7 @@ from torch import nn
 
 from cervixlib.explain.attributions import model_device
 from cervixlib.explain.faithfulness import Fill, PerturbationCurves, perturbation_curves
-from cervixlib.explain.localisation import area_share, cell_masks, part_shares, pointing_game, stack_concentration
+from cervixlib.explain.localisation import area_share, part_shares, pointing_game, stack_concentration
 from cervixlib.explain.maps import CONTROLS, METHOD_LABELS, available_methods, method_maps
 from cervixlib.metrics import Interval, bootstrap_mean
 from cervixlib.runtime import eval_mode
@@ -35,7 +35,7 @@ from cervixlib.runtime import eval_mode
 if TYPE_CHECKING:
     from cervixlib.data import Item
 
-__all__ = ["METRICS", "ExplanationStudy", "explanation_study", "study_images"]
+__all__ = ["METRICS", "ExplanationStudy", "explanation_study", "localisable", "study_images"]
 
 #: The per-image metrics of :class:`ExplanationStudy` and their names in tables.
 METRICS: dict[str, str] = {
@@ -43,6 +43,8 @@ METRICS: dict[str, str] = {
     "pointing": "pointing game", "in_cell": "in-cell share", "nucleus_of_cell": "nucleus share of in-cell",
     "cells_80": "cells holding 80%", "cells_80_fraction": "fraction of cells holding 80%",
 }
+#: The metrics of :data:`METRICS` that need no cell outlines.
+FAITHFULNESS_METRICS = ("deletion_auc", "insertion_auc")
 
 
 @dataclass
@@ -76,12 +78,23 @@ class ExplanationStudy:
 
     def rows(self, **kwargs: Any) -> list[dict[str, Any]]:
         """One row per method: each metric of :data:`METRICS` as an :class:`Interval` (mean,
-        95% bootstrap over images), beside the share of the images the cells cover."""
+        95% bootstrap over images), beside the share of the images the cells cover; without
+        cell outlines (``settings["localisation"]`` false), the faithfulness metrics only."""
+        local = self.settings.get("localisation", True)
         return [{"model": self.model, "method": METHOD_LABELS.get(m, m),
-                 "images": int(np.isfinite(v["in_cell"]).sum()),
-                 **{label: bootstrap_mean(v[k], **kwargs) for k, label in METRICS.items()},
-                 "cells' area share": bootstrap_mean(self.area[np.isfinite(v["in_cell"])], **kwargs)}
+                 "images": int(np.isfinite(v["deletion_auc"]).sum()),
+                 **{label: bootstrap_mean(v[k], **kwargs) for k, label in METRICS.items()
+                    if local or k in FAITHFULNESS_METRICS},
+                 **({"cells' area share": bootstrap_mean(self.area[np.isfinite(v["in_cell"])], **kwargs)}
+                    if local else {})}
                 for m, v in self.values.items()]
+
+
+def localisable(items: Sequence[Item]) -> bool:
+    """Whether the localisation measures apply: every item has cell outlines (SIPaKMeD's
+    ``.dat`` boundaries, or a class-per-folder set's mask files, :attr:`cervixlib.data.Item.has_mask`)."""
+    items = list(items)
+    return bool(items) and all(it.has_mask for it in items)
 
 
 def study_images(items: Sequence[Item], image_size: int) -> torch.Tensor:
@@ -109,8 +122,9 @@ def explanation_study(
     seed: int = 0,
     internal_batch_size: int | None = 128,
     X: torch.Tensor | None = None,
+    localisation: bool | None = None,
 ) -> ExplanationStudy:
-    """Every method's faithfulness and localisation on ``items`` (multi-cell images with cells).
+    """Every method's faithfulness and, where the images have cell outlines, localisation on ``items``.
 
     Args:
         model: a trained classifier; the explained class is its prediction.
@@ -123,12 +137,17 @@ def explanation_study(
         tolerance: the pointing game's tolerance in px; ``level``: the concentration's share.
         seed: the random control, the released IG's noise and the ranking ties.
         internal_batch_size: at most this many IG steps in one pass (Captum's; memory).
+        localisation: measure the localisation metrics too (every item needs cell outlines);
+            None: where :func:`localisable` (without outlines they are NaN, the area too).
     """
     items = list(items)
-    missing = [str(it.path) for it in items if not it.cells]
-    if missing:
-        raise ValueError(f"{missing[0]}: no annotated cells, so no localisation ({len(missing)} such items)")
-    from cervixlib.data import cell_mask
+    if localisation is None:
+        localisation = localisable(items)
+    missing = [str(it.path) for it in items if not it.has_mask]
+    if localisation and missing:
+        raise ValueError(f"{missing[0]}: no cell outlines (.dat boundaries or a mask file), so no localisation "
+                         f"({len(missing)} such items)")
+    from cervixlib.data import cell_components, cell_mask
 
     size = (image_size, image_size)
     X = study_images(items, image_size) if X is None else X
@@ -136,10 +155,11 @@ def explanation_study(
     with eval_mode(model), torch.no_grad():
         prob = model(X.to(model_device(model))).float().softmax(1).cpu()
     target = prob.argmax(1)
-    cell = np.stack([cell_mask(it, size, "cell") for it in items])
-    nucleus = np.stack([cell_mask(it, size, "nucleus") if any(c.nucleus is not None for c in it.cells)
-                        else np.zeros(size[::-1], bool) for it in items])
-    per_cell = [cell_masks(it, size) for it in items]
+    if localisation:
+        cell = np.stack([cell_mask(it, size, "cell") for it in items])
+        nucleus = np.stack([cell_mask(it, size, "nucleus") if it.has_nucleus
+                            else np.zeros(size[::-1], bool) for it in items])
+        per_cell = [cell_components(it, size) for it in items]
     maps: dict[str, torch.Tensor] = {}
     for m in methods:
         k = len(items) if (m != "ig_released" or released_images is None) else min(released_images, len(items))
@@ -154,18 +174,22 @@ def explanation_study(
     values: dict[str, dict[str, np.ndarray]] = {}
     for m, a in maps.items():
         k = len(a)
-        a0 = a.numpy()
-        shares = part_shares(a0, cell[:k], nucleus[:k])
-        count, frac = stack_concentration(a0, per_cell[:k], level=level)
-        v = {"deletion_auc": curves[m].deletion_auc[:k], "insertion_auc": curves[m].insertion_auc[:k],
-             "pointing": pointing_game(a0, cell[:k], tolerance=tolerance), "in_cell": shares["cell"],
-             "nucleus_of_cell": shares["nucleus_of_cell"], "cells_80": count, "cells_80_fraction": frac}
-        values[m] = {name: np.concatenate([x, np.full(len(items) - k, np.nan)]) for name, x in v.items()}
+        v = {"deletion_auc": curves[m].deletion_auc[:k], "insertion_auc": curves[m].insertion_auc[:k]}
+        if localisation:
+            a0 = a.numpy()
+            shares = part_shares(a0, cell[:k], nucleus[:k])
+            count, frac = stack_concentration(a0, per_cell[:k], level=level)
+            v.update({"pointing": pointing_game(a0, cell[:k], tolerance=tolerance), "in_cell": shares["cell"],
+                      "nucleus_of_cell": shares["nucleus_of_cell"], "cells_80": count, "cells_80_fraction": frac})
+        values[m] = {metric: np.concatenate([v[metric], np.full(len(items) - k, np.nan)]) if metric in v
+                     else np.full(len(items), np.nan) for metric in METRICS}
     return ExplanationStudy(
         model=name or getattr(model, "model_name", type(model).__name__), images=[it.path.name for it in items],
         label=np.array([it.label for it in items]), target=target.numpy(), probability=prob.numpy(),
-        n_cells=np.array([len(it.cells) for it in items]), area=area_share(cell), values=values, curves=curves,
+        n_cells=np.array([len(c) for c in per_cell]) if localisation else np.zeros(len(items), int),
+        area=area_share(cell) if localisation else np.full(len(items), np.nan), values=values, curves=curves,
         settings={"image_size": image_size, "n_steps": n_steps, "perturbation_steps": perturbation_steps,
+                  "localisation": localisation,
                   "fill": fill, "tolerance": tolerance, "level": level, "released_images": released_images,
                   "controls": [m for m in methods if m in CONTROLS], "seed": seed})
 

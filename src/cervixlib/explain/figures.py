@@ -59,8 +59,8 @@ def perturbation_curves_figure(studies: dict[str, ExplanationStudy], *, curve: s
     """Mean deletion (or insertion) curve of each method over the images, one panel per model; controls dashed."""
     if curve not in ("deletion", "insertion"):
         raise ValueError(f"curve must be 'deletion' or 'insertion', got {curve!r}")
-    panels = {name: {m: (c.x, _nanmean(getattr(c, curve)[np.isfinite(s.values[m]["in_cell"])], axis=0))
-                     for m, c in s.curves.items() if np.isfinite(s.values[m]["in_cell"]).any()}
+    panels = {name: {m: (c.x, _nanmean(getattr(c, curve)[np.isfinite(s.values[m]["deletion_auc"])], axis=0))
+                     for m, c in s.curves.items() if np.isfinite(s.values[m]["deletion_auc"]).any()}
               for name, s in studies.items()}
     xlabel = f"fraction of pixels {'removed' if curve == 'deletion' else 'restored'}"
     return _model_panels(panels, title=title, height=300, xaxis=dict(title_text=xlabel, range=[0, 1]),

@@ -3,7 +3,7 @@
 Wang et al. (2021) claim from their Fig. 2 that RCAN-DenseNet-121 decides from "a few
 cells" while DenseNet-121 also looks at the background. This module turns that into
 numbers per image, from non-negative maps ``(N, H, W)`` and the ``.dat`` masks
-(:func:`cervixlib.data.cell_mask`; one mask per cell from :func:`cell_masks`):
+(:func:`cervixlib.data.cell_mask`; one mask per cell from :func:`cervixlib.data.cell_components`):
 
 - :func:`pointing_game` (Zhang et al., "Top-down neural attention by excitation
   backprop", ECCV 2016): is the map's maximum inside a cell? Ties are resolved the
@@ -22,7 +22,6 @@ numbers per image, from non-negative maps ``(N, H, W)`` and the ``.dat`` masks
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -33,9 +32,8 @@ from cervixlib.reductions import Reduce, attribution_mass
 
 if TYPE_CHECKING:
     from cervixlib.explain.attributions import Attribution
-    from cervixlib.data import Item
 
-__all__ = ["area_share", "cell_masks", "concentration", "dilate", "in_cell_share", "part_shares", "pointing_game",
+__all__ = ["area_share", "concentration", "dilate", "in_cell_share", "part_shares", "pointing_game",
            "stack_concentration"]
 
 Ties = Literal["all", "any"]
@@ -186,7 +184,7 @@ def concentration(
 
     Args:
         map_: one non-negative ``(H, W)`` map.
-        cells: bool ``(K, H, W)``, one mask per annotated cell (:func:`cell_masks`);
+        cells: bool ``(K, H, W)``, one mask per annotated cell (:func:`cervixlib.data.cell_components`);
             overlapping cells each count a shared pixel (a pixel in two cells backs both).
         level: the share of in-cell mass to reach, in (0, 1].
     Returns:
@@ -207,21 +205,6 @@ def concentration(
     cum = np.cumsum(per_cell) / total
     count = int(np.searchsorted(cum, level - 1e-12) + 1)
     return float(count), count / len(m)
-
-
-def cell_masks(item: Item, size: tuple[int, int], part: Literal["cell", "nucleus", "cytoplasm"] = "cell") -> np.ndarray:
-    """One bool mask per annotated cell of ``item``, ``(K, H, W)`` at ``size`` = (width, height).
-
-    Each cell is drawn alone with :func:`cervixlib.data.cell_mask` (the same polygon
-    scaling and scanline fill as the image's cell mask), so their union is that mask.
-    """
-    from cervixlib.data import cell_mask
-
-    if not item.cells:
-        from cervixlib.data import DataError
-
-        raise DataError(item.path, "no cell boundaries (.dat files) for this image, so no per-cell masks")
-    return np.stack([cell_mask(replace(item, cells=(c,)), size, part) for c in item.cells])
 
 
 def stack_concentration(maps: np.ndarray | torch.Tensor, cells: Sequence[np.ndarray], *,

@@ -51,24 +51,27 @@ class BaselineSensitivity:
         rows = []
         black = self.share["black"]
         for b, s in self.share.items():
-            paired = np.isfinite(s) & np.isfinite(black)
-            change = paired_bootstrap(s, black, **kwargs) if paired.any() else None
-            rows.append({"baseline": b, "n": int(np.isfinite(s).sum()), "in-cell share": bootstrap_mean(s, **kwargs),
-                         "change vs black": change,
-                         "Spearman vs black": bootstrap_mean(self.spearman[b], **kwargs)})
+            row = {"baseline": b, "n": len(s)}
+            if np.isfinite(black).any():  # measured against cell outlines
+                paired = np.isfinite(s) & np.isfinite(black)
+                row.update({"n": int(np.isfinite(s).sum()), "in-cell share": bootstrap_mean(s, **kwargs),
+                            "change vs black": paired_bootstrap(s, black, **kwargs) if paired.any() else None})
+            rows.append({**row, "Spearman vs black": bootstrap_mean(self.spearman[b], **kwargs)})
         return rows
 
 
-def baseline_sensitivity(model: nn.Module, X: Tensor, cell: Tensor | np.ndarray, targets: Tensor, *,
+def baseline_sensitivity(model: nn.Module, X: Tensor, cell: Tensor | np.ndarray | None, targets: Tensor, *,
                          baselines: Sequence[str] = SENSITIVITY_BASELINES, n_steps: int = 32,
                          seed: int = 0, internal_batch_size: int | None = 128) -> BaselineSensitivity:
-    """IG of ``targets`` from each baseline; ``cell``: ``(N, H, W)`` masks of the annotated cells."""
+    """IG of ``targets`` from each baseline; ``cell``: ``(N, H, W)`` masks of the annotated cells
+    (None: a set without cell outlines; the shares are NaN and only the Spearman is measured)."""
     baselines = list(baselines)
     if "black" not in baselines:
         baselines.insert(0, "black")
     maps = {b: attribute(model, X, target=targets, n_steps=n_steps, baseline=b, seed=seed,  # type: ignore[arg-type]
                          internal_batch_size=internal_batch_size).heatmap("abs") for b in baselines}
-    return BaselineSensitivity(share={b: in_cell_share(m, cell) for b, m in maps.items()},
+    share = {b: np.full(X.shape[0], np.nan) if cell is None else in_cell_share(m, cell) for b, m in maps.items()}
+    return BaselineSensitivity(share=share,
                                spearman={b: spearman_per_image(m, maps["black"]) for b, m in maps.items()},
                                n_steps=n_steps)
 
