@@ -33,6 +33,7 @@ __all__ = [
     "default_subset",
     "layout_subsets",
     "natural_key",
+    "root_subsets",
     "sipakmed_classes",
     "sipakmed_roots",
 ]
@@ -112,17 +113,27 @@ def sipakmed_roots(root: Path) -> list[tuple[Path, dict[str, Path]]]:
     return sorted(candidates, key=lambda c: -len(c[1]))
 
 
-def default_subset(root: str | os.PathLike[str]) -> Subset:
-    """The subset a run uses when none is named: ``"multi"`` for a SIPaKMeD tree (the
-    paper's headline task), ``"images"`` for a class-per-folder set (its only one).
+def root_subsets(root: str | os.PathLike[str] | None) -> tuple[Subset, ...]:
+    """The subsets of the data at ``root``, its default first: SIPaKMeD's ``("multi",
+    "isolated")`` for a SIPaKMeD tree and for the embedded set (``root=None``),
+    ``("images",)`` for a class-per-folder set.
 
-    Reads folder names only, so configurations can call it cheaply. A root that does not
-    exist or cannot be told apart gets ``"multi"``; :func:`cervixlib.data.load_index` then
-    reports why.
+    Reads folder names only, so configurations and the run plan can call it cheaply. A root
+    that does not exist or cannot be told apart counts as SIPaKMeD;
+    :func:`cervixlib.data.load_index` then reports why.
     """
-    root = Path(root).expanduser()
+    if root is None:
+        return layout_subsets("sipakmed")
+    path = Path(root).expanduser()
     try:
-        sipakmed = not root.is_dir() or bool(sipakmed_roots(root))
+        sipakmed = not path.is_dir() or bool(sipakmed_roots(path))
     except OSError:
         sipakmed = True
-    return layout_subsets("sipakmed" if sipakmed else CLASS_FOLDERS)[0]
+    return layout_subsets("sipakmed" if sipakmed else CLASS_FOLDERS)
+
+
+def default_subset(root: str | os.PathLike[str]) -> Subset:
+    """The subset a run uses when none is named: ``"multi"`` for a SIPaKMeD tree (the
+    paper's headline task), ``"images"`` for a class-per-folder set (its only one);
+    the first of :func:`root_subsets`."""
+    return root_subsets(root)[0]

@@ -36,7 +36,9 @@ from cervixlib.book.manifest import (
     load_manifest,
     notebook_parameters,
 )
+from cervixlib.book.note import write_note
 from cervixlib.book.site import build_site
+from cervixlib.layout import root_subsets
 from cervixlib.display import PLOTLY_MIMETYPE
 
 __all__ = [
@@ -395,23 +397,18 @@ def run_book(
             _log.info("%s: up to date, reusing %s", spec.name, out)
             result.reused.append(out)
             continue
-        _log.info("%s: executing with %s", spec.name, _short(parameters))
         t = time.perf_counter()
-        for attempt in (1, 2):
-            try:
-                execute_notebook(
-                    src, out, parameters, kernel_name=kernel, cwd=notebooks_dir,
-                    metadata={"key": key, "profile": profile, "data_root": parameters["data_root"],
-                              "parameters": parameters, "cervixlib": cervixlib.__version__},
-                    progress=progress, log_output=log_output, scratch=scratch_dir / f"{spec.name}.ipynb",
-                    cell_timeout=cell_timeout or None,
-                )
-                break
-            except CellTimeout as exc:
-                if attempt == 2:
-                    raise
-                _log.warning("%s; executing %s once more (a finished cell whose reply never "
-                             "arrives looks the same: jupyter/nbclient#312)", exc, spec.name)
+        missing = spec.missing_subsets(root_subsets(data))
+        if missing:  # a chapter this data cannot answer: a page that says why
+            _log.info("%s: the data lacks %s; writing a note in its place", spec.name, ", ".join(missing))
+            write_note(src, out, missing, data, metadata={"key": key, "profile": profile, "parameters": parameters})
+        else:
+            _log.info("%s: executing with %s", spec.name, _short(parameters))
+            _execute_twice(src, out, parameters, kernel_name=kernel, cwd=notebooks_dir,
+                           metadata={"key": key, "profile": profile, "data_root": parameters["data_root"],
+                                     "parameters": parameters, "cervixlib": cervixlib.__version__},
+                           progress=progress, log_output=log_output, scratch=scratch_dir / f"{spec.name}.ipynb",
+                           cell_timeout=cell_timeout or None)
         result.seconds[spec.name] = time.perf_counter() - t
         _log.info("%s: done in %.1f s", spec.name, result.seconds[spec.name])
         result.executed.append(out)
@@ -428,6 +425,15 @@ def run_book(
         result.seconds["build"] = time.perf_counter() - t
     result.seconds["total"] = time.perf_counter() - t0
     return result
+
+
+def _execute_twice(src: Path, out: Path, parameters: Mapping[str, Any], **kwargs: Any) -> None:
+    """:func:`execute_notebook`, once more after a :class:`CellTimeout` (``cell_timeout`` of :func:`run_book`)."""
+    try:
+        execute_notebook(src, out, parameters, **kwargs)
+    except CellTimeout as exc:
+        _log.warning("%s; executing %s once more", exc, src.stem)
+        execute_notebook(src, out, parameters, **kwargs)
 
 
 def _run_names(runs_dir: str | os.PathLike[str]) -> set[str]:

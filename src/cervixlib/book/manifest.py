@@ -54,13 +54,21 @@ class NotebookSpec:
     ``runs`` are the groups of training runs the chapter reads (:data:`cervixlib.config.RUN_NEEDS`,
     ``NEED@SUBSET`` for another subset than the chapter's): the run plan
     (:mod:`cervixlib.plan`) trains them before the chapter runs, from the same
-    :class:`cervixlib.study.Study` methods the notebook calls.
+    :class:`cervixlib.study.Study` methods the notebook calls; a ``NEED@SUBSET`` whose subset
+    the data lacks is left out. ``subsets``: the subsets the chapter cannot do without (SIPaKMeD's
+    multi-cell images and isolated cells, for the chapter that compares them); on data without
+    them the chapter is a note saying why (:meth:`missing_subsets`).
     """
 
     name: str
     parameters: Mapping[str, Any] = field(default_factory=dict)
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     runs: tuple[str, ...] = ()
+    subsets: tuple[str, ...] = ()
+
+    def missing_subsets(self, available: Sequence[str]) -> list[str]:
+        """The subsets this chapter needs that data with ``available`` subsets lacks."""
+        return [s for s in self.subsets if s not in available]
 
     def parameters_for(self, profile: str) -> dict[str, Any]:
         """The manifest's parameters for ``profile`` (without the injected ones)."""
@@ -139,10 +147,10 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         where = f"{path}: notebooks[{i}]"
         if not isinstance(entry, Mapping):
             raise BookError(f"{where}: expected a mapping with 'name', got {entry!r}")
-        unknown = set(entry) - {"name", "parameters", "profiles", "runs"}
+        unknown = set(entry) - {"name", "parameters", "profiles", "runs", "subsets"}
         if unknown:
             raise BookError(f"{where}: unknown key(s) {sorted(unknown)}; "
-                            "allowed: name, parameters, profiles, runs")
+                            "allowed: name, parameters, profiles, runs, subsets")
         name = entry.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name) or name.endswith(".ipynb"):
             raise BookError(f"{where}: 'name' must be a notebook file name without "
@@ -163,7 +171,10 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         if not isinstance(runs, list) or not all(_is_need(r) for r in runs):
             raise BookError(f"{where}: runs must be a list of {', '.join(RUN_NEEDS)}, each but leakage "
                             f"(isolated cells) optionally @SUBSET ({', '.join(SUBSETS)}), got {runs!r}")
-        specs.append(NotebookSpec(name, params, profiles, tuple(runs)))
+        subsets = entry.get("subsets") or []
+        if not isinstance(subsets, list) or not all(x in SUBSETS for x in subsets):
+            raise BookError(f"{where}: subsets must be a list of {', '.join(SUBSETS)}, got {subsets!r}")
+        specs.append(NotebookSpec(name, params, profiles, tuple(runs), tuple(subsets)))
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -20,6 +20,7 @@ from typing import Any
 from cervixlib.book.errors import BookError
 from cervixlib.book.manifest import load_manifest, notebook_parameters
 from cervixlib.config import TrainConfig
+from cervixlib.layout import root_subsets
 from cervixlib.plan import RunPlan, plan_runs
 
 __all__ = ["book_plan"]
@@ -52,7 +53,8 @@ def book_plan(
     by several chapters is listed once. ``generate=False`` leaves an embedded set that is not
     generated yet alone (the plan then lists the runs without image counts or store status).
     ``manifest``: default ``book_dir/manifest.yml``. A parameter in ``params`` that no selected
-    chapter declares is refused, as ``cervix book`` refuses it.
+    chapter declares is refused, as ``cervix book`` refuses it. A chapter that needs subsets the
+    data lacks (a note on such data) and a ``NEED@SUBSET`` whose subset it lacks plan nothing.
     """
     from cervixlib.study import Study
 
@@ -62,6 +64,7 @@ def book_plan(
     study_fields.discard("runs_dir")
     book_dir, notebooks_dir = Path(book_dir), Path(notebooks_dir)
     man = load_manifest(manifest if manifest is not None else book_dir / "manifest.yml")
+    available = root_subsets(data)
     wanted: dict[TrainConfig, list[str]] = {}
     selected = man.select(only)
     known: set[str] = set()
@@ -69,13 +72,15 @@ def book_plan(
         src = notebooks_dir / f"{spec.name}.ipynb"
         declared = {k: _literal(v, f"{src}: parameter {k}") for k, v in notebook_parameters(src).items()}
         known |= set(declared)
-        if not spec.runs:
+        if not spec.runs or spec.missing_subsets(available):
             continue
         values = {**declared, **spec.parameters_for(profile),
                   **{k: v for k, v in (params or {}).items() if k in declared},
                   "profile": profile, "data_root": None if data is None else str(data)}
         study = Study(**{k: v for k, v in values.items() if k in study_fields}, runs_dir=str(runs_dir))
         for need in spec.runs:
+            if need.partition("@")[2] not in ("", *available):
+                continue
             for config in study.needed_configs(need, values.get("models", [])):
                 wanted.setdefault(config, [])
                 if spec.name not in wanted[config]:
