@@ -257,7 +257,7 @@ def test_the_book_fetches_the_imagenet_files_once_or_stops_in_one_line(synth_roo
     import urllib.error
 
     from cervixlib.book import BookError
-    from cervixlib.book.execute import _train_plan
+    from cervixlib.book.plan import train_book_plan
     from cervixlib.models.weights import prefetch_imagenet
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -269,7 +269,7 @@ def test_the_book_fetches_the_imagenet_files_once_or_stops_in_one_line(synth_roo
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     notebooks = _notebooks_with_weights(tmp_path / "notebooks")
     with pytest.raises(BookError) as info:
-        _train_plan("smoke", synth_root, {"weights": "imagenet", "models": ["resnet50"]},
+        train_book_plan("smoke", synth_root, {"weights": "imagenet", "models": ["resnet50"]},
                     REPO / "book" / "manifest.yml", REPO / "book", notebooks, tmp_path / "runs", ["02_baselines"],
                     jobs=1, address=None)
     msg = str(info.value)

@@ -37,6 +37,7 @@ from cervixlib.book.manifest import (
     notebook_parameters,
 )
 from cervixlib.book.note import write_note
+from cervixlib.book.plan import train_book_plan
 from cervixlib.book.site import build_site
 from cervixlib.layout import root_subsets
 from cervixlib.display import PLOTLY_MIMETYPE
@@ -388,7 +389,7 @@ def run_book(
     before = _run_names(runs_dir)
     if to_run and train:
         t = time.perf_counter()
-        result.planned = _train_plan(profile, data, overrides, man.path, book_dir, notebooks_dir, runs_dir,
+        result.planned = train_book_plan(profile, data, overrides, man.path, book_dir, notebooks_dir, runs_dir,
                                      to_run, jobs=jobs, address=address)
         result.seconds["plan"] = time.perf_counter() - t
     for spec, src, parameters, key in keyed:
@@ -440,41 +441,6 @@ def _run_names(runs_dir: str | os.PathLike[str]) -> set[str]:
     """The finished runs in a run store, by directory name."""
     root = Path(runs_dir)
     return {p.parent.name for p in root.glob("*/config.json")} if root.is_dir() else set()
-
-
-def _train_plan(profile: str, data: Any, params: Mapping[str, Any], manifest: Path, book_dir: Path,
-                notebooks_dir: Path, runs_dir: Any, chapters: Sequence[str], *, jobs: int | str,
-                address: str | None) -> list[str]:
-    """Train the run plan of ``chapters`` in parallel before they execute; the plan's run names.
-
-    A failed run fails the book (after the others finished) with one line a run; without Ray
-    the chapters train their runs themselves, one at a time.
-    """
-    from cervixlib.data import DataError
-    from cervixlib.models.weights import CheckpointError, WeightsNotFoundError, prefetch_imagenet
-    from cervixlib.parallel import RayUnavailable, train_plan
-    from cervixlib.book.plan import book_plan
-
-    try:
-        plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
-                         runs_dir=runs_dir, only=chapters, manifest=manifest)
-    except (DataError, ValueError) as exc:  # data the chapters' runs cannot use: one line, as a chapter says it
-        raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
-    try:  # ImageNet files fetched once (or refused in one line) before any run starts
-        prefetch_imagenet(r.config.model for r in plan.todo if r.config.weights == "imagenet")
-    except (WeightsNotFoundError, CheckpointError) as exc:
-        raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
-    try:
-        outcome = train_plan(plan, jobs=jobs, address=address)
-    except RayUnavailable as exc:
-        if address is not None:  # a cluster was asked for: no quiet fallback to this machine
-            raise BookError(str(exc)) from None
-        _log.warning("%s; the chapters train their runs one at a time instead", exc)
-        return []
-    if not outcome.ok:
-        raise BookError(f"{len(outcome.failed)} run(s) of the plan failed; rerun to resume them:\n"
-                        f"{outcome.failure_text()}")
-    return [r.name for r in plan.runs if r.name]
 
 
 def _short(parameters: Mapping[str, Any]) -> str:

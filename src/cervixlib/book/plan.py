@@ -11,6 +11,7 @@ which the parallel trainer reads without the book.
 from __future__ import annotations
 
 import ast
+import logging
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from cervixlib.config import TrainConfig
 from cervixlib.layout import root_subsets
 from cervixlib.plan import RunPlan, plan_runs
 
-__all__ = ["book_plan"]
+__all__ = ["book_plan", "train_book_plan"]
 
 
 def _literal(source: str, where: str) -> Any:
@@ -91,3 +92,38 @@ def book_plan(
                         f"{', '.join(s.name for s in selected)}")
     return plan_runs(list(wanted), profile=profile, runs_dir=runs_dir, generate=generate,
                      chapters={c: tuple(ch) for c, ch in wanted.items()})
+
+
+def train_book_plan(profile: str, data: Any, params: Mapping[str, Any], manifest: Path, book_dir: Path,
+                notebooks_dir: Path, runs_dir: Any, chapters: Sequence[str], *, jobs: int | str,
+                address: str | None) -> list[str]:
+    """Train the run plan of ``chapters`` in parallel before they execute (``cervix book``); the
+    plan's run names.
+
+    A failed run fails the book (after the others finished) with one line a run; without Ray
+    the chapters train their runs themselves, one at a time.
+    """
+    from cervixlib.data import DataError
+    from cervixlib.models.weights import CheckpointError, WeightsNotFoundError, prefetch_imagenet
+    from cervixlib.parallel import RayUnavailable, train_plan
+
+    try:
+        plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
+                         runs_dir=runs_dir, only=chapters, manifest=manifest)
+    except (DataError, ValueError) as exc:  # data the chapters' runs cannot use: one line, as a chapter says it
+        raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
+    try:  # ImageNet files fetched once (or refused in one line) before any run starts
+        prefetch_imagenet(r.config.model for r in plan.todo if r.config.weights == "imagenet")
+    except (WeightsNotFoundError, CheckpointError) as exc:
+        raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
+    try:
+        outcome = train_plan(plan, jobs=jobs, address=address)
+    except RayUnavailable as exc:
+        if address is not None:  # a cluster was asked for: no quiet fallback to this machine
+            raise BookError(str(exc)) from None
+        logging.getLogger(__name__).warning("%s; the chapters train their runs one at a time instead", exc)
+        return []
+    if not outcome.ok:
+        raise BookError(f"{len(outcome.failed)} run(s) of the plan failed; rerun to resume them:\n"
+                        f"{outcome.failure_text()}")
+    return [r.name for r in plan.runs if r.name]
