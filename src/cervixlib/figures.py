@@ -313,7 +313,10 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 def sample_grid(index: DatasetIndex, subset: str, *, per_class: int = 3, seed: int = 0,
                 thumb_px: int = 160, title: str | None = None) -> go.Figure:
-    """Fig. 1: ``per_class`` random images of each class (rows) of ``subset``, as thumbnails."""
+    """Fig. 1: ``per_class`` random images of each class (rows) of ``subset``, as thumbnails.
+    The class names beside the rows wrap at spaces after 18 characters, to fit a row's height."""
+    import textwrap
+
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -321,8 +324,9 @@ def sample_grid(index: DatasetIndex, subset: str, *, per_class: int = 3, seed: i
 
     items = index.subset(subset)
     rng = np.random.default_rng(seed)
+    labels = [textwrap.wrap(c, 18, break_on_hyphens=False, break_long_words=False) or [c] for c in index.classes]
     fig = make_subplots(rows=len(index.classes), cols=per_class, horizontal_spacing=0.01,
-                        vertical_spacing=0.02, row_titles=list(index.classes))
+                        vertical_spacing=0.02, row_titles=["<br>".join(lines) for lines in labels])
     for k in range(len(index.classes)):
         members = [it for it in items if it.label == k]
         picks = rng.choice(len(members), size=min(per_class, len(members)), replace=False) if members else []
@@ -342,13 +346,17 @@ def sample_grid(index: DatasetIndex, subset: str, *, per_class: int = 3, seed: i
 
 def box_by_class(rows: Sequence[dict], value: str, class_names: Sequence[str], *, title: str | None = None,
                  log: bool = False) -> go.Figure:
-    """Box plot of ``row[value]`` per ``row['class']`` (morphometry rows of :mod:`cervixlib.data.stats`)."""
+    """Box plot of ``row[value]`` per ``row['class']`` (morphometry rows of :mod:`cervixlib.data.stats`);
+    class names wrap at spaces after 14 characters, so that long ones fit the column."""
+    import textwrap
+
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for k, name in enumerate(class_names):
         vals = [r[value] for r in rows if r["class"] == name and r[value] == r[value]]
-        fig.add_trace(go.Box(y=vals, name=name, boxpoints=False, marker_color=PALETTE[k % len(PALETTE)]))
+        label = "<br>".join(textwrap.wrap(name, 14, break_on_hyphens=False, break_long_words=False)) or name
+        fig.add_trace(go.Box(y=vals, name=label, boxpoints=False, marker_color=PALETTE[k % len(PALETTE)]))
     fig.update_layout(title=title, showlegend=False, height=380, margin=dict(t=50, b=40))
     if log:
         fig.update_yaxes(type="log")
