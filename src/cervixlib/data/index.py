@@ -307,8 +307,17 @@ def load_index(root: str | os.PathLike[str], *, skip_bad: bool = False, verify: 
                          isolated=isolated, images=images, skipped=reader.bad, warnings=reader.warnings,
                          synthetic_info=info)
     if index.skipped:
-        _log.warning("skipped %d bad file(s) under %s:\n%s", len(index.skipped), display_path(base),
-                     "\n".join(f"  {display_path(p)}: {why}" for p, why in index.skipped))
+        # relative to the set's folder: this line reaches the book's pages, which never show a path
+        _log.warning("skipped %d bad file(s) in %s:\n%s", len(index.skipped), display_path(base.name),
+                     "\n".join(f"  {display_path(_relative(p, base))}: {why}" for p, why in index.skipped))
     for path, why in index.warnings:
         _log.info("%s: %s", display_path(path), why)
     return index
+
+
+def _relative(path: str | os.PathLike[str], base: Path) -> Path:
+    """``path`` below ``base`` when it is, else as given."""
+    try:
+        return Path(path).relative_to(base)
+    except ValueError:
+        return Path(path)
