@@ -291,3 +291,28 @@ def test_data_error_is_one_line_and_pickles(tmp_path):
     again = pickle.loads(pickle.dumps(exc))
     assert str(again) == str(exc) and again.path == exc.path and again.problem == exc.problem
     assert isinstance(exc, ValueError)
+
+
+def _class_folders(root, counts, sub=None):
+    for name, n in counts.items():
+        folder = root / name / (sub or "")
+        folder.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(_rgb(16, 16)).save(folder / f"{i}.png")
+    return root
+
+
+def test_a_class_per_folder_set_that_cannot_be_trained_says_what_it_needs(tmp_path):
+    from cervixlib.config import make_config
+    from cervixlib.data import prepare
+
+    one = _class_folders(tmp_path / "one", {"only class": 9})
+    with pytest.raises(DataError, match=r"1 class with images: a classifier needs at least two"):
+        prepare(make_config("resnet50", profile="smoke", root=str(one)).data).split
+    tiny = _class_folders(tmp_path / "tiny", {"A": 2, "B": 2})
+    with pytest.raises(DataError, match=r"smallest class, A, 2\): too few .* or use fewer folds"):
+        prepare(make_config("resnet50", profile="smoke", root=str(tiny)).data).split
+    nested = _class_folders(tmp_path / "nested", {"A": 3}, sub="deeper")
+    _class_folders(nested, {"B": 3})
+    with pytest.raises(DataError, match=r"sub-folders are not searched; supported layouts: SIPaKMeD"):
+        load_index(nested)

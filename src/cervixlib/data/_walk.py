@@ -262,7 +262,8 @@ def index_sipakmed(reader: Reader, base: Path, found: dict[str, Path]) -> tuple[
     if missing:
         reader.fail(base / f"im_{missing[0]}",
                     f"missing class folder for {', '.join(missing)}; a SIPaKMeD root holds "
-                    f"all five: {', '.join('im_' + c for c in CLASSES)}")
+                    f"all five: {', '.join('im_' + c for c in CLASSES)} (a mix of im_<Class> and other "
+                    f"folders is neither layout; {LAYOUTS_TEXT})")
     known = set(found.values())
     _, _, dirs = reader.scan(base)
     for d in dirs:
@@ -359,6 +360,11 @@ def _mask(reader: Reader, mask: Path | None, image: Path, size: tuple[int, int] 
     return mask
 
 
+#: The layouts the data layer reads, for a message about a tree it cannot read.
+LAYOUTS_TEXT = ("supported layouts: SIPaKMeD (ROOT/im_<Class>/, once or twice nested) or one folder per class "
+                "with its images directly inside (ROOT/<class>/<image>)")
+
+
 def index_class_folders(reader: Reader, root: Path) -> tuple[tuple[str, ...], list[Item]]:
     """Class names and images of a class-per-folder set (``ROOT/<class>/*.png``, ...),
     with their mask files (``ROOT/<class>/masks/<stem>.png``) where present."""
@@ -377,7 +383,8 @@ def index_class_folders(reader: Reader, root: Path) -> tuple[tuple[str, ...], li
         if not images:
             if d not in {p for p, _ in reader.fatal}:
                 reader.fail(d, "empty class folder: no images (.bmp, .png, .jpg, .jpeg, .tif, .tiff) "
-                               "directly inside" + (" (sub-folders are not searched)" if subdirs else ""))
+                               "directly inside" + (f" (sub-folders are not searched; {LAYOUTS_TEXT})"
+                                                    if subdirs else ""))
             continue
         key = class_key(d.name[3:] if d.name.lower().startswith("im_") else d.name)
         name = CLASS_KEYS.get(key, d.name)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from cervixlib.config import DataConfig
+from cervixlib.data.errors import DataError
 from cervixlib.data.index import DatasetIndex, Item, load_index
 from cervixlib.data.splits import Split, fold_split, make_split, paper_split, siblings_in_train
 
@@ -74,12 +75,19 @@ class PreparedData:
     @cached_property
     def split(self) -> Split:
         """The split of :attr:`items`; ``ValueError`` if a part would be empty."""
+        classes = sorted({it.label for it in self.items})
+        if len(classes) < 2:
+            raise DataError(self.root, f"the {self.config.subset} subset has {len(classes)} class"
+                                       f"{'es' * (len(classes) != 1)} with images: a classifier needs at least two")
         split = split_items(self.items, self.config, index=self.index)
-        for name in ("train", "val", "test"):
-            if len(getattr(split, name)) == 0:
-                raise ValueError(f"{self.root}: the {self.config.subset} subset has {len(self.items)} images, "
-                                 f"too few for a non-empty {name} split with fractions {self.config.fractions} "
-                                 f"({self.config.split} split{self._fold_text})")
+        empty = [name for name in ("train", "val", "test") if len(getattr(split, name)) == 0]
+        if empty:
+            counts = {self.index.classes[c]: sum(it.label == c for it in self.items) for c in classes}
+            small = min(counts, key=counts.get)
+            raise DataError(self.root, f"the {self.config.subset} subset has {len(self.items)} images (the smallest "
+                                       f"class, {small}, {counts[small]}): too few for a non-empty {empty[0]} part "
+                                       f"with fractions {self.config.fractions} ({self.config.split} split"
+                                       f"{self._fold_text}); add images to the small classes, or use fewer folds")
         return split
 
     @property
