@@ -171,6 +171,7 @@ def test_paper_claims_on_a_class_per_folder_set():
     found = paper_claims(folds, synthetic=False, sipakmed=False, not_testable=missing, n_resamples=200)
     assert [c.number for c in found] == [1, 2, 3, 4, 5]
     assert [c.verdict for c in found] == [SUPPORTED] * 3 + [NOT_TESTABLE] * 2
+    assert found[0].chapters == ("03_attention_models.ipynb",)  # chapter 4 is a note on such data
     assert all(e.paper is None for c in found for e in c.evidence)
     page = claims_html(found) + " ".join(c.sentence() for c in found)
     page += verdict_intro(found, synthetic=False, folds=3, data="cervix-cells (class-per-folder set)")
