@@ -122,3 +122,44 @@ def test_fig2_rows_from_attributions_carry_the_delta():
     assert rows[0].note.startswith("target: " + "ABCDE"[int(grad.target[0])])
     fig, axes = fig2_matplotlib(rows)
     assert axes.shape == (2, 5)
+
+
+# ------------------------------------------------------------------ classes by short name
+HERLEV = ("carcinoma_in_situ", "light_dysplastic", "moderate_dysplastic", "normal_columnar",
+          "normal_intermediate", "normal_superficiel", "severe_dysplastic")
+
+
+def test_channel_weights_name_seven_classes_by_short_name_with_a_key():
+    from cervixlib.figures import channel_weights
+
+    labels = np.arange(14) % 7
+    fig = channel_weights({"unit": torch.rand(14, 8)}, labels, HERLEV, title="t")
+    (heat,) = fig.data
+    assert list(heat.y) == list(HERLEV)  # the hover text's full names
+    assert list(fig.layout.yaxis.ticktext) == ["CIS", "LD", "MD", "NC", "NI", "NS", "SD"]
+    keys = [a.text for a in fig.layout.annotations if "CIS (carcinoma_in_situ)" in a.text]
+    assert len(keys) == 1 and fig.layout.margin.b >= 60
+
+
+def test_confusion_matrices_keep_sipakmeds_short_names(tmp_path):
+    from cervixlib.config import make_config
+    from cervixlib.facts import CLASSES
+    from cervixlib.figures import confusion_matrices
+    from cervixlib.metrics import classification_metrics
+    from cervixlib.runs import Run
+
+    y = np.arange(10) % 5
+    run = Run(dir=tmp_path, config=make_config("resnet50", profile="smoke"), key="k", info={}, history=[],
+              metrics={"test": classification_metrics(y, np.eye(5)[y], CLASSES)}, predictions={})
+    fig = confusion_matrices({"resnet50": run})
+    assert list(fig.layout.xaxis.ticktext) == ["Dys", "Koi", "Met", "Par", "Sup"]
+    assert list(fig.data[0].y) == list(CLASSES) and "true: %{y}" in fig.data[0].hovertemplate
+
+
+def test_attention_overlays_wrap_long_row_labels():
+    from cervixlib.figures import attention_overlays
+
+    fig = attention_overlays(torch.rand(2, 3, 16, 16), {"attn1": torch.rand(2, 4, 4, 4)},
+                             labels=["Negative for intraepithelial lesion", "SCC"])
+    assert fig.layout.yaxis.title.text == "Negative for<br>intraepithelial<br>lesion"
+    assert fig.layout.yaxis3.title.text == "SCC"

@@ -71,7 +71,9 @@ def test_subset_rows_pair_each_models_two_runs(runs, tmp_path):
 
 def test_compare_text_says_synthetic_and_names_the_class_order(runs):
     text = report.compare_text(runs)
-    assert "not SIPaKMeD results" in text and "Dys Koi Met Par Sup" in text and "McNemar" in text
+    assert "not SIPaKMeD results" in text and "McNemar" in text
+    assert ("Per-class F1 in the order Dys (Dyskeratotic), Koi (Koilocytotic), Met (Metaplastic), Par (Parabasal), "
+            "Sup (Superficial-Intermediate)") in text
     assert "resnet50" in report.format_run(runs[0]) and "accuracy 85.0" in report.format_run(runs[0])
 
 
@@ -165,3 +167,82 @@ def test_the_released_protocol_maps_the_papers_models_to_the_released_designs(sy
     side = default.config("rcan_densenet121", protocol=default.side_protocol)
     assert (side.model, side.data.split, side.weights) == ("rcan_densenet121_released", "paper", None)  # offline
     assert default.config("resnet50", "isolated", split="paper").data.split == "paper"
+
+
+# ------------------------------------------------------------------ a class-per-folder set
+FOLDER_CLASSES = ("ASC-US", "HSIL", "LSIL", "Metaplastic cells", "Negative for intraepithelial lesion", "SCC")
+Y6 = np.array(list(range(6)) * 4)
+#: What a page on a class-per-folder set must not show: SIPaKMeD's classes and counts, the paper's numbers.
+SIPAKMED_WORDS = ("Dyskeratotic", "Koilocytotic", "Parabasal", "Superficial", "Dys", "Koi", "Sup", "4,049", "966",
+                  "multi-cell", "Table II (")
+PAPER_NUMBERS = tuple(f"{v:.2f}" for m in PAPER_TABLE2.values() for k, v in m.items() if k.endswith("_acc")) + \
+    tuple(" ".join(f"{v:.3f}" for v in m["multi_f1"]) for m in PAPER_TABLE2.values())
+
+
+def _folder_run(tmp_path, model: str, pred: np.ndarray, fold: int = 0) -> Run:
+    prob = np.eye(6)[pred]
+    return Run(dir=tmp_path / f"{model}-images-{fold}",
+               config=make_config(model, profile="smoke", subset="images", folds=2, fold=fold), key="k",
+               info={"data_root": str(tmp_path / "cervix-cells"), "synthetic": False, "layout": "class-folders",
+                     "classes": list(FOLDER_CLASSES)},
+               history=[], metrics={"test": classification_metrics(Y6, prob, FOLDER_CLASSES), "best_epoch": 1},
+               predictions={"test_index": np.arange(len(Y6)), "test_y": Y6, "test_prob": prob})
+
+
+@pytest.fixture
+def folder_runs(tmp_path):
+    a, b = Y6.copy(), Y6.copy()
+    a[:4] = (a[:4] + 1) % 6
+    b[8:12] = (b[8:12] + 2) % 6
+    return [_folder_run(tmp_path, "resnet50", a), _folder_run(tmp_path, "ran_resnet50", b)]
+
+
+def test_table2_on_a_class_folder_set_has_no_paper_column_and_says_what_it_is(folder_runs):
+    rows = report.table2_rows(folder_runs)
+    assert not any(k.startswith("paper") for row in rows for k in row)
+    assert rows[0]["dataset"] == "cervix-cells (class-per-folder set)" and rows[0]["subset"] == "images"
+    caption = report.table2_caption(folder_runs, what="baselines", dataset="cervix-cells (class-per-folder set)")
+    assert caption == ("Test accuracy and F1 on images: baselines. Per-class F1 in the order ASC-US, HSIL, LSIL, "
+                       "MC (Metaplastic cells), NIL (Negative for intraepithelial lesion), SCC. "
+                       "Dataset: cervix-cells (class-per-folder set)")
+    note = report.table2_note(folder_runs)
+    assert note.startswith("Our test split holds 24 images, so one image is 4.2 points of accuracy.")
+    assert "not shown" in note
+    text = " ".join([str(rows), caption, report.format_table(rows), report.compare_text(folder_runs)])
+    for word in (*SIPAKMED_WORDS, *PAPER_NUMBERS):
+        assert word not in text, word
+
+
+def test_the_papers_numbers_stand_beside_sipakmed_runs_only(runs, folder_runs):
+    from cervixlib.published import on_sipakmed, paper_numbers
+
+    assert on_sipakmed(runs[0]) and "layout" not in runs[0].info  # a run stored before layouts: SIPaKMeD
+    assert paper_numbers(runs[0]) == PAPER_TABLE2["resnet50"] and paper_numbers(folder_runs[0]) == {}
+    assert not on_sipakmed(folder_runs[0])
+
+
+def test_table2_on_sipakmed_keeps_the_paper_column_caption_and_test_size(runs):
+    assert report.table2_caption(runs, what="baselines", dataset="x").startswith(
+        "Table II (b, c): baselines. Per-class F1 in the order Dys (Dyskeratotic), ")
+    assert report.table2_note(runs) == (
+        "Our test split holds 20 multi-cell images, so one image is 5.0 points of accuracy. The paper's numbers "
+        "beside ours come from its own 10% test split of 101 multi-cell images (one image: 1.0 points).")
+    assert all("paper_accuracy" in row for row in report.table2_rows(runs))
+
+
+def test_fold_rows_and_figures_on_a_class_folder_set_leave_the_paper_out(folder_runs, tmp_path, runs):
+    from cervixlib.figures import accuracy_intervals, confusion_matrices
+
+    folds = {r.config.model: [r, _folder_run(tmp_path, r.config.model, Y6, fold=1)] for r in folder_runs}
+    rows = report.fold_rows(folds)
+    assert [r["folds"] for r in rows] == [2, 2] and not any("paper" in k for row in rows for k in row)
+    assert "paper % (one split)" in report.fold_rows({"resnet50": runs[:1]})[0]
+    fig = accuracy_intervals(folder_runs)
+    assert [t.name for t in fig.data] == ["ours, images"]
+    assert [t.name for t in accuracy_intervals(runs).data] == ["ours, multi", "paper, multi"]
+    cm = confusion_matrices({r.config.model: r for r in folder_runs})
+    assert list(cm.data[0].x) == list(FOLDER_CLASSES)  # full names in the hover text, short ones on the axes
+    assert list(cm.layout.xaxis.ticktext) == list(cm.layout.yaxis2.ticktext) == ["ASC-US", "HSIL", "LSIL", "MC",
+                                                                                  "NIL", "SCC"]
+    (key,) = [a.text for a in cm.layout.annotations if "NIL" in a.text]
+    assert key == "ASC-US, HSIL, LSIL, MC (Metaplastic cells), NIL (Negative for intraepithelial lesion), SCC"

@@ -26,8 +26,10 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
 
-from cervixlib.facts import abbreviation
+from cervixlib.colors import CLASS_PALETTE, PALETTE, class_colors
+from cervixlib.facts import class_abbreviations
 from cervixlib.reductions import attribution_mass
+from cervixlib.run_figures import accuracy_intervals, add_class_key, confusion_matrices, learning_curves
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
 
     from cervixlib.data import DatasetIndex
     from cervixlib.explain.attributions import Attribution
-    from cervixlib.runs import Run
 
 __all__ = [
     "accuracy_intervals",
@@ -47,9 +48,11 @@ __all__ = [
     "sample_grid",
     "FIG2_COLUMNS",
     "FIG2_PANEL_PX",
+    "CLASS_PALETTE",
     "PALETTE",
     "Fig2Row",
     "attribution_heatmap",
+    "class_colors",
     "colorize",
     "fig2_matplotlib",
     "fig2_plotly",
@@ -305,10 +308,9 @@ def fig2_matplotlib(
 
 
 # ------------------------------------------------------------------ the study's other figures
-# Fig. 1 (sample images), morphometry, training curves, confusion matrices, attention
-# maps, and intervals. All plotly, all returning the figure.
-#: The colours of the models and methods in every plotly figure, in order.
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+# Fig. 1 (sample images), morphometry and attention maps, all plotly, all returning the
+# figure; the figures of trained runs (training curves, confusion matrices, intervals) are
+# in cervixlib.run_figures, the colours of models and classes in cervixlib.colors.
 
 
 def sample_grid(index: DatasetIndex, subset: str, *, per_class: int = 3, seed: int = 0,
@@ -363,56 +365,14 @@ def box_by_class(rows: Sequence[dict], value: str, class_names: Sequence[str], *
     return fig
 
 
-def learning_curves(runs: dict[str, Run]) -> go.Figure:
-    """Loss and accuracy per epoch (train dashed, validation solid); the tested epoch is ringed."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
-    for k, (name, run) in enumerate(runs.items()):
-        color = PALETTE[k % len(PALETTE)]
-        epochs = [h["epoch"] for h in run.history]
-        for col, key in ((1, "loss"), (2, "accuracy")):
-            for part, dash in (("train", "dash"), ("val", "solid")):
-                fig.add_trace(go.Scatter(x=epochs, y=[h[f"{part}_{key}"] for h in run.history], mode="lines+markers",
-                                         line=dict(color=color, dash=dash), name=f"{name} {part}",
-                                         legendgroup=name, showlegend=col == 1), row=1, col=col)
-        best = run.metrics.get("best_epoch")
-        if best:
-            h = run.history[best - 1]
-            fig.add_trace(go.Scatter(x=[best], y=[h["val_accuracy"]], mode="markers", showlegend=False,
-                                     marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(color=color, width=2)),
-                                     hovertemplate=f"{name}: tested epoch {best}<extra></extra>"), row=1, col=2)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=380, margin=dict(t=50, b=40))
-    return fig
-
-
-def confusion_matrices(runs: dict[str, Run]) -> go.Figure:
-    """Test-split confusion matrices side by side: counts as text, colour by row (recall)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=list(runs), horizontal_spacing=0.08)
-    for col, run in enumerate(runs.values(), start=1):
-        m = run.metrics["test"]
-        cm = np.asarray(m["confusion_matrix"], dtype=float)
-        rate = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        names = [abbreviation(c) for c in m["class_names"]]
-        fig.add_trace(go.Heatmap(z=rate, x=names, y=names, text=cm.astype(int), texttemplate="%{text}",
-                                 colorscale="Blues", zmin=0, zmax=1, showscale=col == len(runs),
-                                 hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"),
-                      row=1, col=col)
-        fig.update_yaxes(autorange="reversed", row=1, col=col)
-    fig.update_xaxes(title_text="predicted")
-    fig.update_yaxes(title_text="true", col=1)
-    fig.update_layout(height=360, width=max(420, 330 * len(runs)), margin=dict(t=50, b=40))
-    return fig
-
-
 def attention_overlays(images: ArrayLike, maps: dict[str, ArrayLike], *, labels: Sequence[str] | None = None,
                        title: str | None = None) -> go.Figure:
-    """Each image beside its channel-mean attention mask of every module, overlaid at full size."""
+    """Each image beside its channel-mean attention mask of every module, overlaid at full size.
+
+    ``labels`` (one per image, e.g. its class) title the rows, wrapped at spaces after 16
+    characters so that a long class name stays beside its row."""
+    import textwrap
+
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     import torch.nn.functional as F
@@ -432,12 +392,15 @@ def attention_overlays(images: ArrayLike, maps: dict[str, ArrayLike], *, labels:
             m = (m - m.min()) / (m.max() - m.min() + 1e-12)
             fig.add_trace(go.Image(source=png_data_uri(overlay(rgb, m, alpha=0.6)), hoverinfo="skip"),
                           row=i + 1, col=j)
-        if labels is not None:
-            fig.update_yaxes(title_text=labels[i], row=i + 1, col=1)
+    wrapped = [textwrap.wrap(str(t), 16, break_on_hyphens=False, break_long_words=False) or [str(t)]
+               for t in (labels if labels is not None else [])]
+    for i, lines in enumerate(wrapped):
+        fig.update_yaxes(title_text="<br>".join(lines), title_font_size=12, row=i + 1, col=1)
+    left = 30 + 15 * max((len(lines) for lines in wrapped), default=2)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_layout(title=title, height=150 * n + 80, width=150 * (1 + len(names)) + 80,
-                      margin=dict(l=60, r=10, t=70, b=10))
+    fig.update_layout(title=title, height=150 * n + 80, width=150 * (1 + len(names)) + 20 + left,
+                      margin=dict(l=left, r=10, t=70, b=10))
     return fig
 
 
@@ -446,6 +409,8 @@ def channel_weights(weights: dict[str, ArrayLike], labels: np.ndarray, class_nam
     """Mean channel-attention weight per true class (rows) and channel (columns), one panel per unit.
 
     Channels are ordered by how much their mean weight varies between classes, most first.
+    Rows carry the classes' short names (:func:`cervixlib.facts.class_abbreviations` of
+    ``class_names``); the hover text and a line under the figure give the full names.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -454,37 +419,18 @@ def channel_weights(weights: dict[str, ArrayLike], labels: np.ndarray, class_nam
     fig = make_subplots(rows=len(names), cols=1, subplot_titles=names, vertical_spacing=0.08)
     labels = np.asarray(labels)
     present = [k for k in range(len(class_names)) if np.any(labels == k)]
+    short = class_abbreviations(class_names)
     for row, name in enumerate(names, start=1):
         w = np.asarray(torch.as_tensor(weights[name]).float().reshape(len(labels), -1))
         means = np.stack([w[labels == k].mean(0) for k in present])
         order = np.argsort(-means.std(0))
-        fig.add_trace(go.Heatmap(z=means[:, order], y=[abbreviation(class_names[k]) for k in present],
-                                 colorscale="Viridis", zmin=0, zmax=1, showscale=row == 1,
-                                 hovertemplate="%{y}, channel rank %{x}: %{z:.3f}<extra></extra>"),
+        rows = [class_names[k] for k in present]  # full names (the hover's), short tick labels
+        fig.add_trace(go.Heatmap(z=means[:, order], y=rows, colorscale="Viridis", zmin=0, zmax=1,
+                                 showscale=row == 1, hovertemplate="%{y}, channel rank %{x}: %{z:.3f}<extra></extra>"),
                       row=row, col=1)
+        fig.update_yaxes(tickmode="array", tickvals=rows, ticktext=[short[c] for c in rows], row=row, col=1)
     fig.update_xaxes(title_text="channel (sorted by between-class spread)", row=len(names), col=1)
-    fig.update_layout(title=title, height=170 * len(names) + 80, margin=dict(t=70, b=40))
-    return fig
-
-
-def accuracy_intervals(runs: Sequence[Run], *, title: str | None = None) -> go.Figure:
-    """Test accuracy with its 95% bootstrap interval per run; the paper's value as a cross."""
-    import plotly.graph_objects as go
-
-    from cervixlib.facts import PAPER_TABLE2
-
-    fig = go.Figure()
-    for k, subset in enumerate(sorted({r.config.data.subset for r in runs})):
-        group = [r for r in runs if r.config.data.subset == subset]
-        acc = [r.metrics["test"]["accuracy"] for r in group]
-        x = [r.config.model for r in group]
-        fig.add_trace(go.Scatter(
-            x=x, y=[100 * a["value"] for a in acc], mode="markers", name=f"ours, {subset}",
-            marker=dict(size=10, color=PALETTE[k]),
-            error_y=dict(type="data", symmetric=False, array=[100 * (a["high"] - a["value"]) for a in acc],
-                         arrayminus=[100 * (a["value"] - a["low"]) for a in acc])))
-        paper = [PAPER_TABLE2.get(m, {}).get(f"{subset}_acc") for m in x]
-        fig.add_trace(go.Scatter(x=x, y=paper, mode="markers", name=f"paper, {subset}",
-                                 marker=dict(symbol="x", size=10, color=PALETTE[k])))
-    fig.update_layout(title=title, yaxis_title="test accuracy (%)", height=400, margin=dict(t=60, b=40))
+    bottom = max(40, add_class_key(fig, {class_names[k]: short[class_names[k]] for k in present}, below=60))
+    fig.update_layout(title=title, height=max(170, 50 + 24 * len(present)) * len(names) + 40 + bottom,
+                      margin=dict(t=70, b=bottom))
     return fig

@@ -5,25 +5,32 @@ multi-cell images (b), and per-class F1 on multi-cell images (c). Ours adds what
 reader needs to judge it: 95% bootstrap intervals, the test-split size, seed summaries
 where several seeds ran, McNemar tests between models on the same split, the paper's
 numbers beside ours, and which dataset produced the numbers.
+
+The paper's numbers are SIPaKMeD's: they stand beside runs on SIPaKMeD (and on the
+embedded synthetic SIPaKMeD-compatible set, labelled as the paper's), never beside runs
+on a class-per-folder set (:mod:`cervixlib.published`), whose tables say what they hold
+without the paper's name (:func:`table2_caption`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from cervixlib.facts import CLASS_ABBREVIATIONS, PAPER_TABLE2, paper_model
+from cervixlib.facts import (ISOLATED_COUNTS, MULTI_COUNTS, PAPER_FRACTIONS, SUBSET_WORDS, class_abbreviations,
+                             class_key_text)
 from cervixlib.layout import data_label
 from cervixlib.metrics import mcnemar, summarize
+from cervixlib.published import on_sipakmed, paper_numbers
 from cervixlib.runs import Run
 
 __all__ = ["dataset_label", "format_run", "table2_rows", "subset_rows", "split_rows", "leakage_rows",
            "weights_label", "format_table", "mcnemar_rows", "fold_rows", "paired_fold_rows",
-           "mcnemar_fold_rows", "vote_rows", "compare_text"]
-
+           "mcnemar_fold_rows", "vote_rows", "compare_text", "class_order_text", "subset_text",
+           "table2_caption", "table2_note"]
 
 
 def dataset_label(run: Run) -> str:
@@ -32,6 +39,24 @@ def dataset_label(run: Run) -> str:
     if run.synthetic:
         return "synthetic (not SIPaKMeD)"
     return data_label(run.data_root.name, run.info.get("layout", "sipakmed"))
+
+
+def subset_text(runs: Iterable[Run]) -> str:
+    """The runs' subsets in words (:data:`cervixlib.facts.SUBSET_WORDS`): ``"multi-cell images"``,
+    ``"images"`` on a class-per-folder set."""
+    return " and ".join(SUBSET_WORDS.get(s, s) for s in dict.fromkeys(r.config.data.subset for r in runs))
+
+
+def _classes(run: Run) -> list[str]:
+    return list(run.metrics["test"]["per_class"])
+
+
+def class_order_text(runs: Sequence[Run]) -> str:
+    """``"Per-class F1 in the order Dys (Dyskeratotic), Koi (Koilocytotic), ..."``: the classes of
+    the runs' per-class F1 by short name (:func:`cervixlib.facts.class_abbreviations`), each
+    with its full name where the two differ."""
+    classes = list(dict.fromkeys(c for r in runs for c in _classes(r)))
+    return f"Per-class F1 in the order {class_key_text(class_abbreviations(classes))}"
 
 
 def _pct(interval: dict[str, float]) -> str:
@@ -86,7 +111,10 @@ def format_run(run: Run) -> str:
 
 
 def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """One row per (model, subset): ours (mean over seeds, or the single run with its CI) beside the paper's."""
+    """One row per (model, subset, split, weights): ours (mean over seeds, or the single run with
+    its CI), per-class F1 in the data's class order (:func:`class_order_text`), and beside them
+    the paper's accuracy and per-class F1 on SIPaKMeD; rows of runs on other data have no
+    paper columns (:func:`cervixlib.published.paper_numbers`)."""
     groups: dict[tuple[str, str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
         groups[(run.config.model, run.config.data.subset, run.config.data.split, weights_label(run))].append(run)
@@ -94,13 +122,14 @@ def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     for (model, subset, split, weights), group in sorted(groups.items()):
         accs = [r.metrics["test"]["accuracy"] for r in group]
         f1s = [r.metrics["test"]["weighted_f1"] for r in group]
-        paper = PAPER_TABLE2.get(paper_model(model), {})
+        paper = paper_numbers(group[0])
         row: dict[str, Any] = {
             "model": model, "subset": subset, "split": split, "weights": weights, "seeds": len(group),
             "test_n": group[0].metrics["test"]["n"],
             "dataset": dataset_label(group[0]),
-            "paper_accuracy": f"{paper[f'{subset}_acc']:.2f}" if f"{subset}_acc" in paper else None,
         }
+        if on_sipakmed(group[0]):  # the paper's column: SIPaKMeD's numbers, beside SIPaKMeD runs only
+            row["paper_accuracy"] = f"{paper[f'{subset}_acc']:.2f}" if f"{subset}_acc" in paper else None
         if len(group) == 1:
             row["accuracy"] = _pct(accs[0])
             row["weighted_f1"] = _pct(f1s[0])
@@ -120,7 +149,7 @@ def subset_rows(isolated: Mapping[str, Run], multi: Mapping[str, Run]) -> list[d
     """One row per model trained on both subsets: test n and accuracy (95% CI) on each, beside the paper's."""
     rows = []
     for model in [m for m in isolated if m in multi]:
-        paper = PAPER_TABLE2.get(model, {})
+        paper = paper_numbers(multi[model])
         rows.append({"model": model,
                      "isolated: test n": isolated[model].metrics["test"]["n"],
                      "isolated accuracy %": _pct(isolated[model].metrics["test"]["accuracy"]),
@@ -164,11 +193,64 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
+#: The parts of the paper's Table II for each of SIPaKMeD's subsets.
+_TABLE2_PARTS = {"isolated": "a", "multi": "b, c"}
+
+
+def table2_caption(runs: Sequence[Run], *, what: str = "", dataset: str = "") -> str:
+    """The caption of ``table2_rows(runs)``: on SIPaKMeD the part of the paper's table it
+    reproduces (``"Table II (b, c)"``), on other data what it holds (``"Test accuracy and F1
+    on images"``) without the paper's name; then ``what`` (``"baselines"``), the class order
+    (:func:`class_order_text`) and the dataset."""
+    subsets = list(dict.fromkeys(r.config.data.subset for r in runs))
+    if runs and all(on_sipakmed(r) for r in runs):
+        head = f"Table II ({'; '.join(_TABLE2_PARTS[s] for s in sorted(subsets) if s in _TABLE2_PARTS)})"
+    else:
+        head = f"Test accuracy and F1 on {subset_text(runs)}"
+    parts = [head + (f": {what}" if what else ""), class_order_text(runs)]
+    return ". ".join(parts + ([f"Dataset: {dataset}"] if dataset else []))
+
+
+def _paper_test_n(subset: str) -> int | None:
+    """Images in the paper's test split of a SIPaKMeD subset: ``n - int(0.7 n) - int(0.2 n)``
+    a class, as the released code splits (101 multi-cell images)."""
+    counts = {"multi": MULTI_COUNTS, "isolated": ISOLATED_COUNTS}.get(subset)
+    if counts is None:
+        return None
+    return sum(n - int(PAPER_FRACTIONS[0] * n) - int(PAPER_FRACTIONS[1] * n) for n in counts.values())
+
+
+def table2_note(runs: Sequence[Run]) -> str:
+    """What a reader needs beside ``table2_rows(runs)``, in Markdown: how many test images
+    the runs had and what one image is worth in accuracy points; on SIPaKMeD, the size of
+    the paper's own test split (one image, about a point); on other data, that the paper's
+    numbers are not shown because they are SIPaKMeD's."""
+    ns = sorted({int(r.metrics["test"]["n"]) for r in runs})
+    subsets = list(dict.fromkeys(r.config.data.subset for r in runs))
+    words = subset_text(runs)
+    size = (f"{ns[0]} {words}, so one image is {100 / ns[0]:.1f} points of accuracy" if len(ns) == 1 else
+            f"between {ns[0]} and {ns[-1]} {words}, so one image is {100 / ns[-1]:.1f} to "
+            f"{100 / ns[0]:.1f} points of accuracy")
+    text = f"Our test split{'s' * (len(ns) > 1)} hold{'s' * (len(ns) == 1)} {size}."
+    if runs and all(on_sipakmed(r) for r in runs):
+        paper = [(n, SUBSET_WORDS[s]) for s in subsets if (n := _paper_test_n(s))]
+        if paper:
+            text += (" The paper's numbers beside ours come from its own 10% test split of "
+                     + " and ".join(f"{n} {w}" for n, w in paper) + f" (one image: {100 / paper[0][0]:.1f} points).")
+    else:
+        text += (" The paper's numbers (Wang et al. 2021, Table II) are not shown: they were measured on "
+                 "SIPaKMeD, not on these data.")
+    return text
+
+
 def compare_text(runs: Sequence[Run]) -> str:
-    """The text printed by ``cervix compare``: Table II beside the paper, then McNemar tests."""
+    """The text printed by ``cervix compare``: Table II beside the paper (on SIPaKMeD), then McNemar tests."""
     datasets = sorted({dataset_label(r) for r in runs})
-    parts = [f"Table II (ours beside Wang et al. 2021). Test accuracy and weighted F1 in %, "
-             f"95% bootstrap CI. Per-class F1 order: {' '.join(CLASS_ABBREVIATIONS)}.",
+    if all(on_sipakmed(r) for r in runs):
+        head = "Table II (ours beside Wang et al. 2021)."
+    else:
+        head = "Test accuracy and F1 of our runs (the paper's Table II is SIPaKMeD's and not shown)."
+    parts = [f"{head} Test accuracy and weighted F1 in %, 95% bootstrap CI. {class_order_text(runs)}.",
              f"Dataset: {'; '.join(datasets)}"]
     if any(r.synthetic for r in runs):
         parts.append("NOTE: synthetic data -- these are not SIPaKMeD results; the paper's column is for reference only.")
@@ -186,7 +268,7 @@ def _interval_text(d: Any) -> str:
 
 def fold_rows(fold_runs: Mapping[str, Sequence[Run]]) -> list[dict[str, Any]]:
     """One row per model (:meth:`Study.fold_runs`): test accuracy on each fold, their mean and
-    standard deviation, beside the paper's single-split number."""
+    standard deviation, beside the paper's single-split number on SIPaKMeD."""
     from cervixlib.claims import fold_accuracies
     from cervixlib.comparison import fold_mean_sd
 
@@ -195,12 +277,14 @@ def fold_rows(fold_runs: Mapping[str, Sequence[Run]]) -> list[dict[str, Any]]:
         acc = 100 * fold_accuracies(runs)
         mean, sd = fold_mean_sd(acc)
         subset = runs[0].config.data.subset
-        paper = PAPER_TABLE2.get(paper_model(model), {}).get(f"{subset}_acc")
-        rows.append({"model": model, "subset": subset, "folds": len(runs),
-                     "test n per fold": " ".join(str(len(r.y_true)) for r in runs),
-                     "accuracy % per fold": " ".join(f"{a:.1f}" for a in acc),
-                     "mean ± sd %": f"{mean:.1f} ± {sd:.1f}" if len(runs) > 1 else f"{mean:.1f}",
-                     "paper % (one split)": None if paper is None else f"{paper:.2f}"})
+        row = {"model": model, "subset": subset, "folds": len(runs),
+               "test n per fold": " ".join(str(len(r.y_true)) for r in runs),
+               "accuracy % per fold": " ".join(f"{a:.1f}" for a in acc),
+               "mean ± sd %": f"{mean:.1f} ± {sd:.1f}" if len(runs) > 1 else f"{mean:.1f}"}
+        if on_sipakmed(runs[0]):
+            paper = paper_numbers(runs[0]).get(f"{subset}_acc")
+            row["paper % (one split)"] = None if paper is None else f"{paper:.2f}"
+        rows.append(row)
     return rows
 
 
