@@ -265,8 +265,8 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             name="smoke",
-            description="for tests and CI, to check that every step runs, not what it finds: a tiny "
-                        "synthetic set, 64 px, one epoch, 2 folds",
+            description="for tests and CI, to check that every step runs, not what it finds: 64 px, "
+                        "one epoch, 2 folds (without --data, a tiny embedded synthetic set)",
             image_size=64, epochs=1, synth_scale=0.03, explain_steps=8, explain_images=4,
             cell_timeout=300,  # its slowest cell took under 60 s on a 2-core CPU
             side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=2,
@@ -274,11 +274,11 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="default",
             description="for reading the whole book from a fresh clone on a small CPU, no GPU needed: "
-                        "the embedded synthetic set at a quarter of SIPaKMeD's counts, 64 px (the paper: "
-                        "224 px), 8 epochs on multi-cell images and 2 on isolated cells (the paper: 50), "
-                        "3 grouped folds (the paper profile: 5); against the paper profile it trades "
-                        "resolution, epochs and data for a build a laptop can wait for, so every verdict "
-                        "rests on 3 folds of small, short runs",
+                        "64 px (the paper: 224 px), 8 epochs (2 on SIPaKMeD's isolated cells; the paper: "
+                        "50), 3 grouped folds (the paper profile: 5), and without --data the embedded "
+                        "synthetic set at a quarter of SIPaKMeD's counts; against the paper profile it "
+                        "trades resolution, epochs and data for a build a laptop can wait for, so every "
+                        "verdict rests on 3 folds of small, short runs",
             image_size=64, epochs=8, isolated_epochs=2, synth_scale=0.25,
             explain_steps=32, explain_images=16, cell_timeout=900,
             side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=3,

@@ -29,6 +29,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from cervixlib.facts import SUBSET_WORDS
+
 if TYPE_CHECKING:
     from cervixlib.study import DatasetFacts, Study
 
@@ -146,12 +148,11 @@ def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> st
 
 #: Hex digits of the data fingerprint a statement shows (the first of the 16 ``cervix info`` prints).
 FINGERPRINT_CHARS = 12
-_SUBSET_WORDS = {"multi": "multi-cell images", "isolated": "isolated cells", "images": "images"}
 
 
 def dataset_html(facts: DatasetFacts) -> str:
     """The data in one phrase: its name, its images per subset, its fingerprint; never a path."""
-    counts = ", ".join(f"{n} {_SUBSET_WORDS.get(s, s)}" for s, n in facts.counts.items())
+    counts = ", ".join(f"{n} {SUBSET_WORDS.get(s, s)}" for s, n in facts.counts.items())
     if "images" in facts.counts:
         counts += f" in {facts.n_classes} classes"
     fingerprint = f"data fingerprint <code>{html.escape(facts.fingerprint[:FINGERPRINT_CHARS])}</code>"
@@ -167,11 +168,12 @@ def dataset_html(facts: DatasetFacts) -> str:
 def _settings_html(study: Study) -> str:
     """The profile, sizes, epochs, optimiser, split, protocols and starting weights the study's runs use."""
     cfg = study.config("<model>")
-    both = {subset: study.config("<model>", subset) for subset in ("multi", "isolated")}
+    subsets = study.index.subsets  # SIPaKMeD's two, or a class-per-folder set's one
+    both = {subset: study.config("<model>", subset) for subset in subsets}
     epochs, sizes = ({s: c.epochs for s, c in both.items()}, {s: c.data.image_size for s, c in both.items()})
-    epochs_text = (f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}" if epochs["multi"] == epochs["isolated"] else
+    epochs_text = (f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}" if len(set(epochs.values())) == 1 else
                    f"{epochs['multi']} epochs on multi-cell images and {epochs['isolated']} on isolated cells")
-    size_text = (f"{cfg.data.image_size} px" if sizes["multi"] == sizes["isolated"] else
+    size_text = (f"{cfg.data.image_size} px" if len(set(sizes.values())) == 1 else
                  f"{sizes['multi']} px multi-cell images, {sizes['isolated']} px isolated cells")
     settings = (f"profile <code>{html.escape(study.profile)}</code>: {size_text}, "
                 f"{epochs_text}, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {study.seed}, "

@@ -16,13 +16,10 @@ from typing import Any
 
 import nbformat
 
+from cervixlib.facts import SUBSET_WORDS
 from cervixlib.layout import CLASS_FOLDERS, data_label, root_subsets
 
 __all__ = ["write_note"]
-
-#: What each subset holds, in a note's words.
-_SUBSET_WORDS = {"multi": "multi-cell images", "isolated": "isolated cells", "images": "images"}
-
 
 def write_note(source: str | os.PathLike[str], out: str | os.PathLike[str], missing: Sequence[str],
                data: str | os.PathLike[str] | None, *, metadata: Mapping[str, Any] | None = None) -> Path:
@@ -35,8 +32,8 @@ def write_note(source: str | os.PathLike[str], out: str | os.PathLike[str], miss
     available = root_subsets(data)
     name = "the embedded synthetic set" if data is None else data_label(
         Path(data).name, CLASS_FOLDERS if available == ("images",) else "sipakmed")
-    need = " and ".join(_SUBSET_WORDS[s] for s in missing)
-    has = " and ".join(_SUBSET_WORDS[s] for s in available)
+    need = " and ".join(SUBSET_WORDS[s] for s in missing)
+    has = " and ".join(SUBSET_WORDS[s] for s in available)
     text = (f"**Not applicable to this data.** This chapter needs SIPaKMeD's {need}: it compares models "
             f"trained on each. The book's data, {name}, has {has} only, one subset, so there is nothing "
             "to compare and the chapter was not run. Run the book on SIPaKMeD "
