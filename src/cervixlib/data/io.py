@@ -23,6 +23,8 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +170,18 @@ def _check_truncation_cheaply(path: Path, img: Image.Image) -> None:
         _decode(path, img)
 
 
+@contextmanager
+def _checked(path: Path) -> Iterator[Image.Image]:
+    """The file opened as an image, its extension, format and pixel mode checked (DataError
+    naming the file otherwise), and closed when the block ends: the start of every read."""
+    _expected_formats(path)
+    img = _open(path)
+    with img:
+        _check_format(path, img)
+        _check_mode(path, img)
+        yield img
+
+
 def probe_image(path: str | os.PathLike[str]) -> ImageInfo:
     """Check an image file from its header and return its format, mode and size.
 
@@ -177,11 +191,7 @@ def probe_image(path: str | os.PathLike[str]) -> ImageInfo:
     extension, or a pixel mode that cannot become RGB.
     """
     path = Path(path)
-    _expected_formats(path)
-    img = _open(path)
-    with img:
-        _check_format(path, img)
-        _check_mode(path, img)
+    with _checked(path) as img:
         _check_truncation_cheaply(path, img)
         return ImageInfo(format=str(img.format), mode=img.mode, size=(int(img.width), int(img.height)))
 
@@ -224,11 +234,7 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
     truncated or mislabelled file, raises a one-line DataError naming the file.
     """
     path = Path(path)
-    _expected_formats(path)
-    img = _open(path)
-    with img:
-        _check_format(path, img)
-        _check_mode(path, img)
+    with _checked(path) as img:
         _decode(path, img)
         rgb = _to_rgb(path, img)
         if rgb is img:
@@ -242,11 +248,7 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     (alpha is not looked at). Bad files raise a one-line DataError naming the file, as
     :func:`read_image` does."""
     path = Path(path)
-    _expected_formats(path)
-    img = _open(path)
-    with img:
-        _check_format(path, img)
-        _check_mode(path, img)
+    with _checked(path) as img:
         _decode(path, img)
         mode = img.mode
         if mode in ("1", "L") or mode.startswith("I"):
