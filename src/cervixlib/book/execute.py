@@ -402,7 +402,8 @@ def run_book(
         missing = spec.missing_subsets(root_subsets(data))
         if missing:  # a chapter this data cannot answer: a page that says why
             _log.info("%s: the data lacks %s; writing a note in its place", spec.name, ", ".join(missing))
-            write_note(src, out, missing, data, metadata={"key": key, "profile": profile, "parameters": parameters})
+            write_note(src, out, missing, data, metadata={"key": key, "profile": profile, "parameters": parameters,
+                                                          "data_root": parameters["data_root"]})
         else:
             _log.info("%s: executing with %s", spec.name, _short(parameters))
             _execute_twice(src, out, parameters, kernel_name=kernel, cwd=notebooks_dir,

@@ -25,7 +25,8 @@ def write_note(source: str | os.PathLike[str], out: str | os.PathLike[str], miss
                data: str | os.PathLike[str] | None, *, metadata: Mapping[str, Any] | None = None) -> Path:
     """A chapter that cannot run on this data, as a page that says why: the chapter's title
     (the first heading of ``source``) and one paragraph naming the subsets it needs and
-    the data's. No kernel runs; the page has no code."""
+    the data's. No kernel runs; the page shows no code (a hidden parameters cell records how it
+    was built, as in every chapter)."""
     src = nbformat.read(source, as_version=4)
     heading = next((line for c in src.cells if c.cell_type == "markdown"
                     for line in c.source.splitlines() if line.startswith("# ")), f"# {Path(source).stem}")
@@ -38,7 +39,12 @@ def write_note(source: str | os.PathLike[str], out: str | os.PathLike[str], miss
             f"trained on each. The book's data, {name}, has {has} only, one subset, so there is nothing "
             "to compare and the chapter was not run. Run the book on SIPaKMeD "
             "(`cervix book --data SIPAKMED_ROOT`) for it.")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(heading),
+    params = dict((metadata or {}).get("parameters", {}))
+    # the parameters it was built with, hidden from the page as in every chapter (papermill's form)
+    cell = nbformat.v4.new_code_cell("# Parameters (the chapter was not run: see the note)\n"
+                                     + "".join(f"{k} = {v!r}\n" for k, v in params.items()),
+                                     metadata={"tags": ["parameters", "remove-cell"]})
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(heading), cell,
                                          nbformat.v4.new_markdown_cell(text)],
                                   metadata={"kernelspec": src.metadata.get("kernelspec", {}),
                                             "language_info": src.metadata.get("language_info", {}),
