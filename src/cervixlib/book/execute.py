@@ -392,6 +392,7 @@ def run_book(
         result.planned = train_book_plan(profile, data, overrides, man.path, book_dir, notebooks_dir, runs_dir,
                                      to_run, jobs=jobs, address=address)
         result.seconds["plan"] = time.perf_counter() - t
+    available = root_subsets(data)  # the data's subsets, from folder names: which chapters apply
     for spec, src, parameters, key in keyed:
         out = book_dir / f"{spec.name}.ipynb"
         if spec.name not in to_run:
@@ -399,11 +400,12 @@ def run_book(
             result.reused.append(out)
             continue
         t = time.perf_counter()
-        missing = spec.missing_subsets(root_subsets(data))
+        missing = spec.missing_subsets(available)
         if missing:  # a chapter this data cannot answer: a page that says why
             _log.info("%s: the data lacks %s; writing a note in its place", spec.name, ", ".join(missing))
-            write_note(src, out, missing, data, metadata={"key": key, "profile": profile, "parameters": parameters,
-                                                          "data_root": parameters["data_root"]})
+            write_note(src, out, missing, data, available,
+                       metadata={"key": key, "profile": profile, "parameters": parameters,
+                                 "data_root": parameters["data_root"]})
         else:
             _log.info("%s: executing with %s", spec.name, _short(parameters))
             _execute_twice(src, out, parameters, kernel_name=kernel, cwd=notebooks_dir,

@@ -17,22 +17,23 @@ from typing import Any
 import nbformat
 
 from cervixlib.facts import SUBSET_WORDS
-from cervixlib.layout import CLASS_FOLDERS, data_label, root_subsets
+from cervixlib.layout import CLASS_FOLDERS, data_label
 
 __all__ = ["write_note"]
 
 def write_note(source: str | os.PathLike[str], out: str | os.PathLike[str], missing: Sequence[str],
-               data: str | os.PathLike[str] | None, *, metadata: Mapping[str, Any] | None = None) -> Path:
+               data: str | os.PathLike[str] | None, available: Sequence[str], *,
+               metadata: Mapping[str, Any] | None = None) -> Path:
     """A chapter that cannot run on this data, as a page that says why: the chapter's title
-    (the first heading of ``source``) and one paragraph naming the subsets it needs and
-    the data's. No kernel runs; the page shows no code (a hidden parameters cell records how it
-    was built, as in every chapter)."""
+    (the first heading of ``source``) and one paragraph naming the subsets it needs and the
+    data's (``available``: :func:`cervixlib.layout.root_subsets` of ``data``, worked out once by
+    the caller). No kernel runs; the page shows no code (a hidden parameters cell records how
+    it was built, as in every chapter)."""
     src = nbformat.read(source, as_version=4)
     heading = next((line for c in src.cells if c.cell_type == "markdown"
                     for line in c.source.splitlines() if line.startswith("# ")), f"# {Path(source).stem}")
-    available = root_subsets(data)
     name = "the embedded synthetic set" if data is None else data_label(
-        Path(data).name, CLASS_FOLDERS if available == ("images",) else "sipakmed")
+        Path(data).name, CLASS_FOLDERS if tuple(available) == ("images",) else "sipakmed")
     need = " and ".join(SUBSET_WORDS[s] for s in missing)
     has = " and ".join(SUBSET_WORDS[s] for s in available)
     text = (f"**Not applicable to this data.** This chapter needs SIPaKMeD's {need}: it compares models "

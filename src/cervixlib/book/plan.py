@@ -26,6 +26,8 @@ from cervixlib.plan import RunPlan, plan_runs
 
 __all__ = ["book_plan", "train_book_plan"]
 
+_log = logging.getLogger(__name__)
+
 
 def _literal(source: str, where: str) -> Any:
     try:
@@ -121,7 +123,7 @@ def train_book_plan(profile: str, data: Any, params: Mapping[str, Any], manifest
     except RayUnavailable as exc:
         if address is not None:  # a cluster was asked for: no quiet fallback to this machine
             raise BookError(str(exc)) from None
-        logging.getLogger(__name__).warning("%s; the chapters train their runs one at a time instead", exc)
+        _log.warning("%s; the chapters train their runs one at a time instead", exc)
         return []
     if not outcome.ok:
         raise BookError(f"{len(outcome.failed)} run(s) of the plan failed; rerun to resume them:\n"
