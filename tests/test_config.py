@@ -87,7 +87,7 @@ def test_folds_are_a_profile_setting_and_part_of_the_run():
     # the released split is one split: the paper profile's folds apply to our split only
     assert make_config("resnet50", profile="paper").data.folds == 1
     assert make_config("resnet50", profile="paper", split="group").data.folds == 5
-    assert make_config("resnet50", profile="default", split="paper").data.folds == 1
+    assert make_config("resnet50", profile="default", split="released").data.folds == 1
     assert cfg != cfg.replace(fold=1)  # part of a run's identity
     old = cfg.to_dict()
     del old["data"]["folds"], old["data"]["fold"]  # a run saved before the fields existed
@@ -106,9 +106,9 @@ def test_split_is_part_of_the_config_and_the_paper_profile_uses_the_released_one
     assert make_config("resnet50", profile="default").data.split == "group"
     assert make_config("resnet50", profile="smoke").data.split == "group"
     paper = make_config("resnet50", profile="paper", subset="isolated")
-    assert paper.data.split == "paper" and PROFILES["paper"].split == "paper"
+    assert paper.data.split == "released" and PROFILES["paper"].split == "released"
     assert make_config("resnet50", profile="paper", split="group").data.split == "group"  # explicit wins
-    assert make_config("resnet50", profile="default", split="paper").data.split == "paper"
+    assert make_config("resnet50", profile="default", split="released").data.split == "released"
     assert TrainConfig.from_dict(json.loads(paper.to_json())) == paper
     assert paper != paper.replace(split="group")  # part of a run's identity
     old = make_config("resnet50", profile="smoke").to_dict()
@@ -117,7 +117,7 @@ def test_split_is_part_of_the_config_and_the_paper_profile_uses_the_released_one
     with pytest.raises(ValueError, match="split must be one of"):
         DataConfig(split="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="split_seed"):
-        DataConfig(split="paper", split_seed=3)
+        DataConfig(split="released", split_seed=3)
 
 
 def test_cli_train_accepts_split():
@@ -126,8 +126,8 @@ def test_cli_train_accepts_split():
     args = build_parser().parse_args(["train", "--model", "resnet50", "--folds", "5", "--fold", "2"])
     assert (args.folds, args.fold) == (5, 2)  # --fold counts from 1, as the run names do
 
-    args = build_parser().parse_args(["train", "--model", "resnet50", "--split", "paper"])
-    assert args.split == "paper"
+    args = build_parser().parse_args(["train", "--model", "resnet50", "--split", "released"])
+    assert args.split == "released"
     assert build_parser().parse_args(["train", "--model", "resnet50"]).split is None
 
 

@@ -95,12 +95,12 @@ def test_fit_the_run_and_the_study_share_one_data_path(smoke_run, smoke_root, si
     assert study.config("resnet50") == run.config
     np.testing.assert_array_equal(study.data().split.test, run.split().test)
     assert study.root == smoke_root and study.index is study.data("isolated").index
-    # the paper split on isolated cells puts crops of one source image on both sides
-    paper = prepare(DataConfig(root=str(smoke_root), subset="isolated", split="paper"), index=study.index)
-    assert paper.test_with_sibling_in_train > 0
+    # the released split on isolated cells puts crops of one source image on both sides
+    released = prepare(DataConfig(root=str(smoke_root), subset="isolated", split="released"), index=study.index)
+    assert released.test_with_sibling_in_train > 0
     with pytest.raises(ValueError, match="the index given"):
         prepare(run.config.data, index=load_index(sipakmed_tree))  # an index of other data
-    assert "-paper-" in train_mod.store.run_dir_name(_config(smoke_root, split="paper"), "0" * 16)
+    assert "-released-" in train_mod.store.run_dir_name(_config(smoke_root, split="released"), "0" * 16)
 
 
 def test_a_different_config_is_a_different_run(smoke_run, smoke_root):

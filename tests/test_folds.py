@@ -82,7 +82,7 @@ def test_prepared_folds_of_both_subsets_agree_on_the_embedded_set(tmp_path, monk
 
 def test_fold_settings_are_checked():
     with pytest.raises(ValueError, match="released split is one fixed split"):
-        DataConfig(split="paper", folds=3)
+        DataConfig(split="released", folds=3)
     with pytest.raises(ValueError, match="0 <= fold < folds"):
         DataConfig(folds=3, fold=3)
     multi, _ = _subsets()
@@ -96,7 +96,7 @@ def test_study_trains_every_model_on_the_same_folds_under_our_protocol():
     from cervixlib.study import Study
 
     paper = Study(profile="paper")  # main tables: the released split, one split
-    assert (paper.config("resnet50").data.split, paper.config("resnet50").data.folds) == ("paper", 1)
+    assert (paper.config("resnet50").data.split, paper.config("resnet50").data.folds) == ("released", 1)
     with pytest.raises(ValueError, match="fold must be in 0..0"):
         paper.config("resnet50", fold=1)
     ours = [paper.config(m, "multi", protocol="ours", split="group", fold=f) for m in ("resnet50", "densenet121")

@@ -506,9 +506,9 @@ def test_weights_file_of_the_wrong_backbone(tmp_path):
         create_model("resnet50", weights=path)
 
 
-def test_cli_trains_the_released_rcan_on_the_paper_split_from_cached_imagenet_weights(
+def test_cli_trains_the_released_rcan_on_the_released_split_from_cached_imagenet_weights(
         torch_home, no_download, synth_root, tmp_path, capsys):
-    """End to end: `cervix train --model rcan_densenet121_released --split paper --weights imagenet`
+    """End to end: `cervix train --model rcan_densenet121_released --split released --weights imagenet`
     with the file in the cache (made from the backbone's own state_dict); the summary names
     the design, the split and the weights, and the run records the file it started from."""
     from cervixlib.cli import main as cli_main
@@ -516,14 +516,14 @@ def test_cli_trains_the_released_rcan_on_the_paper_split_from_cached_imagenet_we
 
     torch_home.mkdir(parents=True)
     torch.save(_old_densenet_keys(torchvision.models.densenet121().state_dict()), torch_home / DENSENET121_FILE)
-    rc = cli_main(["train", "--model", "rcan_densenet121_released", "--split", "paper", "--weights", "imagenet",
+    rc = cli_main(["train", "--model", "rcan_densenet121_released", "--split", "released", "--weights", "imagenet",
                    "--profile", "smoke", "--subset", "isolated", "--data", str(synth_root),
                    "--runs", str(tmp_path / "runs"), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "model     rcan_densenet121_released" in out
-    assert "split paper  weights ImageNet" in out
+    assert "split released  weights ImageNet" in out
     run = load_run(next(p for p in (tmp_path / "runs").iterdir() if p.is_dir()))
     assert (run.config.model, run.config.data.split, run.config.weights) == (
-        "rcan_densenet121_released", "paper", "imagenet")
+        "rcan_densenet121_released", "released", "imagenet")
     assert Path(run.info["weights_source"]).name == DENSENET121_FILE

@@ -70,7 +70,7 @@ def test_the_plan_trains_all_52_runs_and_the_chapters_train_none(paper_book):
 
 def test_released_designs_start_from_the_stand_in_imagenet_files(paper_book):
     root, _ = paper_book
-    released = [r for r in _runs(root) if r["config"]["data"]["split"] == "paper"]
+    released = [r for r in _runs(root) if r["config"]["data"]["split"] == "released"]
     pretrained = {r["config"]["model"] for r in released if r["config"]["weights"] == "imagenet"}
     assert pretrained == {"resnet50", "densenet121", "rcan_densenet121_released"}
     assert all(r["info"]["weights_source"].endswith(".pth") for r in released if r["config"]["weights"])

@@ -140,33 +140,33 @@ def test_split_rows_count_each_class_in_each_part():
 
 def test_table2_keeps_splits_and_weights_apart_and_names_them(tmp_path, runs):
     released = _run(tmp_path, "rcan_densenet121_released", Y)
-    released.config = released.config.replace(split="paper", folds=1)  # the released split: one split
+    released.config = released.config.replace(split="released", folds=1)  # the released split: one split
     rows = report.table2_rows([*runs, released])
     row = next(r for r in rows if r["model"] == "rcan_densenet121_released")
-    assert (row["split"], row["weights"], row["seeds"]) == ("paper", "none", 1)
+    assert (row["split"], row["weights"], row["seeds"]) == ("released", "none", 1)
     assert row["paper_accuracy"] == "91.09"  # the paper's RCAN-DenseNet-121
-    assert {r["split"] for r in rows} == {"group", "paper"}
+    assert {r["split"] for r in rows} == {"group", "released"}
 
 
 def test_leakage_rows_put_both_splits_of_one_model_side_by_side(tmp_path):
     group, paper = _run(tmp_path, "resnet50", Y, "isolated"), _run(tmp_path, "resnet50", Y, "isolated")
     group.info["test_with_sibling_in_train"], paper.info["test_with_sibling_in_train"] = 0, 7
-    rows = report.leakage_rows({"resnet50": {"group": group, "paper": paper}})
-    assert [(r["split"], r["test images with a sibling in train"]) for r in rows] == [("group", 0), ("paper", 7)]
+    rows = report.leakage_rows({"resnet50": {"group": group, "released": paper}})
+    assert [(r["split"], r["test images with a sibling in train"]) for r in rows] == [("group", 0), ("released", 7)]
 
 
 def test_the_released_protocol_maps_the_papers_models_to_the_released_designs(synth_root):
     study = Study(profile="paper", data_root=str(synth_root))
     assert study.main_protocol == "released" and study.side_protocol == "ours"
     cfg = study.config("rcan_densenet121")
-    assert (cfg.model, cfg.data.split, cfg.weights) == ("rcan_densenet121_released", "paper", "imagenet")
+    assert (cfg.model, cfg.data.split, cfg.weights) == ("rcan_densenet121_released", "released", "imagenet")
     assert study.config("ran_resnet50").model == "ran92" and study.config("ran_resnet50").weights is None
     ours = study.config("rcan_densenet121", protocol="ours")
     assert (ours.model, ours.data.split, ours.weights) == ("rcan_densenet121", "group", None)
     default = Study(profile="default", data_root=str(synth_root))
     side = default.config("rcan_densenet121", protocol=default.side_protocol)
-    assert (side.model, side.data.split, side.weights) == ("rcan_densenet121_released", "paper", None)  # offline
-    assert default.config("resnet50", "isolated", split="paper").data.split == "paper"
+    assert (side.model, side.data.split, side.weights) == ("rcan_densenet121_released", "released", None)  # offline
+    assert default.config("resnet50", "isolated", split="released").data.split == "released"
 
 
 # ------------------------------------------------------------------ a class-per-folder set

@@ -1,5 +1,5 @@
 """Stratified, group-aware 70/20/10 splits: proportions, no leakage, determinism; the
-released code's split (``paper_split``) against a literal re-run of its procedure."""
+released code's split (``released_split``) against a literal re-run of its procedure."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cervixlib.data import Item, Split, make_split, paper_split, repeated_splits, siblings_in_train
+from cervixlib.data import Item, Split, make_split, paper_split, released_split, repeated_splits, siblings_in_train
 from cervixlib.facts import CLASSES, ISOLATED_COUNTS, MULTI_COUNTS
 
 FRACTIONS = (0.7, 0.2, 0.1)
@@ -172,9 +172,9 @@ def _per_class(items, part) -> tuple[int, ...]:
 
 @pytest.mark.parametrize("counts, isolated, test_counts", [(MULTI, False, MULTI_TEST),
                                                            (ISOLATED, True, ISOLATED_TEST)])
-def test_paper_split_has_the_released_test_supports(counts, isolated, test_counts):
+def test_released_split_has_the_released_test_supports(counts, isolated, test_counts):
     items = _sipakmed_items(counts, isolated=isolated)
-    split = paper_split(items)
+    split = released_split(items)
     assert _per_class(items, split.test) == test_counts
     assert len(split.test) == (101 if not isolated else 409)
     assert _per_class(items, split.train) == tuple(int(0.7 * n) for n in counts)
@@ -182,22 +182,37 @@ def test_paper_split_has_the_released_test_supports(counts, isolated, test_count
     # the same files as a literal re-run of the released procedure, whatever the listing order
     assert {str(items[i].path) for i in split.test} == _released_test_names(items)
     other = _sipakmed_items(counts, isolated=isolated, seed=1)
-    again = paper_split(other)
+    again = released_split(other)
     for a, b in zip((split.train, split.val, split.test), (again.train, again.val, again.test)):
         assert {str(items[i].path) for i in a} == {str(other[i].path) for i in b}
     before = random.getstate()
-    paper_split(items)
+    released_split(items)
     assert random.getstate() == before  # the global random state is left alone
 
 
-def test_siblings_in_train_is_zero_for_the_group_split_and_not_for_the_papers():
+def test_siblings_in_train_is_zero_for_the_group_split_and_not_for_the_released():
     items = _sipakmed_items(ISOLATED, isolated=True)
     assert siblings_in_train(items, make_split(items, seed=0)) == 0
     assert siblings_in_train(items, make_split(items, seed=0), "val") == 0
-    leaked = siblings_in_train(items, paper_split(items))
+    leaked = siblings_in_train(items, released_split(items))
     assert 0 < leaked <= 409
     # multi-cell images are their own source images: no siblings under either split
     multi = _sipakmed_items(MULTI, isolated=False)
-    assert siblings_in_train(multi, paper_split(multi)) == 0
+    assert siblings_in_train(multi, released_split(multi)) == 0
     with pytest.raises(ValueError, match="part"):
-        siblings_in_train(items, paper_split(items), "train")
+        siblings_in_train(items, released_split(items), "train")
+
+
+def test_the_old_name_paper_is_the_released_split_with_a_deprecation_warning():
+    """The released code's split is called "released" everywhere; "paper" (its old name) still works."""
+    from cervixlib.config import DataConfig, make_config
+    from cervixlib.study import Study
+
+    items = _sipakmed_items(MULTI, isolated=False)
+    with pytest.warns(DeprecationWarning, match="paper_split is now called released_split"):
+        old = paper_split(items)
+    np.testing.assert_array_equal(old.test, released_split(items).test)
+    for build in (lambda: DataConfig(split="paper"), lambda: make_config("resnet50", split="paper").data,
+                  lambda: Study(split="paper").config("resnet50").data):
+        with pytest.warns(DeprecationWarning, match="split 'paper' is now called 'released'"):
+            assert build().split == "released"

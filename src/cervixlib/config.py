@@ -5,12 +5,16 @@ data fingerprint and the code version) into the run's directory name, so the sam
 configuration is never trained twice. Profiles bundle the settings that the command
 line and the notebooks share; the ``paper`` profile is the protocol of Wang et al.
 (2021): 50 epochs, batch 16, Adam with lr 1e-3, the released code's 70/20/10 split, 224 px.
+"paper" names that profile and the published numbers only; the split and designs of the
+authors' code are "released" (``split="released"``; the old ``"paper"`` is accepted with a
+:class:`DeprecationWarning`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -21,7 +25,11 @@ __all__ = [
     "TrainConfig",
     "Profile",
     "PROFILES",
+    "PROFILE_CHOICES",
     "get_profile",
+    "resolve_profile",
+    "split_name",
+    "MODEL_NAMES",
     "make_config",
     "SUBSETS",
     "SPLITS",
@@ -45,10 +53,24 @@ BASELINES: tuple[str, ...] = get_args(BaselineName)
 # SUBSETS (and the type Subset) come from cervixlib.layout, with the rule that gives a root
 # its default subset; they are exported here too, for the command-line parser.
 #: How a run's images are split: ``"group"`` (ours: stratified, no source image in two
-#: parts, :func:`cervixlib.data.make_split`) or ``"paper"`` (the released code's per-class
-#: shuffle with seed 230, :func:`cervixlib.data.paper_split`).
-SplitName = Literal["group", "paper"]
+#: parts, :func:`cervixlib.data.make_split`) or ``"released"`` (the released code's per-class
+#: shuffle with seed 230, :func:`cervixlib.data.released_split`). ``"paper"``, its old
+#: name, is still accepted (:func:`split_name`).
+SplitName = Literal["group", "released"]
 SPLITS: tuple[str, ...] = get_args(SplitName)
+#: The registry's model names (:func:`cervixlib.models.list_models`, which needs torch), here
+#: for the parser's ``--model`` choices; a test checks that the two agree.
+MODEL_NAMES: tuple[str, ...] = ("densenet121", "ran92", "ran_resnet50", "rcan_densenet121",
+                                "rcan_densenet121_released", "resnet50")
+
+
+def split_name(split: str) -> str:
+    """``split`` by its current name: ``"paper"`` (the released code's split, renamed) becomes
+    ``"released"`` with a one-line :class:`DeprecationWarning`; other names are returned as given."""
+    if split == "paper":
+        warnings.warn("split 'paper' is now called 'released'", DeprecationWarning, stacklevel=3)
+        return "released"
+    return split
 #: Which protocol a chapter's main tables follow: ``"ours"`` (our designs, the group
 #: split) or ``"released"`` (the authors' released code: their designs, their split,
 #: ImageNet weights where they used them); the other is shown beside it.
@@ -85,11 +107,15 @@ class DataConfig:
     first use at ``synth_scale`` of the real class counts. ``skip_bad`` leaves bad files
     out instead of refusing the set (``--skip-bad``); a run records how many it left out.
     ``split`` chooses the split (see :data:`SPLITS`); ``split_seed`` seeds the group split
-    only (the paper split is fixed by the released seed, so another ``split_seed`` is refused).
+    only (the released split is fixed by the released seed, so another ``split_seed`` is refused).
     ``folds`` > 1 makes the group split grouped, stratified k-fold cross-validation
     (:func:`cervixlib.data.fold_split`): the test part is fold ``fold`` (0-based), and
     validation is carved out of the other folds in the ratio ``fractions[0]:fractions[1]``;
     ``folds=1`` is the single 70/20/10 split. The released split stays a single split.
+
+    ``fold`` IS 0-BASED: it is the internal index of the test fold (0..folds-1). Everything a
+    user sees counts folds from 1: ``cervix train --fold 1``, run directory names (``-f1of5``),
+    ``Study.fold_runs(folds=[1, 2])``.
     """
 
     root: str | None = None
@@ -105,17 +131,18 @@ class DataConfig:
     fold: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "split", split_name(self.split))
         if self.folds < 1 or not 0 <= self.fold < self.folds:
             raise ValueError(f"need folds >= 1 and 0 <= fold < folds, got folds={self.folds}, fold={self.fold}")
-        if self.split == "paper" and self.folds > 1:
-            raise ValueError(f"folds={self.folds} with split='paper': the released split is one fixed split; "
+        if self.split == "released" and self.folds > 1:
+            raise ValueError(f"folds={self.folds} with split='released': the released split is one fixed split; "
                              "use folds=1, or split='group' for k-fold cross-validation")
         if self.subset not in SUBSETS:
             raise ValueError(f"subset must be one of {SUBSETS}, got {self.subset!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
-        if self.split == "paper" and self.split_seed != 0:
-            raise ValueError(f"split_seed={self.split_seed} has no effect with split='paper' (the released "
+        if self.split == "released" and self.split_seed != 0:
+            raise ValueError(f"split_seed={self.split_seed} has no effect with split='released' (the released "
                              "split's seed is fixed at 230); leave it at 0 or use split='group'")
         if self.image_size < 64:
             raise ValueError(f"image_size must be at least 64 px, got {self.image_size}")
@@ -129,7 +156,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a trained model and its reported numbers."""
+    """Everything that determines a trained model and its reported numbers.
+
+    ``weights``: ``None`` (from scratch; ``"none"`` is read as None), ``"imagenet"`` or a file.
+    """
 
     model: str
     data: DataConfig = field(default_factory=DataConfig)
@@ -141,6 +171,8 @@ class TrainConfig:
     precision: Precision = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.weights, str) and self.weights.lower() == "none":
+            object.__setattr__(self, "weights", None)
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
         if self.precision not in PRECISIONS:
@@ -198,7 +230,12 @@ class Profile:
     runs under the other protocol, shown beside, and ``leakage_models`` a second run on
     isolated cells under the other split, for the leakage table. ``pretrained``: the
     released protocol starts from ImageNet weights where the released code did (off on
-    the embedded data, which is meant to run offline).
+    the embedded data, which is meant to run offline). ``weights``: our protocol's starting
+    weights when the command line is not told (``--weights``; ``"imagenet"`` on the paper
+    profile, as the runs behind the paper's numbers started); the API's ``weights=None`` is
+    from scratch on every profile. ``graph_epochs``: the epochs of the cell-graph models
+    (:data:`cervixlib.graphs.GRAPH_MODELS`, about 10k parameters, an epoch in well under a second
+    on a CPU) in place of ``epochs``, which leave them far from converged; an explicit ``epochs`` wins.
     """
 
     name: str
@@ -217,9 +254,11 @@ class Profile:
     split: SplitName = "group"
     protocol: Protocol = "ours"
     pretrained: bool = False
+    weights: str | None = None
     side_models: tuple[str, ...] = ()
     leakage_models: tuple[str, ...] = ()
     folds: int = 1
+    graph_epochs: int | None = None
 
     def epochs_for(self, subset: str) -> int:
         """The profile's number of epochs on ``subset``."""
@@ -243,6 +282,8 @@ class Profile:
         profile's :attr:`folds` (fold ``fold``, default 0) and the released split one split.
         """
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        if "split" in overrides:
+            overrides["split"] = split_name(overrides["split"])
         if "folds" not in overrides:
             overrides["folds"] = self.folds if overrides.get("split", self.split) == "group" else 1
         if "subset" not in overrides and overrides.get("root"):
@@ -250,10 +291,12 @@ class Profile:
         subset = overrides.get("subset", DataConfig.subset)
         data = DataConfig(image_size=self.image_size_for(subset), synth_scale=self.synth_scale,
                           split=self.split)
+        from cervixlib.graphs import is_graph_model
+
         base = TrainConfig(
             model=model,
             data=data,
-            epochs=self.epochs_for(subset),
+            epochs=(self.graph_epochs if is_graph_model(model) and self.graph_epochs else self.epochs_for(subset)),
             batch_size=self.batch_size,
             lr=self.lr,
         )
@@ -269,7 +312,7 @@ PROFILES: dict[str, Profile] = {
                         "one epoch, 2 folds (without --data, a tiny embedded synthetic set)",
             image_size=64, epochs=1, synth_scale=0.03, explain_steps=8, explain_images=4,
             cell_timeout=300,  # its slowest cell took under 60 s on a 2-core CPU
-            side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=2,
+            side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=2, graph_epochs=2,
         ),
         Profile(
             name="default",
@@ -281,21 +324,39 @@ PROFILES: dict[str, Profile] = {
                         "verdict rests on 3 folds of small, short runs",
             image_size=64, epochs=8, isolated_epochs=2, synth_scale=0.25,
             explain_steps=32, explain_images=16, cell_timeout=900,
-            side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=3,
+            side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=3, graph_epochs=40,
         ),
         Profile(
             name="paper",
             description="the protocol of Wang et al. (2021) as their released code ran it: 50 epochs, "
                         "batch 16, Adam lr 1e-3, the released 70/20/10 split (seed 230, crops of one "
                         "image on both sides), the released designs with ImageNet weights, 224 px, "
-                        "full-size data (a GPU is advisable); ours beside it",
+                        "full-size data (a GPU is advisable); ours beside it, from ImageNet weights "
+                        "unless told otherwise (--weights none: from scratch)",
             image_size=224, epochs=50, synth_scale=1.0, explain_steps=50, explain_images=97,
-            split="paper", protocol="released", pretrained=True,
+            split="released", protocol="released", pretrained=True, weights="imagenet",
             side_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"),
             leakage_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"), folds=5,
+            graph_epochs=100,
         ),
     )
 }
+
+
+#: ``--profile`` choices: the profiles, then ``auto`` (:func:`resolve_profile`).
+PROFILE_CHOICES: tuple[str, ...] = (*PROFILES, "auto")
+
+
+def resolve_profile(name: str, *, data: bool, gpus: int) -> tuple[str, str]:
+    """The profile ``name`` stands for, and why: ``auto`` is ``paper`` when a CUDA GPU is
+    visible (``gpus`` > 0) and a dataset is given (``data``), else ``default``; any other
+    name is itself (the reason is then ``""``)."""
+    if name != "auto":
+        return name, ""
+    if gpus > 0 and data:
+        return "paper", "a GPU is present and --data is given; --profile default for the quick CPU book"
+    why = "no --data given" if not data else "no CUDA GPU is visible"
+    return "default", f"{why}; --profile paper for the paper's protocol (on a GPU, with --data)"
 
 
 def get_profile(name: str) -> Profile:

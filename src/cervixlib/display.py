@@ -178,13 +178,13 @@ def _settings_html(study: Study) -> str:
     settings = (f"profile <code>{html.escape(study.profile)}</code>: {size_text}, "
                 f"{epochs_text}, batch {cfg.batch_size}, Adam lr {cfg.lr:g}, seed {study.seed}, "
                 f"split {'/'.join(str(round(100 * f)) for f in cfg.data.fractions)}")
-    if cfg.data.split == "paper":
+    if cfg.data.split == "released":
         settings += " as in the released code (seed 230; crops of one source image on both sides)"
     elif cfg.data.folds > 1:
         settings = settings.rsplit(", split ", 1)[0] + (f", {study.folds_text()}, validation carved out of the "
                     f"training folds (train:validation {round(100 * cfg.data.fractions[0])}:"
                     f"{round(100 * cfg.data.fractions[1])})")
-    if cfg.data.split == "paper" and study.n_folds > 1:
+    if cfg.data.split == "released" and study.n_folds > 1:
         settings += f"; the repeated-fold sections: our protocol on {study.n_folds} grouped, stratified folds"
     # where each protocol's runs start (study.weights is ours; a file by its name only, never its path)
     main, side = study.main_protocol, study.side_protocol

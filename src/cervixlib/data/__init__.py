@@ -23,8 +23,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "io": ("IMAGE_EXTENSIONS", "probe_image", "read_dat", "read_image", "read_mask"),
     "masks": ("cell_components", "cell_mask"),
     "prepared": ("PreparedData", "data_root", "prepare", "split_items"),
-    "splits": ("PAPER_SPLIT_SEED", "Split", "fold_of_groups", "fold_split", "make_split", "paper_split",
-               "repeated_splits", "siblings_in_train"),
+    "splits": ("PAPER_SPLIT_SEED", "RELEASED_SPLIT_SEED", "Split", "fold_of_groups", "fold_split", "make_split",
+               "paper_split", "released_split", "repeated_splits", "siblings_in_train"),
     "synth": ("DEFAULT_IMAGE_SIZE", "default_data_root", "synthesize"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -19,7 +19,7 @@ from typing import Literal
 from cervixlib.config import DataConfig
 from cervixlib.data.errors import DataError
 from cervixlib.data.index import DatasetIndex, Item, load_index
-from cervixlib.data.splits import Split, fold_split, make_split, paper_split, siblings_in_train
+from cervixlib.data.splits import Split, fold_split, make_split, released_split, siblings_in_train
 
 __all__ = ["PreparedData", "data_root", "prepare", "split_items"]
 
@@ -38,14 +38,14 @@ def data_root(cfg: DataConfig, *, generate: bool = True) -> Path:
 
 def split_items(items: list[Item], cfg: DataConfig, *, index: DatasetIndex | None = None) -> Split:
     """Split ``items`` as ``cfg`` says: :func:`make_split` (``"group"``, one fold),
-    :func:`fold_split` (``"group"``, ``folds`` > 1) or :func:`paper_split`.
+    :func:`fold_split` (``"group"``, ``folds`` > 1) or :func:`released_split`.
 
     For folds, the groups of every SIPaKMeD subset of ``index`` are dealt together, so that a
     multi-cell image and its isolated crops are in the same test fold even if one subset
     lacks some source images.
     """
-    if cfg.split == "paper":
-        return paper_split(items, fractions=cfg.fractions)
+    if cfg.split == "released":
+        return released_split(items, fractions=cfg.fractions)
     if cfg.folds > 1:
         groups = None
         if index is not None and cfg.subset in ("multi", "isolated"):

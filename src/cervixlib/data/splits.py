@@ -35,7 +35,7 @@ multi-cell image and its isolated crops share a test fold, which is what lets th
 subsets be compared image by image. Validation is carved out of the training folds by
 :func:`make_split` (group-aware, stratified, keeping the train:validation ratio).
 
-Beside it, :func:`paper_split` is the split of the authors' released code (one fixed
+Beside it, :func:`released_split` is the split of the authors' released code (one fixed
 shuffle of each class's sorted file names, seed 230): crops of one source image fall
 on both sides of it, which :func:`siblings_in_train` counts.
 """
@@ -43,6 +43,7 @@ on both sides of it, which :func:`siblings_in_train` counts.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +53,12 @@ import numpy as np
 from cervixlib.data.index import Item
 from cervixlib.facts import PAPER_FRACTIONS
 
-__all__ = ["PAPER_SPLIT_SEED", "Split", "fold_of_groups", "fold_split", "make_split", "paper_split",
-           "repeated_splits", "siblings_in_train"]
+__all__ = ["PAPER_SPLIT_SEED", "RELEASED_SPLIT_SEED", "Split", "fold_of_groups", "fold_split", "make_split",
+           "paper_split", "released_split", "repeated_splits", "siblings_in_train"]
 
 #: The seed of the released split script (``random.seed(230)`` before each class's shuffle).
-PAPER_SPLIT_SEED = 230
+RELEASED_SPLIT_SEED = 230
+PAPER_SPLIT_SEED = RELEASED_SPLIT_SEED  # its old name
 
 _EPS = 1e-9
 
@@ -242,8 +244,8 @@ def fold_split(items: Sequence[Item], *, folds: int, fold: int, seed: int = 0,
                  np.flatnonzero(in_test).astype(np.int64))
 
 
-def paper_split(items: Sequence[Item], *, fractions: Sequence[float] = PAPER_FRACTIONS,
-                seed: int = PAPER_SPLIT_SEED) -> Split:
+def released_split(items: Sequence[Item], *, fractions: Sequence[float] = PAPER_FRACTIONS,
+                   seed: int = RELEASED_SPLIT_SEED) -> Split:
     """The split of the authors' released code, as a pure function of the file names.
 
     The released script (``preprocess-scripts/spikamed-preprocess-for-classification.py``)
@@ -284,11 +286,18 @@ def paper_split(items: Sequence[Item], *, fractions: Sequence[float] = PAPER_FRA
     return Split(*(np.sort(np.asarray(p, dtype=np.int64)) for p in parts))
 
 
+def paper_split(items: Sequence[Item], *, fractions: Sequence[float] = PAPER_FRACTIONS,
+                seed: int = RELEASED_SPLIT_SEED) -> Split:
+    """Deprecated name of :func:`released_split` (the released code's split, not the paper's)."""
+    warnings.warn("paper_split is now called released_split", DeprecationWarning, stacklevel=2)
+    return released_split(items, fractions=fractions, seed=seed)
+
+
 def siblings_in_train(items: Sequence[Item], split: Split, part: str = "test") -> int:
     """How many items of ``part`` share a source image (``Item.group``) with a training item.
 
     Zero for :func:`make_split` (groups never straddle parts); above zero for
-    :func:`paper_split` on isolated cells, whose crops of one multi-cell image are split
+    :func:`released_split` on isolated cells, whose crops of one multi-cell image are split
     independently: a test cell whose neighbours were trained on is a leak.
     """
     if part not in ("val", "test"):
