@@ -43,9 +43,9 @@ def test_the_paper_profile_plans_52_runs_without_generating_data(tmp_path, monke
     # released protocol: 4 designs x 2 subsets on the released split (3 of 4 with ImageNet weights);
     # ours: 4 models x 2 subsets x 5 folds from scratch; leakage: the 4 released recipes on
     # isolated cells under our split (fold 1), beside their released-split runs above
-    assert _counts(plan) == {("paper", True): 6, ("paper", False): 2, ("group", False): 40 + 1,
+    assert _counts(plan) == {("released", True): 6, ("released", False): 2, ("group", False): 40 + 1,
                              ("group", True): 3}
-    models = collections.Counter(r.config.model for r in plan.runs if r.config.data.split == "paper")
+    models = collections.Counter(r.config.model for r in plan.runs if r.config.data.split == "released")
     assert models == {"resnet50": 2, "densenet121": 2, "ran92": 2, "rcan_densenet121_released": 2}
     assert all(r.config.epochs == 50 and r.config.data.image_size == 224 and r.config.batch_size == 16
                for r in plan.runs)
@@ -105,8 +105,8 @@ def test_the_plan_refuses_a_parameter_no_chapter_takes(tmp_path):
 def test_cervix_plan_prints_the_paper_plan_quickly(tmp_path):
     env = {**os.environ, "CERVIX_DATA_HOME": str(tmp_path / "home")}
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "cervixlib.cli", "plan", "--profile", "paper",
-                          "--runs", str(tmp_path / "runs")], cwd=REPO, env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "cervixlib.cli", "plan", "--profile", "paper", "--synthetic",
+                          "--weights", "none", "--runs", str(tmp_path / "runs")], cwd=REPO, env=env, capture_output=True,
                          text=True, check=True)
     seconds = time.perf_counter() - t
     assert "Run plan of the paper profile: 52 runs, 0 in the store" in out.stdout

@@ -207,14 +207,17 @@ def claims_html(claims: Sequence[Claim], *, link_suffix: str = ".html") -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def verdict_intro(claims: Sequence[Claim], *, synthetic: bool, folds: int, data: str = "SIPaKMeD") -> str:
+def verdict_intro(claims: Sequence[Claim], *, synthetic: bool, folds: int, data: str = "SIPaKMeD",
+                  weights: str | None = None) -> str:
     """The sentence above the table: how many claims got which verdict, on which data (``data``:
-    its name, for real data), from how many folds."""
+    its name, for real data), from how many folds; ``weights``, where the fold runs started in
+    words (``Study.weights_text("ours")``), is named after it."""
     counts = {v: sum(c.verdict == v for c in claims) for v in (*VERDICTS, NOT_TESTABLE)}
     tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     where = ("on the synthetic SIPaKMeD-compatible set, not on SIPaKMeD: these verdicts are about the "
              "generated data and test the pipeline, not the paper" if synthetic else f"on {data}")
-    return f"Of the {len(claims)} claims checked {where}, with {folds} fold{'s' * (folds != 1)}: {tally}."
+    start = f" The fold runs (our protocol): {weights}." if weights else ""
+    return f"Of the {len(claims)} claims checked {where}, with {folds} fold{'s' * (folds != 1)}: {tally}.{start}"
 
 
 # ------------------------------------------------------------------ runs on folds

@@ -14,6 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cervixlib._cli_options import (_ADDRESS_HELP, _BOOK_WEIGHTS_HELP, _JOBS_HELP, _PARAM_HELP, _SKIP_BAD_HELP,
+                                    _HelpFormatter, _add_shared, _settle_book, _settle_profile)
+
 __all__ = ["main", "build_parser"]
 
 _Command = Callable[[argparse.Namespace], int]
@@ -56,20 +59,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="write a synthetic SIPaKMeD-compatible dataset")
+    p = sub.add_parser("synth", formatter_class=_HelpFormatter, help="write a synthetic SIPaKMeD-compatible dataset")
     p.add_argument("out", type=Path, help="output folder (created)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="fraction of the real class counts (1.0 = 966 multi-cell images, 4,049 cells)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=_parse_size, default=None,
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="the generator's seed")
+    p.add_argument("--image-size", type=_parse_size, default=None, metavar="WxH",
                    help="multi-cell image size WxH (default: the generator's, well below 2048x1536)")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("info", help="summarise a SIPaKMeD (or class-per-folder) dataset and list every problem",
+    p = sub.add_parser("info", formatter_class=_HelpFormatter, help="summarise a SIPaKMeD (or class-per-folder) dataset and list every problem",
                        description="Print images per class and subset, then every bad file and warning. "
                                    "Exits with status 2 when a file is bad (unless --skip-bad) or a class "
                                    "folder is empty, missing or unreadable.")
-    p.add_argument("root", type=Path)
+    p.add_argument("root", type=Path, help="dataset root: SIPaKMeD or any class-per-folder set")
     p.add_argument("--skip-bad", action="store_true",
                    help="accept bad files: they are still listed, but left out and the exit status is 0")
     p.add_argument("--verify", action="store_true",
@@ -78,15 +81,6 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------------- engine
-#: ``--weights`` of ``cervix book``, ``cervix plan`` and ``cervix train --plan``: the chapter parameter ``weights``.
-_BOOK_WEIGHTS_HELP = ("our protocol's starting weights for every run of the book (the chapter parameter weights, as "
-                      "-p weights=W): imagenet (torchvision's ImageNet weights in each model's backbone, read from "
-                      "the torch hub cache or downloaded there once; attention layers and heads from scratch) or "
-                      "the path of a torchvision resnet50/densenet121 state_dict; default: from scratch. The released "
-                      "protocol keeps the released code's rule. The weights are in each run's key and each page's "
-                      "settings line")
-
-
 def _chapter_params(args: argparse.Namespace) -> dict[str, object]:
     """``-p NAME=VALUE`` with the options that stand for chapter parameters (``--skip-bad``, ``--weights``)."""
     return {**dict(args.param), **({"skip_bad": True} if args.skip_bad else {}),
@@ -97,15 +91,19 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from cervixlib.book import BookError
     from cervixlib.book.plan import book_plan
     from cervixlib.plan import store_throughput
+    from cervixlib.throughput import H200, load_throughput
 
+    if not (_settle_profile(args, "plan") and _settle_book(args, "plan")):
+        return 2
     logging.getLogger("papermill").setLevel(logging.WARNING)  # its inspection logs every notebook
     try:
+        table = load_throughput(args.throughput) if args.throughput is not None else H200
         plan = book_plan(args.profile, args.data, params=_chapter_params(args), book_dir=args.book,
                          notebooks_dir=args.notebooks, runs_dir=args.runs, generate=False)
-    except BookError as exc:
+    except (BookError, ValueError) as exc:
         print(f"cervix plan: error: {exc}", file=sys.stderr)
         return 2
-    print(plan.text(store_throughput(args.runs)))
+    print(plan.text(store_throughput(args.runs), table))
     return 0
 
 
@@ -116,9 +114,12 @@ def _train_plan(args: argparse.Namespace) -> int:
     from cervixlib.models.weights import CheckpointError, WeightsNotFoundError, prefetch_imagenet
     from cervixlib.parallel import RayUnavailable, train_plan
 
+    if not _settle_book(args, "train"):
+        return 2
     logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
-        plan = book_plan(args.profile, args.data, params=_chapter_params(args), runs_dir=args.runs)
+        plan = book_plan(args.profile, args.data, params=_chapter_params(args), book_dir=args.book,
+                         notebooks_dir=args.notebooks, runs_dir=args.runs)
         # the ImageNet files once, before any run (one line when they cannot be had)
         prefetch_imagenet(r.config.model for r in plan.todo if r.config.weights == "imagenet")
         result = train_plan(plan, jobs=args.jobs, runs_per_gpu=args.runs_per_gpu, address=args.address)
@@ -132,10 +133,11 @@ def _train_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``cervix train`` options that set one run; ``--plan`` takes its settings from the profile and ``-p``
-#: (and ``--weights``, ``--skip-bad``: chapter parameters under ``--plan``).
-_SINGLE_RUN_OPTIONS = ("model", "subset", "split", "folds", "fold", "epochs", "batch_size", "lr", "image_size",
-                       "seed", "precision", "resume")
+#: ``cervix train`` options that set one run, with their parser defaults; ``--plan`` takes its
+#: settings from the profile and ``-p`` (and ``--weights``, ``--skip-bad``: chapter parameters under ``--plan``).
+_SINGLE_RUN_OPTIONS = {"model": None, "subset": None, "split": None, "folds": None, "fold": None, "epochs": None,
+                       "batch_size": None, "lr": None, "image_size": None, "seed": None, "precision": "auto",
+                       "resume": False}
 
 
 def _jobs(text: str) -> int | str:
@@ -150,13 +152,22 @@ def _jobs(text: str) -> int | str:
     return value
 
 
+def _split(text: str) -> str:
+    """``--split``: ``paper``, the released split's old name, is read as ``released`` (with one line)."""
+    if text == "paper":
+        print("cervix: split 'paper' is now called 'released'", file=sys.stderr)
+        return "released"
+    return text
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from cervixlib.config import get_profile, make_config
-    from cervixlib.report import format_run
-    from cervixlib.train import fit
 
+    if not _settle_profile(args, "train", needs_data=args.plan):
+        return 2
     if args.plan:
-        single = [f"--{name.replace('_', '-')}" for name in _SINGLE_RUN_OPTIONS if getattr(args, name) not in (None, False)]
+        single = [f"--{name.replace('_', '-')}" for name, default in _SINGLE_RUN_OPTIONS.items()
+                  if getattr(args, name) != default]
         if single:
             print(f"cervix train: error: --plan trains the book's runs with the profile's settings; {', '.join(single)} "
                   "set one run's (for the plan, use -p NAME=VALUE with a chapter parameter, e.g. -p epochs=2)",
@@ -167,11 +178,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("cervix train: error: --model is required (or --plan, for every run of the book)", file=sys.stderr)
         return 2
     if args.fold is not None:
-        k = args.folds if args.folds is not None else (1 if args.split == "paper" else get_profile(args.profile).folds)
+        k = args.folds if args.folds is not None else (1 if args.split == "released" else get_profile(args.profile).folds)
         if not 1 <= args.fold <= k:
             print(f"cervix train: error: --fold must be in 1..{k} ({k} fold{'s' * (k != 1)}), got {args.fold}",
                   file=sys.stderr)
             return 2
+
+    from cervixlib.report import format_run
+    from cervixlib.train import fit
 
     config = make_config(
         args.model, profile=args.profile, root=str(args.data) if args.data else None,
@@ -206,80 +220,83 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
-    from cervixlib.config import PRECISIONS, PROFILES, SPLITS, SUBSETS
+    from cervixlib.config import MODEL_NAMES, PRECISIONS, SPLITS, SUBSETS
 
-    p = sub.add_parser("train", help="train a model (or load its cached run) and print its test metrics; "
-                                     "--plan: every run the book needs, in parallel")
-    p.add_argument("--model", default=None, help="architecture name (see cervixlib.models.list_models())")
+    p = sub.add_parser("train", formatter_class=_HelpFormatter,
+                       help="train a model (or load its cached run) and print its test metrics; "
+                            "--plan: every run the book needs, in parallel")
+    _add_shared(p)
+    p.add_argument("--model", choices=MODEL_NAMES, default=None,
+                   help="the architecture (cervixlib.models.list_models()); required (unless --plan)")
     p.add_argument("--plan", action="store_true",
                    help="train every run of the book's plan (cervix plan) that the run store lacks, several "
                         "at once on Ray; failed runs are listed at the end (exit status 1), a rerun resumes them")
-    p.add_argument("--jobs", type=_jobs, default="auto", metavar="N",
-                   help="--plan: runs at once (default auto: 4 a GPU; without one, 2 on a CPU of 2 cores or "
-                        "more, as measured in benchmarks/plan_results.md)")
+    p.add_argument("--jobs", type=_jobs, default="auto", metavar="N", help=_JOBS_HELP)
     p.add_argument("--runs-per-gpu", type=int, default=None, metavar="N",
-                   help="--plan: runs sharing one GPU (Ray's fractional GPUs; default 4, or as many as --jobs asks for)")
-    p.add_argument("--address", default=None,
-                   help="--plan: join this Ray cluster (auto, or HOST:PORT) instead of starting a local "
-                        "instance on 127.0.0.1; the run store and data must be on a shared filesystem")
+                   help="--plan: runs sharing one GPU (Ray's fractional GPUs; default: 4, or as many as --jobs asks for)")
+    p.add_argument("--address", default=None, metavar="ADDRESS", help=_ADDRESS_HELP)
     p.add_argument("-p", "--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
-                   help="--plan: a chapter parameter, as for cervix book")
-    p.add_argument("--data", type=Path, default=None,
-                   help="dataset root (default: the embedded synthetic set, generated on first use)")
+                   help=_PARAM_HELP)
     p.add_argument("--subset", choices=SUBSETS, default=None,
-                   help="SIPaKMeD: multi (multi-cell images, the default) or isolated (isolated cells); "
-                        "a class-per-folder set has one subset, images, used without this option")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="default")
-    p.add_argument("--split", choices=SPLITS, default=None,
-                   help="group: ours, stratified, no source image in two parts (the default); paper: the "
-                        "released code's per-class shuffle with seed 230 (the paper profile's)")
+                   help="SIPaKMeD: multi (multi-cell images) or isolated (isolated cells); a class-per-folder "
+                        "set has one subset, images (default: multi on SIPaKMeD, images on a class-per-folder set)")
+    p.add_argument("--split", type=_split, choices=SPLITS, default=None,
+                   help="group: ours, stratified, no source image in two parts; released: the released code's "
+                        "per-class shuffle with seed 230 (paper, its old name, is accepted) (default: the "
+                        "profile's: released under --profile paper, else group)")
     p.add_argument("--folds", type=int, default=None, metavar="K",
                    help="grouped, stratified K-fold cross-validation of the group split (default: the "
                         "profile's; 1: the single 70/20/10 split); the released split has one split")
     p.add_argument("--fold", type=int, default=None, metavar="I",
-                   help="which fold is the test part, 1..K (default 1)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--seed", type=int)
+                   help="which fold is the test part, counted from 1: 1..K (default: 1)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="training epochs (default: the profile's)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="images a training step (default: the profile's, 16)")
+    p.add_argument("--lr", type=float, default=None, metavar="LR", help="Adam's learning rate (default: the profile's, 0.001)")
+    p.add_argument("--image-size", type=int, default=None, metavar="PX",
+                   help="input side in pixels (default: the profile's)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="training seed: initialisation, shuffling, augmentation (default: 0)")
     p.add_argument("--weights", default=None, metavar="W",
-                   help="the run's starting weights: imagenet (torchvision's ImageNet weights in the backbone) "
-                        "or the path of a torchvision state_dict; default: from scratch. With --plan: "
-                        + _BOOK_WEIGHTS_HELP)
-    p.add_argument("--precision", choices=PRECISIONS, default=None)
-    p.add_argument("--runs", type=Path, default=Path("runs"), help="run store directory (default: runs/)")
+                   help="the run's starting weights: imagenet (torchvision's ImageNet weights in the backbone), "
+                        "none (from scratch) or the path of a torchvision state_dict (default: the profile's: "
+                        "imagenet under --profile paper, else none). With --plan: " + _BOOK_WEIGHTS_HELP)
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 where the device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 "
+                        "or AMX), else fp32")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="leave bad files out instead of refusing the dataset (the run records how many)")
+    p.add_argument("--skip-bad", action="store_true", help=_SKIP_BAD_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("plan", help="list every training run the book needs, with images, store status and time",
+    p = sub.add_parser("plan", formatter_class=_HelpFormatter,
+                       help="list every training run the book needs, with images, store status and time",
                        description="Print the run plan of the book for a profile: each run the chapters read "
                                    "(from book/manifest.yml and the notebooks' parameters), its training images x "
-                                   "epochs, whether the run store has it, and an estimated time where runs of the "
-                                   "same model and size on this device are in the store. Generates no data and "
-                                   "trains nothing: `cervix train --plan` trains it.")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="default")
-    p.add_argument("--data", type=Path, default=None, metavar="ROOT",
-                   help="dataset root (default: the embedded synthetic set)")
-    p.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR", help="run store (default: runs/)")
+                                   "epochs, whether the run store has it, and an estimated time: measured on this "
+                                   "device where the store has runs of the same model and size, else projected "
+                                   "from measured GPU throughputs (the project's H200 figures, or --throughput). "
+                                   "Generates no data and trains nothing: `cervix train --plan` trains it.")
+    _add_shared(p)
     p.add_argument("-p", "--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
-                   help="a chapter parameter, as for cervix book (e.g. -p 'models=[resnet50]')")
+                   help=_PARAM_HELP)
     p.add_argument("--weights", default=None, metavar="W", help=_BOOK_WEIGHTS_HELP)
-    p.add_argument("--skip-bad", action="store_true", help="leave bad files out (-p skip_bad=true)")
-    p.add_argument("--book", type=Path, default=Path("book"), metavar="DIR", help=argparse.SUPPRESS)
-    p.add_argument("--notebooks", type=Path, default=Path("notebooks"), metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--skip-bad", action="store_true", help=_SKIP_BAD_HELP)
+    p.add_argument("--throughput", type=Path, default=None, metavar="FILE",
+                   help="project times from this table of your card's throughput (written by "
+                        "benchmarks/bench_throughput.py --out FILE; default: the project's H200 figures, "
+                        "cervixlib.throughput.H200); the store's runs of this device still win")
     p.set_defaults(func=_cmd_plan)
 
-    p = sub.add_parser("evaluate", help="print a run's test metrics and re-check its checkpoint")
-    p.add_argument("run", type=Path)
+    p = sub.add_parser("evaluate", formatter_class=_HelpFormatter,
+                       help="print a run's test metrics and re-check its checkpoint")
+    p.add_argument("run", type=Path, help="a finished run directory (cervix train prints it)")
     p.add_argument("--no-check", action="store_true", help="skip re-running the checkpoint on the test split")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("compare", help="Table II-style comparison of runs, with McNemar tests")
-    p.add_argument("runs", type=Path, nargs="+")
+    p = sub.add_parser("compare", formatter_class=_HelpFormatter,
+                       help="Table II-style comparison of runs, with McNemar tests")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="finished run directories, two or more")
     p.set_defaults(func=_cmd_compare)
 
 
@@ -290,7 +307,8 @@ def _parse_param(text: str) -> tuple[str, object]:
 
     name, sep, value = text.partition("=")
     if not sep or not name.isidentifier():
-        raise argparse.ArgumentTypeError(f"parameter must look like NAME=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"parameter must look like NAME=VALUE (not papermill's NAME VALUE), "
+                                         f"got {text!r}")
     try:
         return name, yaml.safe_load(value)
     except yaml.YAMLError:
@@ -300,6 +318,8 @@ def _parse_param(text: str) -> tuple[str, object]:
 def _cmd_book(args: argparse.Namespace) -> int:
     from cervixlib.book import BookError, run_book
 
+    if not (_settle_profile(args, "book") and _settle_book(args, "book")):
+        return 2
     try:
         result = run_book(
             args.profile, args.data, args.notebooks, args.book, runs_dir=args.runs,
@@ -318,40 +338,25 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def _add_book_command(sub: argparse._SubParsersAction) -> None:
-    from cervixlib.config import PROFILES
-
-    p = sub.add_parser("book", help="run the notebooks with papermill and build the book",
-                       description="Execute notebooks/ with papermill into book/ (as "
-                       "book/manifest.yml declares), then build the site with Jupyter Book "
-                       "into book/_build/html.")
-    p.add_argument("--profile", choices=tuple(PROFILES), default="default",
-                   help="training profile injected into every notebook (default: default)")
-    p.add_argument("--data", type=Path, default=None, metavar="ROOT",
-                   help="SIPaKMeD root (default: the embedded synthetic set)")
+    p = sub.add_parser("book", formatter_class=_HelpFormatter,
+                       help="run the notebooks with papermill and build the book",
+                       description="Execute the notebooks with papermill into the book folder (as its "
+                       "manifest.yml declares), after training their run plan, then build the site with "
+                       "Jupyter Book into <book>/_build/html.")
+    _add_shared(p)
     p.add_argument("--only", nargs="+", action="extend", default=None, metavar="NAME",
                    help="run only these chapters (name or prefix, e.g. 05); the others "
-                        "must already be executed to build")
-    p.add_argument("-p", "--param", type=_parse_param, action="append", default=[],
-                   metavar="NAME=VALUE", help="override a parameter, e.g. -p 'models=[densenet121]'")
-    p.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR",
-                   help="run cache injected as runs_dir (default: runs)")
-    p.add_argument("--notebooks", type=Path, default=Path("notebooks"), metavar="DIR",
-                   help="source notebooks (default: notebooks)")
-    p.add_argument("--book", type=Path, default=Path("book"), metavar="DIR",
-                   help="book folder: manifest, toc, executed notebooks (default: book)")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="leave bad files out instead of refusing the dataset (-p skip_bad=true); "
-                        "each chapter's settings line says how many")
+                        "must already be executed to build (default: every chapter)")
+    p.add_argument("-p", "--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
+                   help=_PARAM_HELP)
     p.add_argument("--weights", default=None, metavar="W", help=_BOOK_WEIGHTS_HELP)
+    p.add_argument("--skip-bad", action="store_true", help=_SKIP_BAD_HELP)
     p.add_argument("--no-build", action="store_true", help="execute only; do not build the site")
     p.add_argument("--force", action="store_true",
                    help="re-execute notebooks even when their executed copy is up to date")
     p.add_argument("--log-output", action="store_true", help="stream the cells' output")
-    p.add_argument("--jobs", type=_jobs, default="auto", metavar="N",
-                   help="runs of the plan trained at once before the chapters execute (default auto: "
-                        "4 a GPU, else 2; see cervix train --plan)")
-    p.add_argument("--address", default=None,
-                   help="train the plan on this Ray cluster (auto, or HOST:PORT) instead of a local instance")
+    p.add_argument("--jobs", type=_jobs, default="auto", metavar="N", help=_JOBS_HELP)
+    p.add_argument("--address", default=None, metavar="ADDRESS", help=_ADDRESS_HELP)
     p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="fail a cell that runs longer (after one retry of its notebook); "
                         "default: the profile's, 0: no limit")
@@ -371,23 +376,28 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _add_explain_command(sub: argparse._SubParsersAction) -> None:
     from cervixlib.config import ATTRIBUTION_METHODS, BASELINES, PRECISIONS
 
-    p = sub.add_parser("explain", help="the Fig. 2 panel (gradient and Integrated Gradients) of one image")
+    p = sub.add_parser("explain", formatter_class=_HelpFormatter, help="the Fig. 2 panel (gradient and Integrated Gradients) of one image")
     p.add_argument("run", type=Path, help="a finished run directory (cervix train prints it)")
     p.add_argument("--image", type=Path, required=True, help="the image to explain")
     p.add_argument("--out", type=Path, required=True, help="figure file: .png/.pdf/.svg (static) or .html")
-    p.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (default 50)")
-    p.add_argument("--baseline", choices=BASELINES, default="black")
+    p.add_argument("--steps", type=int, default=50, metavar="N", help="Integrated Gradients steps")
+    p.add_argument("--baseline", choices=BASELINES, default="black",
+                   help="Integrated Gradients' baseline image (cervixlib.explain.make_baseline)")
     p.add_argument("--method", choices=ATTRIBUTION_METHODS, default="ig",
                    help="ig: gradient and IG columns; saliency: gradient only")
     p.add_argument("--target", default=None, help="class index or name prefix (default: the predicted class)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="auto uses bf16 only where the IG convergence delta stays small")
+                   help="auto: bf16 only where the IG convergence delta stays small")
     p.set_defaults(func=_cmd_explain)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cervix", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from cervixlib import __version__
+
+    parser = argparse.ArgumentParser(prog="cervix", description=__doc__.splitlines()[0],
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"cervix {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_engine_commands(sub)

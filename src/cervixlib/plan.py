@@ -9,8 +9,11 @@ notebook's calls go through), so the plan and the chapters cannot disagree on a 
 a test executes the book after training its plan and checks that no chapter trained
 anything more. The plan is what :mod:`cervixlib.parallel` trains (``cervix train --plan``,
 and ``cervix book`` before its first chapter) and what ``cervix plan`` prints: each run
-with its images x epochs, whether the run store has it, and a time estimate where runs of
-the same model, size and device in the store measured their throughput.
+with its images x epochs, whether the run store has it, and a time estimate: from runs of
+the same model, size and device in the store where there are some ("measured on this
+device"), else projected from a table of measured throughputs (:mod:`cervixlib.throughput`:
+the project's H200 figures at the paper's settings, or the user's own), labelled as a
+projection for that GPU.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from cervixlib.config import TrainConfig
 from cervixlib.runtime import device_name
+from cervixlib.throughput import H200, ThroughputTable
 
 if TYPE_CHECKING:
     from cervixlib.data import DatasetIndex
@@ -88,8 +92,18 @@ class RunPlan:
         rate = throughput.get(_throughput_key(run.config, device_name(), _precision(run.config)))
         return None if rate is None or run.work is None else run.work / rate
 
-    def text(self, throughput: Mapping[tuple, float] | None = None) -> str:
-        """The plan as ``cervix plan`` prints it: a line a run, then the totals."""
+    def projection(self, run: PlannedRun, table: ThroughputTable = H200) -> float | None:
+        """Seconds to train ``run`` alone on ``table``'s device (``None``: no figure for its settings)."""
+        c = run.config
+        rate = table.rate(c.model, c.data.image_size, c.batch_size, c.data.subset)
+        return None if rate is None or run.work is None else run.work / rate
+
+    def text(self, throughput: Mapping[tuple, float] | None = None, table: ThroughputTable = H200) -> str:
+        """The plan as ``cervix plan`` prints it: a line a run, then the totals.
+
+        ``throughput``: the store's measurements (:func:`store_throughput`), which win for this
+        device; ``table``: the throughputs the other runs are projected from (default :data:`H200`).
+        """
         throughput = {} if throughput is None else throughput
         lines = [f"Run plan of the {self.profile} profile: {len(self.runs)} runs, "
                  f"{len(self.runs) - len(self.todo)} in the store ({self.runs_dir}), {len(self.todo)} to train"]
@@ -100,30 +114,73 @@ class RunPlan:
             kind = "synthetic, SIPaKMeD-compatible" if self.synthetic else "real"
             lines.append(f"  data: {self.data_root} ({kind})")
         width = max((len(r.label) for r in self.runs), default=0)
-        total_s, unknown = 0.0, 0
+        here, there, unknown = 0.0, 0.0, 0  # seconds measured on this device, projected, runs without
         for r in self.runs:
             state = "done" if r.done else ("resume" if r.partial else ("todo" if r.done is False else "?"))
             work = "?" if r.images is None else f"{r.images:,} x {r.config.epochs}"
-            seconds = None if r.done else self.estimate(r, throughput)
+            est = ""
             if not r.done:
-                total_s, unknown = total_s + (seconds or 0.0), unknown + (seconds is None)
-            est = "" if r.done else (f"  ~{_duration(seconds)}" if seconds is not None else "")
+                seconds, projected = self.estimate(r, throughput), None
+                if seconds is None:
+                    projected = self.projection(r, table)
+                here, there, unknown = (here + (seconds or 0.0), there + (projected or 0.0),
+                                        unknown + (seconds is None and projected is None))
+                est = (f"  ~{_duration(seconds)}" if seconds is not None else
+                       f"  ~{_duration(projected)} ({table.device})" if projected is not None else "")
             lines.append(f"  {state:6} {r.label:{width}}  {work:>12} img  [{', '.join(r.chapters)}]{est}")
         images = sum(r.work or 0 for r in self.todo)
         if self.data_root is not None:
             lines.append(f"To train: {len(self.todo)} runs, {images:,} training images in all.")
         if self.todo:
-            rate = ("at the rate this device's runs in the store trained at, one run at a time (runs "
-                    "that shared a GPU each trained slower, so this overestimates after a shared plan)")
-            if unknown == 0:
-                lines.append(f"Estimated time on {device_name()}: {_duration(total_s)} {rate}")
-            elif unknown < len(self.todo):
-                lines.append(f"Estimated time on {device_name()}: over {_duration(total_s)} {rate}; "
-                             f"{unknown} runs have no measured throughput on this device")
-            else:
-                lines.append(f"No estimated time: no run of these models and sizes on {device_name()} "
-                             "in the store yet")
+            lines += _estimate_lines(self.todo, here, there, unknown, table)
         return "\n".join(lines)
+
+
+def _estimate_lines(todo: Sequence[PlannedRun], here: float, there: float, unknown: int,
+                    table: ThroughputTable) -> list[str]:
+    """The plan's closing lines: time measured on this device, time projected from ``table``
+    (one run at a time, runs sharing a GPU, several GPUs), runs with neither, GPU memory."""
+    device, lines = device_name(), []
+    if here:
+        lines.append(f"Estimated time on {device} (measured on this device: the store's runs of these "
+                     f"models and sizes), one run at a time: {_duration(here)}"
+                     + (" for the runs measured here" if there or unknown else ""))
+    if there:
+        mine = device == table.device
+        whose = (f"on this {table.device}" if mine else
+                 f"for one {table.device} GPU, not this machine ({device})")
+        n = _gpus() if mine else 0
+        share = there / table.speedup
+        lines.append(f"Projected time {whose}: {_duration(there)} one run at a time; "
+                     f"{_duration(share)} with {table.runs_at_once} runs sharing the GPU "
+                     f"({table.speedup:.1f}x one run)"
+                     + (f"; {_duration(share / n)} on this machine's {n} GPUs" if n > 1 else
+                        f"; on N such GPUs, {_duration(share)} / N (8 GPUs: {_duration(share / 8)})"))
+        lines.append(f"  ({table.label()}"
+                     + (f"; {table.source}" if table.source else "") + "; a run's own figure is marked "
+                     f"({table.device}) above; `benchmarks/bench_throughput.py --out FILE` measures your card, "
+                     "`cervix plan --throughput FILE` projects from it)")
+        models = sorted({r.config.model for r in todo if r.config.model in table.models})
+        notes = [f"{m}: {table.models[m].projected}" for m in models if table.models[m].projected]
+        if notes:
+            lines.append("  projected, not measured: " + "; ".join(notes))
+        memory = [f"{m} {table.models[m].memory_mib:,.0f} MiB" for m in models
+                  if table.models[m].memory_mib is not None]
+        lines.append(f"  GPU memory a run (batch {table.batch_size}, {table.image_size} px): "
+                     + (", ".join(memory) if memory else "not measured")
+                     + ("" if not memory or len(memory) == len(models) else "; the others not measured"))
+    if unknown:
+        lines.append(f"No estimate for {unknown} of the {len(todo)} runs to train: no run of their model and "
+                     f"size on {device} in the store, and the throughput table is of batch {table.batch_size} "
+                     f"at {table.image_size} px" + ("; image counts are known once the data is indexed"
+                                                    if any(r.work is None for r in todo) else ""))
+    return lines
+
+
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _duration(seconds: float) -> str:

@@ -57,7 +57,7 @@ class Study:
     """The parameters shared by the five notebooks; ``None`` means the profile's value.
 
     ``weights``: where our protocol's runs start (main, folds, side and leakage runs alike):
-    ``None``, from scratch; ``"imagenet"``, torchvision's ImageNet weights in each model's
+    ``None`` (or ``"none"``), from scratch; ``"imagenet"``, torchvision's ImageNet weights in each model's
     backbone (:data:`cervixlib.config.IMAGENET_BACKBONES`; attention layers and heads from
     scratch); or the path of a torchvision state_dict for the backbone of every model asked
     for (made absolute here, so a notebook and the run plan name the same file). The
@@ -68,27 +68,32 @@ class Study:
     data_root: str | None = None
     skip_bad: bool = False  # leave bad files out instead of refusing the data; the statement says how many
     subset: str | None = None  # None: the data's own (multi for SIPaKMeD, images for a class-per-folder set)
-    split: str | None = None  # None: the protocol's ("group" for ours; "paper" for the released code's)
+    split: str | None = None  # None: the protocol's ("group" for ours; "released" for the released code's)
     protocol: str | None = None  # None: the profile's ("ours"; "released" for the paper profile)
     image_size: int | None = None
     epochs: int | None = None
     seed: int = 0
     folds: int | None = None  # None: the profile's (grouped, stratified k-fold of our split; runs are fold 1)
-    weights: str | None = None  # our protocol's: None (from scratch), "imagenet", or a state_dict file
+    weights: str | None = None  # our protocol's: None or "none" (from scratch), "imagenet", or a state_dict file
     runs_dir: str = "runs"
     progress: bool = False
     _runs: dict[TrainConfig, Run] = field(default_factory=dict, repr=False)
     _data: dict[DataConfig, PreparedData] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if self.weights is None:
+        if self.split is not None:
+            from cervixlib.config import split_name
+
+            self.split = split_name(self.split)
+        if self.weights is None or str(self.weights).lower() == "none":
+            self.weights = None
             return
         if str(self.weights).lower() == "imagenet":
             self.weights = "imagenet"
             return
         path = Path(str(self.weights)).expanduser()
         if not path.is_file():
-            raise ValueError(f"weights={str(self.weights)!r}: no such file (weights takes None, 'imagenet', or the "
+            raise ValueError(f"weights={str(self.weights)!r}: no such file (weights takes None or 'none', 'imagenet', or the "
                              "path of a torchvision resnet50 or densenet121 state_dict)")
         self.weights = str(path.resolve())
 
@@ -150,7 +155,7 @@ class Study:
         overrides the protocol's split, as the leakage table does. Under the group split the
         run is fold ``fold`` (0-based) of :attr:`n_folds`; the released split has one split.
         """
-        from cervixlib.config import PROTOCOLS
+        from cervixlib.config import PROTOCOLS, split_name
         from cervixlib.facts import RELEASED_DESIGNS, RELEASED_IMAGENET
 
         protocol = protocol or self.main_protocol
@@ -164,7 +169,8 @@ class Study:
             raise ValueError(f"weights='imagenet': {model!r} has no backbone with torchvision ImageNet weights "
                              f"(the models that have one: {', '.join(IMAGENET_BACKBONES)}); train it with "
                              "weights=None")
-        split = split or self.split or ("paper" if protocol == "released" else "group")
+        split = split_name(split) if split else None
+        split = split or self.split or ("released" if protocol == "released" else "group")
         folds = self.n_folds if split == "group" else 1
         if not 0 <= fold < folds:
             raise ValueError(f"fold must be in 0..{folds - 1} ({folds} fold{'s' * (folds != 1)} under the "
@@ -226,8 +232,8 @@ class Study:
 
     def fold_configs(self, models: Iterable[str], subset: str | None = None, *,
                      folds: Iterable[int] | None = None) -> dict[str, list[TrainConfig]]:
-        """``{model: [config per fold]}`` of :meth:`fold_runs`."""
-        chosen = [f for f in (range(self.n_folds) if folds is None else folds) if 0 <= f < self.n_folds]
+        """``{model: [config per fold]}`` of :meth:`fold_runs` (``folds`` count from 1)."""
+        chosen = [f - 1 for f in (range(1, self.n_folds + 1) if folds is None else folds) if 1 <= f <= self.n_folds]
         return {m: [self.config(m, subset, protocol="ours", split="group", fold=f) for f in chosen]
                 for m in models}
 
@@ -236,8 +242,9 @@ class Study:
         """``{model: [run of fold 1, ..., run of fold k]}``: every model on the same :attr:`n_folds`
         grouped folds, under our protocol (the released split is one split, so on the paper
         profile the folds are of our protocol, beside its main tables). Fold 1 is :meth:`run`'s
-        under our protocol. ``folds``: only these 0-based folds (to train a book's folds a few
-        runs per cell); indices past the last fold are skipped."""
+        under our protocol. ``folds``: only these folds, counted from 1 as everywhere a user sees
+        them (``folds=[1, 2]``: the first two; to train a book's folds a few runs per cell);
+        numbers past the last fold are skipped."""
         return {m: [self._fit(c) for c in cs] for m, cs in self.fold_configs(models, subset, folds=folds).items()}
 
     def folds_text(self) -> str:
@@ -256,12 +263,12 @@ class Study:
 
     def leakage_configs(self, models: Iterable[str]) -> dict[str, dict[str, TrainConfig]]:
         """``{model: {split: config}}`` of :meth:`leakage_runs`."""
-        return {m: {split: self.config(m, "isolated", split=split) for split in ("group", "paper")}
+        return {m: {split: self.config(m, "isolated", split=split) for split in ("group", "released")}
                 for m in models if m in self.settings.leakage_models}
 
     def leakage_runs(self, models: Iterable[str]) -> dict[str, dict[str, Run]]:
         """For the profile's ``leakage_models`` among ``models``: the same recipe on isolated
-        cells under both splits, ``{model: {"group": run, "paper": run}}``."""
+        cells under both splits, ``{model: {"group": run, "released": run}}``."""
         return {m: {s: self._fit(c) for s, c in by_split.items()}
                 for m, by_split in self.leakage_configs(models).items()}
 
