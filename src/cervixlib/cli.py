@@ -99,7 +99,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     try:
         table = load_throughput(args.throughput) if args.throughput is not None else H200
         plan = book_plan(args.profile, args.data, params=_chapter_params(args), book_dir=args.book,
-                         notebooks_dir=args.notebooks, runs_dir=args.runs, generate=False)
+                         notebooks_dir=args.notebooks, runs_dir=args.runs, generate=False,
+                         verify="hash" if args.verify else "size")
     except (BookError, ValueError) as exc:
         print(f"cervix plan: error: {exc}", file=sys.stderr)
         return 2
@@ -286,6 +287,9 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
                    help="project times from this table of your card's throughput (written by "
                         "benchmarks/bench_throughput.py --out FILE; default: the project's H200 figures, "
                         "cervixlib.throughput.H200); the store's runs of this device still win")
+    p.add_argument("--verify", action="store_true",
+                   help="check each finished run's files against the SHA-256 it recorded (reads every file); "
+                        "without it, their sizes only. A damaged run is listed as damaged, with the file")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("evaluate", formatter_class=_HelpFormatter,

@@ -323,6 +323,9 @@ def train_plan(
     todo = plan.todo
     if not todo:
         return result
+    from cervixlib.run_checks import repair_all  # damaged runs: moved aside (one line each), then trained
+
+    repair_all(runs_dir, [r.name for r in todo if r.damage and r.name])
     ray, started = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus)
     try:
         node_cpus, node_gpus, nodes = _nodes(ray)

@@ -24,7 +24,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from cervixlib.config import TrainConfig
 from cervixlib.runtime import device_name
@@ -50,6 +50,8 @@ class PlannedRun:
     images: int | None = None
     done: bool | None = None
     partial: bool = False
+    #: what is wrong with the run in the store (:func:`cervixlib.run_checks.verify_run`); ``done`` is False then
+    damage: str | None = None
 
     @property
     def label(self) -> str:
@@ -116,7 +118,8 @@ class RunPlan:
         width = max((len(r.label) for r in self.runs), default=0)
         here, there, unknown = 0.0, 0.0, 0  # seconds measured on this device, projected, runs without
         for r in self.runs:
-            state = "done" if r.done else ("resume" if r.partial else ("todo" if r.done is False else "?"))
+            state = "done" if r.done else ("damaged" if r.damage else "resume" if r.partial else
+                                           ("todo" if r.done is False else "?"))
             work = "?" if r.images is None else f"{r.images:,} x {r.config.epochs}"
             est = ""
             if not r.done:
@@ -127,7 +130,9 @@ class RunPlan:
                                         unknown + (seconds is None and projected is None))
                 est = (f"  ~{_duration(seconds)}" if seconds is not None else
                        f"  ~{_duration(projected)} ({table.device})" if projected is not None else "")
-            lines.append(f"  {state:6} {r.label:{width}}  {work:>12} img  [{', '.join(r.chapters)}]{est}")
+            lines.append(f"  {state:7} {r.label:{width}}  {work:>12} img  [{', '.join(r.chapters)}]{est}")
+            if r.damage:  # the file and what is wrong; training the plan moves the run aside first
+                lines.append(f"            {r.damage}; `cervix train --plan` moves it aside and trains it again")
         images = sum(r.work or 0 for r in self.todo)
         if self.data_root is not None:
             lines.append(f"To train: {len(self.todo)} runs, {images:,} training images in all.")
@@ -229,13 +234,18 @@ def plan_runs(
     runs_dir: str | os.PathLike[str] = "runs",
     generate: bool = True,
     chapters: Mapping[TrainConfig, tuple[str, ...]] | None = None,
+    verify: Literal["size", "hash"] = "hash",
 ) -> RunPlan:
     """A plan of the given configurations (one dataset): their names, image counts and store status.
 
     The data is indexed once (the embedded set generated first, unless ``generate=False``);
     bad files raise one :class:`~cervixlib.data.BadFilesError` listing them all, as training would.
+    Each finished run is checked against its checksums (:func:`cervixlib.run_checks.verify_run`):
+    ``verify="hash"`` hashes every file (what training and the book rely on), ``"size"`` compares
+    sizes only (``cervix plan`` without ``--verify``); a damaged run is ``damage``, not ``done``.
     """
     from cervixlib import runs as store
+    from cervixlib.run_checks import verify_run
     from cervixlib.data import load_index, prepare
     from cervixlib.data.prepared import data_root
 
@@ -259,9 +269,11 @@ def plan_runs(
         key = store.run_key(c, fingerprint, version)
         final = store.find_run(runs_dir, c, key)
         images = len(prepare(c.data, index=index).split.train)
+        found = verify_run(final, key, full=verify == "hash")
+        damage = None if found is None else str(found).split("; run ")[0]
         planned.append(PlannedRun(
             c, chapters.get(c, ()), name=final.name, images=images,
-            done=all((final / f).is_file() for f in store.RUN_FILES),
+            done=final.is_dir() and damage is None, damage=damage,
             partial=(store.partial_dir(final) / "last.pt").is_file()))
     return RunPlan(profile, tuple(planned), runs_dir, data_root=root, synthetic=index.synthetic, index=index)
 

@@ -22,6 +22,12 @@ log that they wait for it, then load the run it finished. The lock is flock(2), 
 the kernel releases when its holder dies, so a killed trainer never blocks the next
 one. Lock files stay in place after release (unlinking one would let two processes lock
 two different files of the same name); they are empty and harmless.
+
+Checksums. :func:`finish_run` records every file's size and SHA-256 in ``config.json``
+before the rename that makes the run visible; :func:`load_run` and :meth:`Run.load_model`
+check them (:class:`RunDamaged`: one line naming the run, the file and the remedy). A
+damaged run is never deleted: :func:`move_aside` puts it in ``<runs>/.damaged/`` and the
+caller trains it again. Whole plans are checked by :mod:`cervixlib.run_checks`.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -48,13 +54,26 @@ import torch
 from filelock import FileLock, Timeout
 
 from cervixlib.config import TrainConfig
+from cervixlib.storage import (
+    TMP_SUFFIX as _TMP_SUFFIX,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npz,
+    file_record,
+    payload_sha256,
+    read_checked,
+    record_problem,
+)
 
 if TYPE_CHECKING:
     from cervixlib.data import DatasetIndex, Item, PreparedData, Split
 
 __all__ = [
+    "DAMAGED_DIR",
     "RUN_FILES",
     "Run",
+    "RunDamaged",
     "RunError",
     "code_version",
     "run_key",
@@ -70,6 +89,7 @@ __all__ = [
     "finish_run",
     "partial_dir",
     "discard",
+    "move_aside",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_npz",
@@ -80,21 +100,35 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 RUN_FILES = ("config.json", "metrics.json", "history.json", "predictions.npz", "best.pt")
+#: The files whose size and SHA-256 ``config.json`` records (``files``); it records its own content's hash.
+CHECKSUMMED = ("best.pt", "predictions.npz", "metrics.json", "history.json")
+#: Where damaged runs are moved (never deleted): ``<runs>/.damaged/<name>-<UTC time>``.
+DAMAGED_DIR = ".damaged"
 PARTIAL_SUFFIX = ".partial"
 LOCK_SUFFIX = ".lock"
-_TMP_SUFFIX = ".tmp"
 
 # Source files whose edits can change a trained model or its numbers. Editing any of
 # them changes the code version, hence every run key: stale runs are never reused.
 _CODE_THAT_MATTERS = (
     "config.py", "facts.py", "train.py", "metrics.py", "layers", "models",
     "data/datasets.py", "data/splits.py", "data/io.py", "data/index.py", "data/items.py",
-    "data/_walk.py", "data/prepared.py",
+    "data/_walk.py", "data/prepared.py", "data/masks.py", "graphs/build.py", "graphs/dataset.py",
 )
 
 
 class RunError(RuntimeError):
     """A run directory is missing, partial or corrupt; the message names it and what is wrong."""
+
+
+class RunDamaged(RunError):
+    """A finished run's file is missing, unreadable or not what the run recorded when it finished:
+    one line naming the run, the file, the problem and the remedy (``.run``, ``.file``, ``.problem``)."""
+
+    def __init__(self, run: Path, file: str, problem: str) -> None:
+        self.run, self.file, self.problem = Path(run), file, problem
+        super().__init__(f"{self.run / file}: damaged ({problem}); run {self.run.name} is not used: "
+                         f"`cervix book` or `cervix train --plan` moves it to {self.run.parent / DAMAGED_DIR}/ "
+                         "and trains it again")
 
 
 def code_version() -> str:
@@ -131,50 +165,21 @@ def run_dir_name(config: TrainConfig, key: str) -> str:
     return f"{config.model}-{d.subset}{split}-{d.image_size}px-e{config.epochs}-s{config.seed}-{key[:10]}"
 
 
-# ------------------------------------------------------------------ atomic writes
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+def safe_torch_load(path: Path, record: Mapping[str, Any] | None = None) -> Any:
+    """``torch.load(weights_only=True)`` with a clear :class:`RunError` for an unreadable file.
 
-    The temporary file is created by ``mkstemp`` (O_EXCL, a random name), so two
-    writers of the same path never share, truncate or rename away each other's
-    temporary file; the last rename wins.
+    With ``record`` (the size and SHA-256 the run recorded) the bytes are read once, checked
+    against it (:class:`RunDamaged` on a mismatch) and loaded from memory: what is loaded is
+    what was checked.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        data, problem = read_checked(path, record)
+        if problem is not None:
+            raise RunDamaged(path.parent, path.name, problem)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except RunDamaged:
         raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """:func:`atomic_write_bytes` of ``obj`` as indented, key-sorted JSON."""
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
-
-
-def atomic_write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """:func:`atomic_write_bytes` of ``arrays`` as an uncompressed ``.npz`` (read with ``allow_pickle=False``)."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    """:func:`atomic_write_bytes` of ``torch.save(obj)``."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def safe_torch_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` with a clear :class:`RunError` for an unreadable file."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise RunError(f"{path}: checkpoint file is missing") from None
     except Exception as exc:  # torch raises many types for a truncated or foreign file
@@ -194,6 +199,8 @@ class Run:
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     predictions: dict[str, np.ndarray] = field(repr=False)
+    #: ``{file: {"sha256", "size"}}`` recorded when the run finished (empty: a run from before checksums)
+    checksums: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -213,7 +220,7 @@ class Run:
         from cervixlib.models import create_model, load_checkpoint
 
         model = create_model(self.config.model, num_classes=len(self.info["classes"]))
-        load_checkpoint(model, safe_torch_load(self.dir / "best.pt"))
+        load_checkpoint(model, safe_torch_load(self.dir / "best.pt", self.checksums.get("best.pt")))
         model.eval()
         return model.to(device) if device is not None else model
 
@@ -265,17 +272,28 @@ class Run:
         return self.predictions["test_prob"].argmax(axis=1)
 
 
-def _read_json(path: Path) -> Any:
+def _checked_bytes(run: Path, name: str, records: Mapping[str, Any]) -> bytes:
+    """A run file's bytes, checked against the run's record of it when there is one."""
     try:
-        return json.loads(path.read_text())
+        data, problem = read_checked(run / name, records.get(name))
     except FileNotFoundError:
-        raise RunError(f"{path}: missing") from None
+        raise RunDamaged(run, name, "missing") from None
+    if problem is not None:
+        raise RunDamaged(run, name, problem)
+    return data
+
+
+def _json(run: Path, name: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: not valid JSON ({exc})") from None
+        raise RunDamaged(run, name, f"not valid JSON: {exc}") from None
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
-    """Load a finished run directory, checking that every file is there and readable."""
+    """Load a finished run directory, checking that every file is there, readable and, where the
+    run recorded checksums, the same as when it finished (the small files by SHA-256, ``best.pt``
+    by size; :meth:`Run.load_model` hashes it). Damage raises :class:`RunDamaged`."""
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
@@ -284,21 +302,30 @@ def load_run(path: str | os.PathLike[str]) -> Run:
                        "or `cervix train ... --resume`)")
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
-        raise RunError(f"{path}: incomplete run, missing {', '.join(missing)}")
-    cfg = _read_json(path / "config.json")
+        raise RunDamaged(path, ", ".join(missing), "missing")
+    cfg = _json(path, "config.json", (path / "config.json").read_bytes())
     try:
         config = TrainConfig.from_dict(cfg["config"])
         key, info = cfg["key"], cfg["info"]
+        records = dict(cfg.get("files") or {})
     except (KeyError, TypeError, ValueError) as exc:
-        raise RunError(f"{path / 'config.json'}: not a cervixlib run config ({exc})") from None
+        raise RunDamaged(path, "config.json", f"not a cervixlib run config: {exc}") from None
+    if "config_sha256" in cfg and payload_sha256(cfg) != cfg["config_sha256"]:
+        raise RunDamaged(path, "config.json", "its settings no longer match the run's key: "
+                         "changed since the run finished")
+    problem = record_problem(path / "best.pt", records["best.pt"], full=False) if "best.pt" in records else None
+    if problem is not None:
+        raise RunDamaged(path, "best.pt", problem)
+    data = _checked_bytes(path, "predictions.npz", records)
     try:
-        with np.load(path / "predictions.npz", allow_pickle=False) as npz:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             predictions = {k: npz[k] for k in npz.files}
     except Exception as exc:
-        raise RunError(f"{path / 'predictions.npz'}: unreadable ({type(exc).__name__}: {exc})") from None
+        raise RunDamaged(path, "predictions.npz", f"unreadable: {type(exc).__name__}: {exc}") from None
     return Run(dir=path, config=config, key=key, info=info,
-               history=_read_json(path / "history.json"),
-               metrics=_read_json(path / "metrics.json"), predictions=predictions)
+               history=_json(path, "history.json", _checked_bytes(path, "history.json", records)),
+               metrics=_json(path, "metrics.json", _checked_bytes(path, "metrics.json", records)),
+               predictions=predictions, checksums=records)
 
 
 def find_run(runs_dir: Path, config: TrainConfig, key: str) -> Path:
@@ -309,6 +336,21 @@ def find_run(runs_dir: Path, config: TrainConfig, key: str) -> Path:
 def partial_dir(final: Path) -> Path:
     """Where the run that will live at ``final`` is trained: ``<name>.partial``."""
     return final.with_name(final.name + PARTIAL_SUFFIX)
+
+
+def move_aside(final: Path, why: str) -> Path | None:
+    """Move a damaged run out of the store's way, to ``<runs>/.damaged/<name>-<UTC time>``, and log
+    one line saying so and ``why``; never delete it (its files may still be worth a look). Returns
+    where it went (None: it was gone already). Call it under :func:`run_lock`."""
+    target = Path(final).parent / DAMAGED_DIR / f"{Path(final).name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target = target.with_name(f"{target.name}-{secrets.token_hex(3)}") if target.exists() else target
+    try:
+        os.replace(final, target)
+    except FileNotFoundError:
+        return None
+    _log.warning("%s -- moved the run aside to %s; training it again", why, target)
+    return target
 
 
 def discard(path: Path) -> None:
@@ -372,7 +414,8 @@ def load_finished(final: Path, *, discard_corrupt: bool = False) -> Run | None:
 
     Without the run's lock this only reads (a finished run is never modified, so that is
     safe). With ``discard_corrupt`` -- only under :func:`run_lock` -- a corrupt run is
-    reported, discarded and ``None`` returned, so that the caller trains it again.
+    reported, moved aside (:func:`move_aside`, never deleted) and ``None`` returned, so that the
+    caller trains it again.
     """
     if not final.exists():
         return None
@@ -382,8 +425,7 @@ def load_finished(final: Path, *, discard_corrupt: bool = False) -> Run | None:
         if not discard_corrupt:
             _log.debug("%s -- not loading it without the run's lock", exc)
             return None
-        _log.warning("%s -- discarding it and training again", exc)
-        discard(final)
+        move_aside(final, str(exc).split("; run ")[0])
         return None
 
 
@@ -435,12 +477,17 @@ def finish_run(part: Path, final: Path, *, config: TrainConfig, key: str, info: 
     ``part`` must already hold ``best.pt``. Every file is written atomically and the
     rename comes last, so a kill before it leaves the resumable ``.partial`` (its
     ``last.pt`` is removed only after the rename) and a kill after it a complete run.
-    Call it under :func:`run_lock`.
+    ``config.json`` records the checksums of the others (see the module's docstring). Call it
+    under :func:`run_lock`.
     """
     atomic_write_npz(part / "predictions.npz", predictions)
     atomic_write_json(part / "metrics.json", dict(metrics))
     atomic_write_json(part / "history.json", history)
-    atomic_write_json(part / "config.json", {"config": config.to_dict(), "key": key, "info": dict(info)})
+    payload = {"config": config.to_dict(), "key": key, "info": dict(info)}
+    # config.json, written last, records every other file's size and SHA-256 and its own content's
+    # hash: the rename below makes the run visible with its checksums, never without
+    atomic_write_json(part / "config.json", {**payload, "files": {f: file_record(part / f) for f in CHECKSUMMED},
+                                             "config_sha256": payload_sha256(payload)})
     for tmp in part.glob(f".*{_TMP_SUFFIX}"):  # left by a writer killed in an earlier attempt
         tmp.unlink(missing_ok=True)
     try:

@@ -36,8 +36,9 @@ from cervixlib.book.manifest import (
     load_manifest,
     notebook_parameters,
 )
+from cervixlib.book.freshness import DataState, RunState, chapter_key, data_path, stale_reason, stamp
 from cervixlib.book.note import write_note
-from cervixlib.book.plan import train_book_plan
+from cervixlib.book.plan import plan_to_execute, train_book_plan
 from cervixlib.book.site import build_site
 from cervixlib.layout import root_subsets
 from cervixlib.display import PLOTLY_MIMETYPE
@@ -360,14 +361,6 @@ def run_book(
     if unused:
         raise BookError(f"parameter(s) {', '.join(unused)} are not in the parameters cell of "
                         f"{', '.join(s.name for s in selected)}")
-    if data is not None:  # every bad file now, not a failed cell after an hour of training
-        from cervixlib.data import DataError, load_index
-
-        try:
-            load_index(data, skip_bad=bool(overrides.get("skip_bad", False)))
-        except DataError as exc:
-            raise BookError(str(exc)) from None
-
     if cell_timeout is None:
         from cervixlib.config import get_profile
 
@@ -376,21 +369,26 @@ def run_book(
     digest = _library_digest()
     result = BookResult()
     scratch_dir = book_dir / "_build" / "papermill"
-    keyed = []
-    for spec, src, parameters in plans:
-        key = hashlib.sha256(json.dumps(
-            [hashlib.sha256(src.read_bytes()).hexdigest(), parameters, digest, sys.version],
-            sort_keys=True, default=str).encode()).hexdigest()
-        keyed.append((spec, src, parameters, key))
-    to_run = [spec.name for spec, _, _, key in keyed
-              if force or _stored_meta(book_dir / f"{spec.name}.ipynb").get("key") != key]
-    if to_run and data is None:  # generated before the first kernel; then only a look for its marker
-        _embedded_data(profile)
+    # up to date: the same key (notebook, parameters, library, Python), data and runs (book/freshness.py)
+    state = DataState(data_path(data, profile), lambda: Path(data) if data is not None else _embedded_data(profile),
+                      skip_bad=bool(overrides.get("skip_bad", False)))
+    store_state = RunState(Path(runs_dir))
+    keyed = [(spec, src, parameters, chapter_key(src, parameters, digest)) for spec, src, parameters in plans]
+    to_run = []
+    for spec, _, _, key in keyed:
+        why = "--force" if force else stale_reason(_stored_meta(book_dir / f"{spec.name}.ipynb"), key, state,
+                                                   store_state)
+        if why is not None:
+            _log.info("%s: to execute: %s", spec.name, why)
+            to_run.append(spec.name)
+    if to_run:  # every bad file now, not a failed cell after an hour of training (and the embedded set
+        state.index  # noqa: B018  generated before the first kernel)
     before = _run_names(runs_dir)
+    plan = plan_to_execute(profile, data, overrides, man.path, book_dir, notebooks_dir, runs_dir, to_run)
     if to_run and train:
         t = time.perf_counter()
         result.planned = train_book_plan(profile, data, overrides, man.path, book_dir, notebooks_dir, runs_dir,
-                                     to_run, jobs=jobs, address=address)
+                                         to_run, jobs=jobs, address=address, plan=plan)
         result.seconds["plan"] = time.perf_counter() - t
     available = root_subsets(data)  # the data's subsets, from folder names: which chapters apply
     for spec, src, parameters, key in keyed:
@@ -413,6 +411,8 @@ def run_book(
                                      "parameters": parameters, "cervixlib": cervixlib.__version__},
                            progress=progress, log_output=log_output, scratch=scratch_dir / f"{spec.name}.ipynb",
                            cell_timeout=cell_timeout or None)
+        read = [r.name for r in (plan.runs if plan else ()) if spec.name in r.chapters and r.name]
+        stamp(out, data=state.record(), runs=store_state.record(read))  # after: without Ray the chapter trains them
         result.seconds[spec.name] = time.perf_counter() - t
         _log.info("%s: done in %.1f s", spec.name, result.seconds[spec.name])
         result.executed.append(out)

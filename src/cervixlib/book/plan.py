@@ -16,7 +16,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cervixlib.book.errors import BookError
 from cervixlib.book.manifest import load_manifest, notebook_parameters
@@ -24,7 +24,7 @@ from cervixlib.config import TrainConfig
 from cervixlib.layout import root_subsets
 from cervixlib.plan import RunPlan, plan_runs
 
-__all__ = ["book_plan", "train_book_plan"]
+__all__ = ["book_plan", "plan_to_execute", "train_book_plan"]
 
 _log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def book_plan(
     only: Sequence[str] | None = None,
     generate: bool = True,
     manifest: str | os.PathLike[str] | None = None,
+    verify: Literal["size", "hash"] = "hash",
 ) -> RunPlan:
     """The runs the book's chapters read, for ``profile`` on ``data`` (None: the embedded set).
 
@@ -58,6 +59,7 @@ def book_plan(
     ``manifest``: default ``book_dir/manifest.yml``. A parameter in ``params`` that no selected
     chapter declares is refused, as ``cervix book`` refuses it. A chapter that needs subsets the
     data lacks (a note on such data) and a ``NEED@SUBSET`` whose subset it lacks plan nothing.
+    ``verify``: how the store's runs are checked (:func:`cervixlib.plan.plan_runs`).
     """
     from cervixlib.study import Study
 
@@ -93,14 +95,34 @@ def book_plan(
         raise BookError(f"parameter(s) {', '.join(unknown)} are not in the parameters cell of "
                         f"{', '.join(s.name for s in selected)}")
     return plan_runs(list(wanted), profile=profile, runs_dir=runs_dir, generate=generate,
-                     chapters={c: tuple(ch) for c, ch in wanted.items()})
+                     chapters={c: tuple(ch) for c, ch in wanted.items()}, verify=verify)
+
+
+def plan_to_execute(profile: str, data: Any, params: Mapping[str, Any], manifest: Path, book_dir: Path,
+                    notebooks_dir: Path, runs_dir: Any, chapters: Sequence[str]) -> RunPlan | None:
+    """The run plan of the ``chapters`` ``cervix book`` is about to execute (None: no chapter), every
+    run in the store fully checked; damaged ones are moved aside now (one line each), so that they
+    are trained again, by the plan or, without Ray, by the chapters."""
+    from cervixlib.data import DataError
+    from cervixlib.run_checks import repair_all
+
+    if not chapters:
+        return None
+    try:
+        plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
+                         runs_dir=runs_dir, only=chapters, manifest=manifest, verify="hash")
+    except (DataError, ValueError) as exc:  # data the chapters' runs cannot use: one line, as a chapter says it
+        raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
+    repair_all(plan.runs_dir, [r.name for r in plan.runs if r.damage and r.name])
+    return plan
 
 
 def train_book_plan(profile: str, data: Any, params: Mapping[str, Any], manifest: Path, book_dir: Path,
                 notebooks_dir: Path, runs_dir: Any, chapters: Sequence[str], *, jobs: int | str,
-                address: str | None) -> list[str]:
+                address: str | None, plan: RunPlan | None = None) -> list[str]:
     """Train the run plan of ``chapters`` in parallel before they execute (``cervix book``); the
-    plan's run names.
+    plan's run names. ``plan``: the plan of (at least) those chapters, already computed; its runs
+    that no chapter of ``chapters`` reads are left alone.
 
     A failed run fails the book (after the others finished) with one line a run; without Ray
     the chapters train their runs themselves, one at a time.
@@ -110,8 +132,11 @@ def train_book_plan(profile: str, data: Any, params: Mapping[str, Any], manifest
     from cervixlib.parallel import RayUnavailable, train_plan
 
     try:
-        plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
-                         runs_dir=runs_dir, only=chapters, manifest=manifest)
+        if plan is None:
+            plan = book_plan(profile, data, params=params, book_dir=book_dir, notebooks_dir=notebooks_dir,
+                             runs_dir=runs_dir, only=chapters, manifest=manifest)
+        else:
+            plan = dataclasses.replace(plan, runs=tuple(r for r in plan.runs if set(r.chapters) & set(chapters)))
     except (DataError, ValueError) as exc:  # data the chapters' runs cannot use: one line, as a chapter says it
         raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
     try:  # ImageNet files fetched once (or refused in one line) before any run starts
