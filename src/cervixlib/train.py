@@ -12,6 +12,7 @@ cached in the run store (:mod:`cervixlib.runs`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import time
@@ -48,6 +49,7 @@ __all__ = [
     "evaluate",
     "evaluate_run",
     "fit",
+    "dataset_for",
     "make_loader",
     "prepare_data",
     "train_one_epoch",
@@ -96,6 +98,7 @@ def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0
     return DataLoader(
         dataset,
         batch_size=batch_size,
+        collate_fn=getattr(dataset, "collate", None),  # a cell-graph dataset batches its own way
         shuffle=train,
         generator=torch.Generator().manual_seed(seed) if train else None,
         num_workers=n,
@@ -106,6 +109,13 @@ def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0
 
 
 # ------------------------------------------------------------------ one epoch, one evaluation
+def _to_device(X: Any, device: torch.device, memory_format: torch.memory_format) -> Any:
+    """An image batch in the device's memory format, or a graph batch (PyG ``Batch``) as it is."""
+    if isinstance(X, torch.Tensor):
+        return X.to(device, non_blocking=True, memory_format=memory_format)
+    return X.to(device)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -124,7 +134,7 @@ def train_one_epoch(
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
     for batch in bar:
         X, y = batch[0], batch[1]
-        X = X.to(device, non_blocking=True, memory_format=memory_format)
+        X = _to_device(X, device, memory_format)
         y = y.to(device, non_blocking=True)
         with autocast(device, precision):
             logits = model(X)
@@ -175,7 +185,7 @@ def evaluate(
     model.eval()
     ys, probs, loss_sum = [], [], 0.0
     for batch in loader:
-        X = batch[0].to(device, memory_format=memory_format)
+        X = _to_device(batch[0], device, memory_format)
         y = batch[1].to(device)
         with autocast(device, precision):
             logits = model(X)
@@ -189,11 +199,23 @@ def evaluate(
 
 
 # ------------------------------------------------------------------ fit
-def _datasets(cfg: TrainConfig, data: PreparedData) -> Iterator[Dataset]:
+def dataset_for(cfg: TrainConfig, items: list[Any], *, train: bool) -> Dataset:
+    """What ``cfg.model`` reads: images (:class:`~cervixlib.data.CellImageDataset`), or, for a
+    graph model, the images' cell graphs (:class:`~cervixlib.graphs.CellGraphDataset`)."""
+    from cervixlib.graphs import is_graph_model
+
+    if is_graph_model(cfg.model):
+        from cervixlib.graphs.dataset import CellGraphDataset
+
+        return CellGraphDataset(items, train=train, skip_bad=cfg.data.skip_bad)
     from cervixlib.data import CellImageDataset
 
+    return CellImageDataset(items, image_size=cfg.data.image_size, train=train)
+
+
+def _datasets(cfg: TrainConfig, data: PreparedData) -> Iterator[Dataset]:
     for name in ("train", "val", "test"):
-        yield CellImageDataset(data.part(name), image_size=cfg.data.image_size, train=name == "train")
+        yield dataset_for(cfg, data.part(name), train=name == "train")
 
 
 def _better(val: Predictions, best: dict[str, float] | None) -> bool:
@@ -241,8 +263,28 @@ def fit(
             _log.info("run %s was finished by another process; loaded it", final)
             return run
         part, state = store.start_partial(final, resume=resume)
-        return _train(config, data, key, part, final, state=state, progress=progress, device=device,
-                      checkpoint_every=checkpoint_every, on_epoch=on_epoch)
+        with _threads_for(config.model, device):
+            return _train(config, data, key, part, final, state=state, progress=progress, device=device,
+                          checkpoint_every=checkpoint_every, on_epoch=on_epoch)
+
+
+@contextlib.contextmanager
+def _threads_for(model: str, device: str | torch.device | None) -> Iterator[None]:
+    """One intra-op thread while a graph model trains on the CPU, then the caller's count again.
+
+    A cell-graph batch is a few hundred tiny tensors: OpenMP's start-up per operation
+    outweighs the work, and on a 2-core machine shared with other jobs two threads ran an
+    epoch about 100 times slower than one (measured on a 2-core AMD EPYC, AVX2).
+    """
+    from cervixlib.graphs import is_graph_model
+
+    before = torch.get_num_threads()
+    if is_graph_model(model) and select_device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final: Path, *,
@@ -338,15 +380,12 @@ def evaluate_run(run: store.Run, *, device: str | torch.device | None = None) ->
     This is the check behind ``cervix evaluate``: the saved predictions, hence every
     reported metric, must be reproducible from the saved checkpoint and the data.
     """
-    from cervixlib.data import CellImageDataset
-
     device = select_device(device)
     precision = run.info.get("precision", "fp32") if device.type == run.info.get("device", "cpu").split(":")[0] else "fp32"
     model = run.load_model(device)
     model.to(memory_format=memory_format_for(device))
     items = run.test_items()
-    pred = evaluate(model, CellImageDataset(items, image_size=run.config.data.image_size, train=False),
-                    device=device, precision=precision)
+    pred = evaluate(model, dataset_for(run.config, items, train=False), device=device, precision=precision)
     if not np.array_equal(pred.y_true, run.y_true):
         raise store.RunError(f"{run.dir}: the data's test labels no longer match the saved ones "
                              "(was the dataset changed since training?)")

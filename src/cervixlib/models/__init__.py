@@ -1,11 +1,15 @@
 """The four architectures of Wang et al. (2021), "Towards Interpretable Attention
 Networks for Cervical Cancer Analysis", behind one registry, and beside our attention
 variants the two as the authors' code released them (``ran92``,
-``rcan_densenet121_released``).
+``rcan_densenet121_released``), and the graph models of the paper's future work
+(``cell_graph_*``, :mod:`cervixlib.models.cell_graph`: a multi-cell image as a graph of
+its cells, read with PyTorch Geometric).
 
 >>> from cervixlib.models import create_model, list_models
 >>> list_models()
 ['densenet121', 'ran92', 'ran_resnet50', 'rcan_densenet121', 'rcan_densenet121_released', 'resnet50']
+>>> list_models(graphs=True)[:3]
+['cell_graph_gat', 'cell_graph_gat_no_edges', 'cell_graph_gin']
 >>> net = create_model("ran_resnet50", num_classes=5)  # weights=None: random init
 
 Every model has ``forward_features``, ``forward_head``, ``get_classifier``,
@@ -16,7 +20,7 @@ Every model has ``forward_features``, ``forward_head``, ``get_classifier``,
 from __future__ import annotations
 
 # Importing the builder modules registers them.
-from cervixlib.models import densenet, ran, ran92, rcan, resnet  # noqa: F401
+from cervixlib.models import cell_graph, densenet, ran, ran92, rcan, resnet  # noqa: F401
 from cervixlib.models._base import CervixModel, collect_attention
 from cervixlib.models._registry import create_model, is_model, list_models, register_model
 from cervixlib.models.weights import (

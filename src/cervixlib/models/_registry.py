@@ -29,9 +29,13 @@ def register_model(fn: _F) -> _F:
     return fn
 
 
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`, sorted."""
-    return sorted(_MODELS)
+def list_models(*, graphs: bool = False) -> list[str]:
+    """Names accepted by :func:`create_model`, sorted: the image models (CNNs), and with
+    ``graphs=True`` also the graph models (:data:`cervixlib.graphs.GRAPH_MODELS`), which
+    read cell graphs instead of images."""
+    from cervixlib.graphs import GRAPH_MODELS
+
+    return sorted(n for n in _MODELS if graphs or n not in GRAPH_MODELS)
 
 
 def is_model(name: str) -> bool:
@@ -50,8 +54,9 @@ def create_model(
 
     Args:
         name: ``"resnet50"``, ``"densenet121"``, ``"ran_resnet50"``,
-            ``"rcan_densenet121"``, or the released designs ``"ran92"`` and
-            ``"rcan_densenet121_released"``.
+            ``"rcan_densenet121"``, the released designs ``"ran92"`` and
+            ``"rcan_densenet121_released"``, or a graph model (``"cell_graph_gat"``,
+            ``"cell_graph_gat_no_edges"``, ``"cell_graph_gin"``; see :mod:`cervixlib.models.cell_graph`).
         num_classes: size of the new classifier head (SIPaKMeD: 5).
         weights: ``None`` (random init, the default: nothing is downloaded),
             ``"imagenet"`` (torchvision's ImageNet weights for the backbone, read from
@@ -63,5 +68,5 @@ def create_model(
     try:
         builder = _MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {list_models()}") from None
+        raise ValueError(f"unknown model {name!r}; choose one of {list_models(graphs=True)}") from None
     return builder(num_classes=num_classes, weights=weights, **kwargs)

@@ -1,0 +1,53 @@
+"""Cell graphs of multi-cell images: the future work of Wang et al. (2021), built.
+
+The paper ends on "relations between cells in multi-cell images can be analyzed through"
+graph representations, "modeling a tissue section as a multi-attributed spatial graph of
+its constituent cells". :mod:`~cervixlib.graphs.build` turns an image's annotated cells
+into such a graph (numpy and scipy only), :mod:`~cervixlib.graphs.dataset` hands graphs
+to PyTorch Geometric, the models are ``cell_graph_*`` in :mod:`cervixlib.models.cell_graph`,
+and :mod:`~cervixlib.graphs.explain` and :mod:`~cervixlib.graphs.figures` read what a
+trained graph model attends to. Names load on first use (PEP 562): importing this
+package imports neither torch nor torch_geometric.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: The registered graph models (``cervixlib.models.create_model`` builds them): the GATv2
+#: with an attention readout, the same model with its edges removed (cells only), and a
+#: GIN with a mean readout (no attention anywhere). Here for code that must not import torch.
+GRAPH_MODELS: tuple[str, ...] = ("cell_graph_gat", "cell_graph_gat_no_edges", "cell_graph_gin")
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "build": ("CUT", "EDGE_FEATURE_NAMES", "FEATURE_NAMES", "CellGraph", "Morphometry", "cell_graph", "cell_graphs",
+              "outlines_error",
+              "cell_problems", "delaunay_edges", "edge_features", "graph_summary", "mask_morphometry",
+              "node_features", "polygon_morphometry", "self_crossing"),
+    "dataset": ("CellGraphDataset", "collate_graphs", "graph_batch", "to_data"),
+    "explain": ("GraphExplanation", "cell_shares_of_map", "cells_holding", "cnn_cell_shares", "explain_graphs",
+                "graph_ig", "same_top_cell", "share_rows"),
+    "figures": ("graph_attention_explorer", "graph_figure", "graph_traces", "static_graph_slider"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted([*_MODULE_OF, "GRAPH_MODELS", "is_graph_model"])
+
+
+def is_graph_model(name: str) -> bool:
+    """Whether the registry name ``name`` is a graph model (it reads :class:`CellGraph` batches)."""
+    return name in GRAPH_MODELS
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
