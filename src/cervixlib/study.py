@@ -161,7 +161,11 @@ class Study:
         protocol = protocol or self.main_protocol
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        from cervixlib.graphs import is_graph_model
+
         design, weights = model, self.weights
+        if is_graph_model(model):  # no pretrained weights; the released code had no graph model
+            protocol, weights = "ours", None
         if protocol == "released":
             design = RELEASED_DESIGNS.get(model, model)
             weights = "imagenet" if self.settings.pretrained and design in RELEASED_IMAGENET else None
