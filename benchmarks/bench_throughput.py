@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     table = ThroughputTable(
         device=device_name(), date=date.today().isoformat(), batch_size=args.batch_size,
         image_size=args.image_size, models=models, runs_at_once=args.runs_at_once, speedup=round(speedup, 2),
-        source="benchmarks/bench_throughput.py (random batches, no data loading)", precision=precision)
+        source="benchmarks/bench_throughput.py (random batches, no data loading)", precision=precision,
+        gpu=select_device().type == "cuda")
     args.out.write_text(json.dumps(table.to_dict(), indent=2) + "\n")
     _log.info("wrote %s", args.out)
     return 0

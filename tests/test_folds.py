@@ -106,3 +106,15 @@ def test_study_trains_every_model_on_the_same_folds_under_our_protocol():
     assert default.n_folds == 3 and default.config("resnet50", "isolated").data.fold == 0
     assert default.folds_text() == "fold 1 of 3 (grouped, stratified 3-fold cross-validation)"
     assert Study(profile="default", folds=1).config("resnet50").data.folds == 1  # the single split
+
+
+def test_fold_runs_count_folds_from_1_as_the_command_line_and_run_names_do():
+    """``Study.fold_runs(folds=[1, 2])`` is the first two folds (DataConfig.fold stays the 0-based index)."""
+    from cervixlib.study import Study
+
+    study = Study(profile="smoke")  # 2 folds
+    by_fold = study.fold_configs(["resnet50"], folds=[2])["resnet50"]
+    assert [c.data.fold for c in by_fold] == [1] and by_fold[0] == study.config("resnet50", fold=1)
+    assert [c.data.fold for c in study.fold_configs(["resnet50"], folds=[1, 2])["resnet50"]] == [0, 1]
+    assert [c.data.fold for c in study.fold_configs(["resnet50"])["resnet50"]] == [0, 1]
+    assert study.fold_configs(["resnet50"], folds=[0, 3])["resnet50"] == []  # no fold 0, no fold 3 of 2

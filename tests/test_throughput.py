@@ -101,8 +101,21 @@ def test_bench_throughput_writes_a_table_the_plan_reads(tmp_path, capsys):
     table = load_throughput(out)
     assert table.device == device_name() and (table.batch_size, table.image_size, table.runs_at_once) == (2, 64, 1)
     assert table.rate("resnet50", 64, 2, "multi") > 0 and table.speedup == 1.0
-    assert table.models["resnet50"].memory_mib is None  # no GPU: not measured
+    assert table.models["resnet50"].memory_mib is None and not table.gpu  # no GPU: no memory measured
     capsys.readouterr()
     assert bench.main(["--worker", "resnet50", "--image-size", "64", "--batch-size", "2", "--steps", "1",
                        "--warmup", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["images_per_s"] > 0
+
+
+def test_the_default_profile_on_a_cpu_is_projected_from_the_cpu_table():
+    from cervixlib.throughput import CPU_2CORE, best_table
+
+    runs = tuple(PlannedRun(make_config(m, profile="default"), ("03",), name=m, images=100, done=False)
+                 for m in ("resnet50", "densenet121"))
+    assert best_table([(r.config.model, 64, 16, "multi") for r in runs]) is CPU_2CORE
+    text = RunPlan("default", runs, Path("runs"), data_root=Path("data"), synthetic=True).text({})
+    assert f"Projected time for one 2-core Intel Xeon (fp32, AVX2 cap), not this machine ({device_name()}): " in text
+    assert "with 2 runs at once (1.18x one run)" in text and "GPU" not in text  # no GPUs, no GPU memory
+    assert "densenet121: resnet50's rate times their speeds at 128 px" in text
+    assert "~28 s (2-core Intel Xeon (fp32, AVX2 cap))" in text  # resnet50: 100 x 8 epochs at 28.5 img/s

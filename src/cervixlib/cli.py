@@ -91,13 +91,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from cervixlib.book import BookError
     from cervixlib.book.plan import book_plan
     from cervixlib.plan import store_throughput
-    from cervixlib.throughput import H200, load_throughput
+    from cervixlib.throughput import load_throughput
 
     if not (_settle_profile(args, "plan") and _settle_book(args, "plan")):
         return 2
     logging.getLogger("papermill").setLevel(logging.WARNING)  # its inspection logs every notebook
     try:
-        table = load_throughput(args.throughput) if args.throughput is not None else H200
+        table = load_throughput(args.throughput) if args.throughput is not None else None  # None: the built-in one
         plan = book_plan(args.profile, args.data, params=_chapter_params(args), book_dir=args.book,
                          notebooks_dir=args.notebooks, runs_dir=args.runs, generate=False,
                          verify="hash" if args.verify else "size")
@@ -276,7 +276,8 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
                                    "(from book/manifest.yml and the notebooks' parameters), its training images x "
                                    "epochs, whether the run store has it, and an estimated time: measured on this "
                                    "device where the store has runs of the same model and size, else projected "
-                                   "from measured GPU throughputs (the project's H200 figures, or --throughput). "
+                                   "from measured throughputs (the project's H200 and 2-core CPU figures, or "
+                                   "--throughput). "
                                    "Generates no data and trains nothing: `cervix train --plan` trains it.")
     _add_shared(p)
     p.add_argument("-p", "--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
@@ -285,8 +286,9 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true", help=_SKIP_BAD_HELP)
     p.add_argument("--throughput", type=Path, default=None, metavar="FILE",
                    help="project times from this table of your card's throughput (written by "
-                        "benchmarks/bench_throughput.py --out FILE; default: the project's H200 figures, "
-                        "cervixlib.throughput.H200); the store's runs of this device still win")
+                        "benchmarks/bench_throughput.py --out FILE; default: the project's own figures, an H200 "
+                        "at 224 px or a 2-core CPU at 64 px, cervixlib.throughput.BUILT_IN); the store's runs of "
+                        "this device still win")
     p.add_argument("--verify", action="store_true",
                    help="check each finished run's files against the SHA-256 it recorded (reads every file); "
                         "without it, their sizes only. A damaged run is listed as damaged, with the file")

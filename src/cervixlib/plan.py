@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 from cervixlib.config import TrainConfig
 from cervixlib.runtime import device_name
-from cervixlib.throughput import H200, ThroughputTable
+from cervixlib.throughput import H200, ThroughputTable, best_table
 
 if TYPE_CHECKING:
     from cervixlib.data import DatasetIndex
@@ -100,13 +100,17 @@ class RunPlan:
         rate = table.rate(c.model, c.data.image_size, c.batch_size, c.data.subset)
         return None if rate is None or run.work is None else run.work / rate
 
-    def text(self, throughput: Mapping[tuple, float] | None = None, table: ThroughputTable = H200) -> str:
+    def text(self, throughput: Mapping[tuple, float] | None = None, table: ThroughputTable | None = None) -> str:
         """The plan as ``cervix plan`` prints it: a line a run, then the totals.
 
         ``throughput``: the store's measurements (:func:`store_throughput`), which win for this
-        device; ``table``: the throughputs the other runs are projected from (default :data:`H200`).
+        device; ``table``: the throughputs the other runs are projected from (default: the built-in
+        table with figures for the most of the runs to train, :func:`cervixlib.throughput.best_table`).
         """
         throughput = {} if throughput is None else throughput
+        if table is None:
+            table = best_table((r.config.model, r.config.data.image_size, r.config.batch_size, r.config.data.subset)
+                               for r in self.todo)
         lines = [f"Run plan of the {self.profile} profile: {len(self.runs)} runs, "
                  f"{len(self.runs) - len(self.todo)} in the store ({self.runs_dir}), {len(self.todo)} to train"]
         if self.data_root is None:
@@ -153,13 +157,15 @@ def _estimate_lines(todo: Sequence[PlannedRun], here: float, there: float, unkno
     if there:
         mine = device == table.device
         whose = (f"on this {table.device}" if mine else
-                 f"for one {table.device} GPU, not this machine ({device})")
-        n = _gpus() if mine else 0
+                 f"for one {table.device}{' GPU' * table.gpu}, not this machine ({device})")
+        n = _gpus() if mine and table.gpu else 0
         share = there / table.speedup
-        lines.append(f"Projected time {whose}: {_duration(there)} one run at a time; "
-                     f"{_duration(share)} with {table.runs_at_once} runs sharing the GPU "
-                     f"({table.speedup:.1f}x one run)"
-                     + (f"; {_duration(share / n)} on this machine's {n} GPUs" if n > 1 else
+        at_once = (f"{_duration(share)} with {table.runs_at_once} runs sharing the GPU ({table.speedup:.1f}x one run)"
+                   if table.gpu else f"{_duration(share)} with {table.runs_at_once} runs at once "
+                   f"({table.speedup:.2f}x one run)")
+        lines.append(f"Projected time {whose}: {_duration(there)} one run at a time; {at_once}"
+                     + ("" if not table.gpu or table.runs_at_once < 2 else
+                        f"; {_duration(share / n)} on this machine's {n} GPUs" if n > 1 else
                         f"; on N such GPUs, {_duration(share)} / N (8 GPUs: {_duration(share / 8)})"))
         lines.append(f"  ({table.label()}"
                      + (f"; {table.source}" if table.source else "") + "; a run's own figure is marked "
@@ -171,9 +177,10 @@ def _estimate_lines(todo: Sequence[PlannedRun], here: float, there: float, unkno
             lines.append("  projected, not measured: " + "; ".join(notes))
         memory = [f"{m} {table.models[m].memory_mib:,.0f} MiB" for m in models
                   if table.models[m].memory_mib is not None]
-        lines.append(f"  GPU memory a run (batch {table.batch_size}, {table.image_size} px): "
-                     + (", ".join(memory) if memory else "not measured")
-                     + ("" if not memory or len(memory) == len(models) else "; the others not measured"))
+        if table.gpu:
+            lines.append(f"  GPU memory a run (batch {table.batch_size}, {table.image_size} px): "
+                         + (", ".join(memory) if memory else "not measured")
+                         + ("" if not memory or len(memory) == len(models) else "; the others not measured"))
     if unknown:
         lines.append(f"No estimate for {unknown} of the {len(todo)} runs to train: no run of their model and "
                      f"size on {device} in the store, and the throughput table is of batch {table.batch_size} "

@@ -3,9 +3,10 @@
 ``cervix plan`` estimates a run's time from, in this order: the run store's own runs on
 this device (:func:`cervixlib.plan.store_throughput`, "measured on this device"), a table
 the user measured on their own card (``benchmarks/bench_throughput.py --out FILE``, read by
-``cervix plan --throughput FILE``), or :data:`H200`, the project's own figures at the
-paper's settings (Wang et al. 2021: batch 16; 224 px inputs): "projected from H200
-measurements". A projection for a GPU is labelled as one, never as this machine's time.
+``cervix plan --throughput FILE``), or the built-in table that has figures for the most of
+the plan's runs (:func:`best_table`): :data:`H200`, the project's own figures at the paper's
+settings (Wang et al. 2021: batch 16; 224 px inputs), or :data:`CPU_2CORE`, a 2-core CPU at
+the default profile's 64 px. A projection is labelled as one, never as this machine's time.
 
 A table holds images a second of one training run per model (optionally per subset: the
 multi-cell images' large files slow the loader), GPU memory per run where measured, and how
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["H200", "ModelThroughput", "ThroughputTable", "load_throughput"]
+__all__ = ["BUILT_IN", "CPU_2CORE", "H200", "ModelThroughput", "ThroughputTable", "best_table", "load_throughput"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class ThroughputTable:
     """Throughput of each model on one device, at ``batch_size`` and ``image_size``.
 
     ``runs_at_once`` runs sharing one card train ``speedup`` times the images a second of
-    one run (3.0 for four on an H200).
+    one run (3.0 for four on an H200). ``gpu``: the device is a GPU (the plan then projects
+    onto N of them, and names the GPU memory a run takes).
     """
 
     device: str
@@ -59,6 +61,7 @@ class ThroughputTable:
     speedup: float = 1.0
     source: str = ""
     precision: str = field(default="auto")
+    gpu: bool = True
 
     def rate(self, model: str, image_size: int, batch_size: int, subset: str) -> float | None:
         """Images a second of one ``model`` run, or ``None`` where the table has no figure for
@@ -96,6 +99,15 @@ def load_throughput(path: str | os.PathLike[str]) -> ThroughputTable:
     return table
 
 
+def best_table(keys: Iterable[tuple[str, int, int, str]], tables: Sequence[ThroughputTable] | None = None
+               ) -> ThroughputTable:
+    """The table of ``tables`` (default :data:`BUILT_IN`) with a figure for the most of ``keys``
+    (model, image size, batch, subset); the first on a tie."""
+    tables = BUILT_IN if tables is None else tables
+    keys = list(keys)
+    return max(tables, key=lambda t: sum(t.rate(*k) is not None for k in keys))
+
+
 #: GMACs a forward pass of the models (benchmarks/models_results.md at 224 px, and
 #: models_released_results.md at 128 px for ran92), for the projections below.
 _GMACS_224 = {"resnet50": 4.09, "ran_resnet50": 5.45, "densenet121": 2.83, "rcan_densenet121": 3.28}
@@ -126,3 +138,30 @@ H200 = ThroughputTable(
             projected="ran_resnet50's 285 img/s times their GMACs (1.78/3.44 at 128 px)"),
     },
 )
+
+#: The default profile's runs (batch 16, 64 px) on a 2-core Intel Xeon with oneDNN capped to AVX2
+#: (fp32: how an AVX2-only CPU computes), one run at a time on both cores, and two at once
+#: (benchmarks/plan_results.md, 2026-12-04: resnet50 on multi-cell images 28.5 img/s; two at once
+#: 1.18x). The other models are projected from resnet50's by their fp32 speeds at 128 px, one
+#: thread (benchmarks/models_results.md and models_released_results.md).
+_XEON = 28.5
+CPU_2CORE = ThroughputTable(
+    device="2-core Intel Xeon (fp32, AVX2 cap)", date="2026-12-04", batch_size=16, image_size=64,
+    runs_at_once=2, speedup=1.18, source="benchmarks/plan_results.md", precision="fp32", gpu=False,
+    models={
+        "resnet50": ModelThroughput({"any": _XEON}),
+        "ran_resnet50": ModelThroughput({"any": round(_XEON * 7.8 / 10.9, 1)},
+                                        projected="resnet50's rate times their speeds at 128 px (7.8/10.9 img/s)"),
+        "densenet121": ModelThroughput({"any": round(_XEON * 11.6 / 10.9, 1)},
+                                       projected="resnet50's rate times their speeds at 128 px (11.6/10.9 img/s)"),
+        "rcan_densenet121": ModelThroughput({"any": round(_XEON * 11.3 / 10.9, 1)},
+                                            projected="resnet50's rate times their speeds at 128 px (11.3/10.9 img/s)"),
+        "rcan_densenet121_released": ModelThroughput(
+            {"any": round(_XEON * 9.6 / 8.4, 1)}, projected="resnet50's rate times their speeds at 128 px (9.6/8.4 img/s)"),
+        "ran92": ModelThroughput({"any": round(_XEON * 2.9 / 8.4, 1)},
+                                 projected="resnet50's rate times their speeds at 128 px (2.9/8.4 img/s)"),
+    },
+)
+
+#: The tables ``cervix plan`` projects from without ``--throughput`` (:func:`best_table` picks one).
+BUILT_IN: tuple[ThroughputTable, ...] = (H200, CPU_2CORE)
