@@ -143,21 +143,21 @@ def test_same_seed_gives_the_same_split_and_metrics(smoke_run, smoke_root, tmp_p
 def test_corrupt_run_is_reported_and_retrained(smoke_root, tmp_path, caplog):
     run = fit(_config(smoke_root), runs_dir=tmp_path, progress=False)
     (run.dir / "metrics.json").write_text("{ not json")
-    with pytest.raises(RunError, match=r"metrics\.json: not valid JSON"):
+    with pytest.raises(RunError, match=r"metrics\.json: damaged \([\d,]+ bytes, [\d,]+ when the run finished\)"):
         load_run(run.dir)
     with caplog.at_level("WARNING"):
         again = fit(_config(smoke_root), runs_dir=tmp_path, progress=False)
-    assert "discarding it" in caplog.text
+    assert f"moved the run aside to {tmp_path / '.damaged' / run.dir.name}-" in caplog.text  # never deleted
     assert again.metrics["test"]["n"] == run.metrics["test"]["n"]
     (again.dir / "best.pt").write_bytes(b"\x80\x02 truncated")
-    with pytest.raises(RunError, match=r"best\.pt: checkpoint is unreadable"):
+    with pytest.raises(RunError, match=r"best\.pt: damaged \(12 bytes, "):
         again.load_model()
 
 
 def test_load_run_names_missing_files(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("{}")
-    with pytest.raises(RunError, match="incomplete run, missing metrics.json"):
+    with pytest.raises(RunError, match=r"run/metrics\.json: damaged \(missing, as are history\.json, "):
         load_run(tmp_path / "run")
     with pytest.raises(RunError, match="no such run directory"):
         load_run(tmp_path / "nothing")

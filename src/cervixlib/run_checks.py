@@ -57,7 +57,7 @@ def _verify(final: Path, key: str | None, full: bool,
         return None
     missing = [f for f in store.RUN_FILES if not (final / f).is_file()]
     if missing:
-        return _damage(final, ", ".join(missing), "missing")
+        return _damage(final, missing[0], "missing" + (f", as are {', '.join(missing[1:])}" if missing[1:] else ""))
     try:
         payload = json.loads((final / "config.json").read_bytes())
         config = store.TrainConfig.from_dict(payload["config"])

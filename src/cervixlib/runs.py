@@ -302,7 +302,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
                        "or `cervix train ... --resume`)")
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
-        raise RunDamaged(path, ", ".join(missing), "missing")
+        raise RunDamaged(path, missing[0], "missing" + (f", as are {', '.join(missing[1:])}" if missing[1:] else ""))
     cfg = _json(path, "config.json", (path / "config.json").read_bytes())
     try:
         config = TrainConfig.from_dict(cfg["config"])
