@@ -381,8 +381,8 @@ def run_book(
         if why is not None:
             _log.info("%s: to execute: %s", spec.name, why)
             to_run.append(spec.name)
-    if to_run:  # every bad file now, not a failed cell after an hour of training (and the embedded set
-        state.index  # noqa: B018  generated before the first kernel)
+    if to_run:  # every bad file now, not a failed cell after an hour of training; the embedded set generated
+        state.read()  # before the first kernel
     before = _run_names(runs_dir)
     plan = plan_to_execute(profile, data, overrides, man.path, book_dir, notebooks_dir, runs_dir, to_run)
     if to_run and train:

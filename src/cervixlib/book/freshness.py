@@ -33,7 +33,7 @@ from cervixlib.book.errors import BookError
 if TYPE_CHECKING:
     from cervixlib.data import DatasetIndex
 
-__all__ = ["DataState", "RunState", "chapter_key", "run_digest", "stale_reason", "stamp"]
+__all__ = ["DataState", "RunState", "chapter_key", "data_path", "run_digest", "stale_reason", "stamp"]
 
 _log = logging.getLogger(__name__)
 
@@ -66,9 +66,9 @@ class DataState:
 
         self.signature = None if self.path is None else tree_signature(self.path)
 
-    @property
-    def index(self) -> DatasetIndex:
-        """The data's index (read once; every bad file is one :class:`BookError`, unless ``skip_bad``)."""
+    def read(self) -> DatasetIndex:
+        """The data's index, read once (the embedded set generated first); every bad file is one
+        :class:`BookError`, unless ``skip_bad``."""
         if self._index is None:
             from cervixlib.data import DataError, load_index
             from cervixlib.data.signature import tree_signature
@@ -86,8 +86,7 @@ class DataState:
     def fingerprint(self) -> str:
         """The data's fingerprint: from an executed chapter with the same signature, else indexed."""
         if self._fingerprint is None:
-            self.index  # noqa: B018  (reads the index, sets the fingerprint)
-        assert self._fingerprint is not None
+            self._fingerprint = self.read().fingerprint()
         return self._fingerprint
 
     def changed_since(self, stored: Mapping[str, Any]) -> str | None:

@@ -1,10 +1,10 @@
 """A cheap signature of a data folder: every file's path, size and modification time.
 
 :meth:`DatasetIndex.fingerprint` names the data a run or a chapter saw, but computing it
-needs the index, which opens every image (2.6 s for a 4,764-image generated set on a 2-core
-EPYC, ``benchmarks/integrity_results.md``). Whether a set is unchanged since a fingerprint
-was taken is known much sooner from :func:`tree_signature`: one ``stat`` a file (0.1 s for
-the same set), no file opened. ``cervix book`` records both beside each executed chapter and
+needs the index, which opens every image (1.1 s for a 919-image generated set on a busy
+2-core EPYC, ``benchmarks/integrity_results.md``). Whether a set is unchanged since a
+fingerprint was taken is known about ten times sooner from :func:`tree_signature`: one
+``stat`` a file (0.09 s for the same set), no file opened. ``cervix book`` records both beside each executed chapter and
 reads the data again only when the signature differs (see :mod:`cervixlib.book.freshness`).
 A signature that differs while the fingerprint does not (a file touched, not changed) costs
 one index read and changes nothing.
