@@ -291,7 +291,8 @@ def _add_engine_commands(sub: argparse._SubParsersAction) -> None:
                         "this device still win")
     p.add_argument("--verify", action="store_true",
                    help="check each finished run's files against the SHA-256 it recorded (reads every file); "
-                        "without it, their sizes only. A damaged run is listed as damaged, with the file")
+                        "without it, sizes and modification times, hashing only a file written since its run "
+                        "finished. A damaged run is listed as damaged, with the file")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("evaluate", formatter_class=_HelpFormatter,

@@ -249,7 +249,8 @@ def plan_runs(
     bad files raise one :class:`~cervixlib.data.BadFilesError` listing them all, as training would.
     Each finished run is checked against its checksums (:func:`cervixlib.run_checks.verify_run`):
     ``verify="hash"`` hashes every file (what training and the book rely on), ``"size"`` compares
-    sizes only (``cervix plan`` without ``--verify``); a damaged run is ``damage``, not ``done``.
+    sizes and modification times, hashing only a file written since (``cervix plan`` without
+    ``--verify``); a damaged run is ``damage``, not ``done``.
     """
     from cervixlib import runs as store
     from cervixlib.run_checks import verify_run

@@ -3,8 +3,10 @@
 A finished run's ``config.json`` records the size and SHA-256 of its other files and the
 hash of its own content (:mod:`cervixlib.runs`, :mod:`cervixlib.storage`). :func:`verify_run`
 compares a run with that record: the fast check (``full=False``, what ``cervix plan`` does)
-compares sizes, the full check (``cervix plan --verify``, ``cervix train --plan``,
-``cervix book``) hashes every file. Checking only reads: a run appears in the store by one
+compares sizes and modification times and hashes only a file written since the run finished
+(a flipped byte written by a program, a copy); the full check (``cervix plan --verify``,
+``cervix train --plan``, ``cervix book``) hashes every file, and also finds damage that leaves
+size and time alone (a failing disk). Checking only reads: a run appears in the store by one
 rename of a complete folder, so a check running beside a process that finishes a run sees no
 run or the whole run, never half of one (``tests/test_run_checks.py`` races the two).
 
@@ -44,7 +46,8 @@ def verify_run(final: Path, key: str | None = None, *, full: bool = True) -> sto
 
     Checks that every file is there, that ``config.json`` is the run's (its content hash,
     its key against ``key`` when given, and the folder name its settings and key give), and
-    each file's size (``full=False``) or size and SHA-256 (``full=True``) against the record.
+    each file's size and time, hashing a file written since (``full=False``), or its size and
+    SHA-256 (``full=True``) against the record.
     A run from before checksums is read whole and trusted once by the full check
     (:func:`trust_once`); the fast check passes it on its files being there.
     """

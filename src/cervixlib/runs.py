@@ -293,7 +293,7 @@ def _json(run: Path, name: str, data: bytes) -> Any:
 def load_run(path: str | os.PathLike[str]) -> Run:
     """Load a finished run directory, checking that every file is there, readable and, where the
     run recorded checksums, the same as when it finished (the small files by SHA-256, ``best.pt``
-    by size; :meth:`Run.load_model` hashes it). Damage raises :class:`RunDamaged`."""
+    by size and time; :meth:`Run.load_model` hashes it). Damage raises :class:`RunDamaged`."""
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")

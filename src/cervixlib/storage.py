@@ -92,8 +92,10 @@ def bytes_record(data: bytes) -> dict[str, Any]:
 
 
 def file_record(path: Path) -> dict[str, Any]:
-    """``{"sha256": ..., "size": ...}`` of a file: what a finished run records for each of its files."""
-    return {"sha256": file_sha256(path), "size": Path(path).stat().st_size}
+    """``{"sha256", "size", "mtime_ns"}`` of a file: what a finished run records for each of its files
+    (the modification time lets the fast check hash only a file that was written since)."""
+    st = Path(path).stat()
+    return {"sha256": file_sha256(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def payload_sha256(payload: Mapping[str, Any]) -> str:
@@ -115,14 +117,17 @@ _HASH_PROBLEM = "its SHA-256 differs from the one recorded when the run finished
 def record_problem(path: Path, record: Mapping[str, Any], *, full: bool = True) -> str | None:
     """What is wrong with ``path`` against its ``record`` (None: nothing).
 
-    ``full=False`` compares the size only (one ``stat``); ``full=True`` also the SHA-256.
+    ``full=False`` compares the size and modification time (one ``stat``) and hashes the file only
+    when the time differs (written since the record: a flipped byte, a copy); damage that leaves
+    both alone (a failing disk) needs ``full=True``, which always compares the SHA-256.
     """
     try:
-        size = Path(path).stat().st_size
+        st = Path(path).stat()
     except FileNotFoundError:
         return "missing"
-    problem = _size_problem(size, record)
-    if problem is None and full and file_sha256(path) != record.get("sha256"):
+    problem = _size_problem(st.st_size, record)
+    hash_it = full or record.get("mtime_ns") not in (None, st.st_mtime_ns)
+    if problem is None and hash_it and file_sha256(path) != record.get("sha256"):
         problem = _HASH_PROBLEM
     return problem
 
