@@ -7,8 +7,8 @@ executed with `run_book` (what `cervix book` calls; no site build: tests/test_bo
 one) on a copy of the generated test set, and then:
 
 - again unchanged: both chapters are reused;
-- after one flipped byte in the run's ``best.pt``: the run is moved to ``runs/.damaged/``,
-  trained again, and ``02_run`` alone re-executes;
+- after one flipped byte in the run's ``best.pt``: `cervix plan` lists the run as damaged; the
+  book moves it to ``runs/.damaged/``, trains it again, and re-executes ``02_run`` alone;
 - after one isolated cell removed and one added: both chapters re-execute, the new run is
   trained, and the page shows the new counts and fingerprint (counted here from the files).
 
@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -79,8 +81,15 @@ def test_chapters_follow_their_data_and_their_runs(tmp_path, synth_root):
     again = book.run_book("smoke", **kwargs)
     assert again.executed == [] and len(again.reused) == 2
 
-    # one flipped byte in the checkpoint: moved aside, retrained, and only its chapter re-executed
+    # one flipped byte in the checkpoint: `cervix plan` lists the run as damaged, naming the file; the
+    # book moves it aside, retrains it, and re-executes only the chapter that read it
     _flip_byte(runs / name / "best.pt")
+    listed = subprocess.run([sys.executable, "-m", "cervixlib.cli", "plan", "--profile", "smoke", "--data", str(data),
+                             "--runs", str(runs), "--book", str(bk), "--notebooks", str(nbs)],
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert f"  damaged {name}" in listed.stdout
+    assert f"{runs / name / 'best.pt'}: damaged (its SHA-256 differs" in listed.stdout
     repaired = book.run_book("smoke", **kwargs)
     assert [p.name for p in repaired.executed] == ["02_run.ipynb"]
     assert [p.name for p in repaired.reused] == ["01_data.ipynb"]
