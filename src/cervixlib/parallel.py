@@ -11,7 +11,15 @@ or cluster is used, and a cluster is joined with ``address`` (``ray start`` on e
 or Ray's launchers for SLURM and Kubernetes): the same code path for one machine and many.
 Runs resume from their checkpoints (``fit(resume=True)``) and the run store's lock makes
 two plans on one store train each run once. Progress (runs done, the running runs with
-their epoch, an ETA) goes through a small Ray actor to the caller.
+their epoch, an ETA) goes through a small Ray actor to the caller's display
+(:mod:`cervixlib.progress`: lines in a terminal, live bars in a notebook).
+
+An interrupt (Ctrl-C, or the kernel's stop button: KeyboardInterrupt in the caller) cancels
+the running runs' tasks, which kills their worker processes, and shuts down a Ray instance
+the call started: finished runs stay in the store, an interrupted run keeps its last
+checkpoint (``.partial/last.pt``) for the next call to resume, and its lock (flock) dies
+with its process. Without Ray, :func:`train_plan` can train the runs one at a time in the
+calling process (``without_ray="here"``), with the same display and the same resume.
 
 A Ray instance started here listens on the loopback address only (Ray binds the node's
 reachable address otherwise), starts no dashboard, keeps Ray's token authentication on
@@ -28,10 +36,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cervixlib.config import TrainConfig
 from cervixlib.plan import PlannedRun, RunPlan, plan_runs
+from cervixlib.progress import PlanProgress
 
 __all__ = ["CPU_JOBS", "PlanResult", "RUNS_PER_GPU", "RayUnavailable", "auto_jobs", "start_ray", "train_plan"]
 
@@ -129,6 +138,9 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
     except Exception as exc:  # a port, a temporary folder, a stale session
         raise RayUnavailable(f"could not start a local Ray instance: {type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:300]}") from None
+    except BaseException:  # interrupted while starting: no half-started instance outlives the call
+        ray.shutdown()
+        raise
     return ray, True
 
 
@@ -229,57 +241,6 @@ def _error_text(exc: BaseException, ray: Any) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
-class _Progress:
-    """The lines the terminal shows: runs done of the total, each running run's epoch, an ETA."""
-
-    def __init__(self, todo: Sequence[PlannedRun], write: Callable[[str], None]) -> None:
-        self.work = {r.label: r for r in todo}
-        self.total, self.write, self.start = len(todo), write, time.monotonic()
-        self.finished: set[str] = set()
-        self.shown: dict[str, Any] = {}
-
-    def _done_work(self, state: dict[str, dict[str, Any]]) -> tuple[float, float]:
-        """Images trained in this call so far (epochs reported), and those still to train; a run
-        that failed or was loaded from the store leaves the account."""
-        done = left = 0.0
-        for label, run in self.work.items():
-            images, epochs = run.images or 0, run.config.epochs
-            s = state.get(label, {})
-            at = s.get("epoch") or 0
-            done += max(0, at - (s.get("resumed_at") or 0)) * images
-            if label not in self.finished:
-                left += (epochs - at) * images
-        return done, left
-
-    def eta(self, state: dict[str, dict[str, Any]]) -> str:
-        done, left = self._done_work(state)
-        elapsed = time.monotonic() - self.start
-        if done <= 0 or elapsed <= 0:
-            return "ETA --"
-        seconds = left / (done / elapsed)
-        return f"ETA {seconds / 60:.0f} min" if seconds >= 90 else f"ETA {seconds:.0f} s"
-
-    def head(self, state: dict[str, dict[str, Any]]) -> str:
-        running = sum(1 for label in state if label not in self.finished)  # started, not finished
-        return f"[{len(self.finished)}/{self.total} done, {running} running, {self.eta(state)}]"
-
-    def update(self, state: dict[str, dict[str, Any]]) -> None:
-        for label, s in state.items():
-            if label in self.finished or s.get("epoch") is None:
-                continue
-            key = (s.get("epoch"), s.get("epochs"))
-            if self.shown.get(label) != key:
-                self.shown[label] = key
-                rate = f", {s['images_per_s']:.0f} img/s" if s.get("images_per_s") else ""
-                what = (f"epoch {s['epoch']}/{s['epochs']}{rate}" if s.get("epoch")
-                        else f"started (pid {s.get('pid')} on {s.get('host')})")
-                self.write(f"{self.head(state)} {label}: {what}")
-
-    def finish(self, label: str, state: dict[str, dict[str, Any]], text: str) -> None:
-        self.finished.add(label)
-        self.write(f"{self.head(state)} {label}: {text}")
-
-
 def train_plan(
     plan: RunPlan | Sequence[TrainConfig],
     *,
@@ -292,6 +253,8 @@ def train_plan(
     checkpoint_every: float | None = None,
     write: Callable[[str], None] | None = None,
     on_report: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+    progress: PlanProgress | None = None,
+    without_ray: Literal["raise", "here"] = "raise",
 ) -> PlanResult:
     """Train every run of ``plan`` that the store does not have, several at once, on Ray.
 
@@ -305,10 +268,16 @@ def train_plan(
         checkpoint_every: passed to :func:`~cervixlib.train.fit` (default its own).
         write: where the progress lines go (default: standard error).
         on_report: called with the progress board's state about once a second (tests use it).
+        progress: the display of ``plan.todo`` (default: :class:`~cervixlib.progress.PlanProgress`
+            lines through ``write``; a notebook passes :func:`~cervixlib.progress.plan_progress`'s).
+        without_ray: where Ray is not installed (or no local instance starts), ``"raise"``
+            :class:`RayUnavailable`, or train the runs ``"here"``, one at a time in this process
+            (not when ``address`` names a cluster).
 
     Every run is attempted; the result lists the failed ones with their error, so the
     caller can exit non-zero after the others finished. Running the plan again resumes
-    interrupted runs from their checkpoints and skips finished ones.
+    interrupted runs from their checkpoints and skips finished ones. KeyboardInterrupt
+    stops every run of this call (see the module's docstring) and is raised again.
     """
     from cervixlib.train import CHECKPOINT_EVERY_S
 
@@ -317,7 +286,8 @@ def train_plan(
     elif runs_dir is not None and Path(runs_dir).resolve() != plan.runs_dir.resolve():
         raise ValueError(f"the plan's store status is of {plan.runs_dir}, not of {runs_dir}: plan it for that store")
     runs_dir = plan.runs_dir
-    write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+    write = write or (progress.note if progress is not None else
+                      (lambda line: print(line, file=sys.stderr, flush=True)))
     t0 = time.monotonic()
     result = PlanResult(skipped=len(plan.runs) - len(plan.todo))
     todo = plan.todo
@@ -326,7 +296,38 @@ def train_plan(
     from cervixlib.run_checks import repair_all  # damaged runs: moved aside (one line each), then trained
 
     repair_all(runs_dir, [r.name for r in todo if r.damage and r.name])
-    ray, started = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus)
+    display = progress if progress is not None else PlanProgress(todo, write)
+    every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
+    try:
+        try:
+            ray, started = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus)
+        except RayUnavailable as exc:
+            if without_ray != "here" or address is not None:
+                raise
+            write(f"cervix: {exc}; training {len(todo)} runs one at a time in this process")
+            _train_here(plan, result, display, every, on_report)
+        else:
+            _train_on_ray(ray, started, plan, result, display, write, every, on_report,
+                          jobs=jobs, runs_per_gpu=runs_per_gpu, address=address)
+    finally:
+        display.close()
+    result.seconds = time.monotonic() - t0
+    n_failed = len(result.failed)
+    write(f"cervix: {len(result.trained)} runs trained, {len(result.loaded)} loaded, {n_failed} failed "
+          f"in {result.seconds:.0f} s" + (":\n" + result.failure_text() if n_failed else ""))
+    return result
+
+
+def _train_on_ray(ray: Any, started: bool, plan: RunPlan, result: PlanResult, display: PlanProgress,
+                  write: Callable[[str], None], every: float,
+                  on_report: Callable[[dict[str, dict[str, Any]]], None] | None, *, jobs: int | str,
+                  runs_per_gpu: int | None, address: str | None) -> None:
+    """The runs of ``plan.todo`` as Ray tasks, at most ``jobs`` at once; on any exception
+    (KeyboardInterrupt too) the running tasks are cancelled, their worker processes killed, and
+    a Ray instance this call ``started`` shut down."""
+    todo, runs_dir = plan.todo, plan.runs_dir
+    pending: dict[Any, PlannedRun] = {}
+    board = None
     try:
         node_cpus, node_gpus, nodes = _nodes(ray)
         at_once, resources = _resources(node_cpus, node_gpus, nodes, jobs, runs_per_gpu)
@@ -338,12 +339,10 @@ def train_plan(
         board = _board_class(ray).remote()
         task = ray.remote(max_retries=0, **resources)(_train_one)
         index = ray.put(plan.index)
-        every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
-        progress = _Progress(todo, write)
         # Absolute paths: a worker's working directory is not the caller's (on a cluster, the
         # store and the data must be on a filesystem every node mounts at the same place).
         store = str(Path(runs_dir).resolve())
-        queue, pending = list(todo), {}
+        queue = list(todo)
         while queue or pending:
             while queue and len(pending) < at_once:  # at most `jobs` submitted; Ray places each
                 run = queue.pop(0)
@@ -360,17 +359,59 @@ def train_plan(
                 except ray.exceptions.RayError as exc:
                     error = _error_text(exc, ray)
                     result.failed.append((run, error))
-                    progress.finish(run.label, state, f"FAILED: {error}")
+                    display.finish(run.label, state, f"FAILED: {error}", ok=False)
                     continue
                 (result.trained if out["trained"] else result.loaded).append(out["name"])
                 verb = "trained" if out["trained"] else "finished by another process, loaded"
-                progress.finish(run.label, state, f"{verb} (test accuracy {out['accuracy']:.3f})")
-            progress.update(state)
+                display.finish(run.label, state, f"{verb} (test accuracy {out['accuracy']:.3f})")
+            display.update(state)
+    except BaseException:
+        # Interrupted (or the driver failed): no worker may go on training in the background.
+        # force=True kills each task's worker process; its run keeps its last checkpoint.
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if pending:
+            write(f"cervix: stopped; {len(pending)} running run(s) cancelled, each keeps its last "
+                  "checkpoint to resume from")
+        raise
     finally:
         if started:
             ray.shutdown()
-    result.seconds = time.monotonic() - t0
-    n_failed = len(result.failed)
-    write(f"cervix: {len(result.trained)} runs trained, {len(result.loaded)} loaded, {n_failed} failed "
-          f"in {result.seconds:.0f} s" + (":\n" + result.failure_text() if n_failed else ""))
-    return result
+        elif board is not None:
+            ray.kill(board)
+
+
+def _train_here(plan: RunPlan, result: PlanResult, display: PlanProgress, every: float,
+                on_report: Callable[[dict[str, dict[str, Any]]], None] | None) -> None:
+    """The runs of ``plan.todo`` one at a time in this process, with resume, reporting each epoch
+    to ``display``; a failed run is recorded and the others go on (KeyboardInterrupt stops all:
+    the interrupted run keeps its last checkpoint)."""
+    from cervixlib.train import fit
+
+    state: dict[str, dict[str, Any]] = {}
+    for run in plan.todo:
+        s = state.setdefault(run.label, {"epoch": None})
+        trained: list[int] = []
+
+        def on_epoch(epoch: int, epochs: int, row: dict[str, Any], s: dict[str, Any] = s,
+                     trained: list[int] = trained) -> None:
+            if epoch == 0:
+                s.update(epoch=row.get("resumed_at", 0), epochs=epochs, resumed_at=row.get("resumed_at", 0))
+            else:
+                trained.append(epoch)
+                s.update(epoch=epoch, epochs=epochs, images_per_s=row.get("train_images_per_s"))
+            if on_report is not None:
+                on_report(state)
+            display.update(state)
+
+        try:
+            out = fit(_absolute(run.config, plan.data_root), runs_dir=plan.runs_dir, resume=True, progress=False,
+                      index=plan.index, checkpoint_every=every, on_epoch=on_epoch)
+        except Exception as exc:  # a failed run fails alone, as a failed Ray task does
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            result.failed.append((run, error))
+            display.finish(run.label, state, f"FAILED: {error}", ok=False)
+            continue
+        (result.trained if trained else result.loaded).append(out.name)
+        verb = "trained" if trained else "finished by another process, loaded"
+        display.finish(run.label, state, f"{verb} (test accuracy {float((out.y_pred == out.y_true).mean()):.3f})")

@@ -16,15 +16,18 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cervixlib.book.errors import BookError
-from cervixlib.book.manifest import load_manifest, notebook_parameters
+from cervixlib.book.manifest import NotebookSpec, load_manifest, notebook_parameters
 from cervixlib.config import TrainConfig
 from cervixlib.layout import root_subsets
 from cervixlib.plan import RunPlan, plan_runs
 
-__all__ = ["book_plan", "plan_to_execute", "train_book_plan"]
+if TYPE_CHECKING:
+    from cervixlib.study import Study
+
+__all__ = ["book_plan", "chapter_configs", "chapter_plan", "find_manifest", "plan_to_execute", "train_book_plan"]
 
 _log = logging.getLogger(__name__)
 
@@ -83,19 +86,56 @@ def book_plan(
                   **{k: v for k, v in (params or {}).items() if k in declared},
                   "profile": profile, "data_root": None if data is None else str(data)}
         study = Study(**{k: v for k, v in values.items() if k in study_fields}, runs_dir=str(runs_dir))
-        for need in spec.runs:
-            if need.partition("@")[2] not in ("", *available):
-                continue
-            for config in study.needed_configs(need, values.get("models", [])):
-                wanted.setdefault(config, [])
-                if spec.name not in wanted[config]:
-                    wanted[config].append(spec.name)
+        for config in chapter_configs(study, spec, values.get("models", []), available):
+            wanted.setdefault(config, [])
+            if spec.name not in wanted[config]:
+                wanted[config].append(spec.name)
     unknown = sorted(set(params or {}) - known)
     if unknown:
         raise BookError(f"parameter(s) {', '.join(unknown)} are not in the parameters cell of "
                         f"{', '.join(s.name for s in selected)}")
     return plan_runs(list(wanted), profile=profile, runs_dir=runs_dir, generate=generate,
                      chapters={c: tuple(ch) for c, ch in wanted.items()}, verify=verify)
+
+
+def chapter_configs(study: Study, spec: NotebookSpec, models: Sequence[str],
+                    available: Sequence[str]) -> list[TrainConfig]:
+    """The configurations chapter ``spec`` reads through ``study`` (its manifest's ``runs:``, each
+    asked of :meth:`~cervixlib.study.Study.needed_configs`), once each, on data with the
+    ``available`` subsets: none for a chapter that is a note there, and a ``NEED@SUBSET`` whose
+    subset the data lacks left out. The book's plan and a chapter's own training cell both call it."""
+    if not spec.runs or spec.missing_subsets(available):
+        return []
+    configs: list[TrainConfig] = []
+    for need in spec.runs:
+        if need.partition("@")[2] not in ("", *available):
+            continue
+        configs += [c for c in study.needed_configs(need, models) if c not in configs]
+    return configs
+
+
+def find_manifest(start: str | os.PathLike[str] | None = None) -> Path:
+    """``book/manifest.yml`` in ``start`` (default: the working directory, ``notebooks/`` in a
+    kernel) or the nearest folder above it that has one."""
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "book" / "manifest.yml").is_file():
+            return folder / "book" / "manifest.yml"
+    raise BookError(f"no book/manifest.yml in {here} or a folder above it: pass manifest= (the path of the "
+                    "book's manifest.yml)")
+
+
+def chapter_plan(study: Study, chapter: str, models: Sequence[str], *,
+                 manifest: str | os.PathLike[str] | None = None) -> RunPlan:
+    """The run plan of one chapter as its notebook runs it: the runs ``chapter`` (a name in the
+    manifest, default :func:`find_manifest`'s) reads through ``study`` with ``models``, with
+    their store status. With the parameters ``cervix book`` injects, these are the runs that
+    ``cervix plan --only CHAPTER`` lists."""
+    man = load_manifest(manifest if manifest is not None else find_manifest())
+    spec, = man.select([chapter])
+    configs = chapter_configs(study, spec, list(models), root_subsets(study.data_root))
+    return plan_runs(configs, profile=study.profile, runs_dir=study.runs_dir,
+                     chapters={c: (spec.name,) for c in configs})
 
 
 def plan_to_execute(profile: str, data: Any, params: Mapping[str, Any], manifest: Path, book_dir: Path,
@@ -125,7 +165,7 @@ def train_book_plan(profile: str, data: Any, params: Mapping[str, Any], manifest
     that no chapter of ``chapters`` reads are left alone.
 
     A failed run fails the book (after the others finished) with one line a run; without Ray
-    the chapters train their runs themselves, one at a time.
+    the runs are trained one at a time in this process, before the chapters as with Ray.
     """
     from cervixlib.data import DataError
     from cervixlib.models.weights import CheckpointError, WeightsNotFoundError, prefetch_imagenet
@@ -144,12 +184,10 @@ def train_book_plan(profile: str, data: Any, params: Mapping[str, Any], manifest
     except (WeightsNotFoundError, CheckpointError) as exc:
         raise BookError(f"the run plan of {', '.join(chapters)}: {exc}") from None
     try:
-        outcome = train_plan(plan, jobs=jobs, address=address)
+        # without Ray, one at a time here; a cluster asked for (address) gets no quiet fallback
+        outcome = train_plan(plan, jobs=jobs, address=address, without_ray="here")
     except RayUnavailable as exc:
-        if address is not None:  # a cluster was asked for: no quiet fallback to this machine
-            raise BookError(str(exc)) from None
-        _log.warning("%s; the chapters train their runs one at a time instead", exc)
-        return []
+        raise BookError(str(exc)) from None
     if not outcome.ok:
         raise BookError(f"{len(outcome.failed)} run(s) of the plan failed; rerun to resume them:\n"
                         f"{outcome.failure_text()}")
