@@ -62,7 +62,7 @@ def test_auto_is_default_without_a_gpu_or_without_data(command, calls, monkeypat
     _run(command, "--data", str(tmp_path), "--runs", str(tmp_path / "runs"))
     assert calls[-1]["profile"] == "default" and calls[-1]["params"] == {}  # from scratch, as before
     assert (f"cervix {command}: profile default (no CUDA GPU is visible; --profile paper for the paper's "
-            "protocol (on a GPU, with --data))") in capsys.readouterr().err.splitlines()
+            "protocol, on a GPU with --data)") in capsys.readouterr().err.splitlines()
 
     def no_gpu_question():
         raise AssertionError("without --data, auto does not look for a GPU (nor import torch)")

@@ -401,7 +401,7 @@ def _add_explain_command(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from cervixlib import __version__
 
-    parser = argparse.ArgumentParser(prog="cervix", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="cervix", description=__doc__.splitlines()[0].replace("``", ""),
                                      formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"cervix {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")

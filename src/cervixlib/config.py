@@ -356,7 +356,7 @@ def resolve_profile(name: str, *, data: bool, gpus: int) -> tuple[str, str]:
     if gpus > 0 and data:
         return "paper", "a GPU is present and --data is given; --profile default for the quick CPU book"
     why = "no --data given" if not data else "no CUDA GPU is visible"
-    return "default", f"{why}; --profile paper for the paper's protocol (on a GPU, with --data)"
+    return "default", f"{why}; --profile paper for the paper's protocol, on a GPU with --data"
 
 
 def get_profile(name: str) -> Profile:
