@@ -151,3 +151,17 @@ def test_no_book_anywhere_is_one_line_saying_what_to_do(command, calls, monkeypa
         f"cervix {command}: error: no book/manifest.yml here or in {tmp_path / 'site-packages'}; run it in the "
         "clone (cd /path/to/clone) or pass --book DIR --notebooks DIR"]
     assert calls == []
+
+
+def test_a_single_paper_run_takes_imagenet_weights_where_its_model_has_a_backbone(monkeypatch, tmp_path, capsys):
+    import cervixlib.report
+    import cervixlib.train
+
+    configs = []
+    monkeypatch.setattr(cervixlib.train, "fit", lambda config, **kw: configs.append(config))
+    monkeypatch.setattr(cervixlib.report, "format_run", lambda run: "")
+    for model in ("resnet50", "ran92"):
+        assert main(["train", "--model", model, "--profile", "paper", "--data", str(tmp_path)]) == 0
+    assert main(["train", "--model", "resnet50", "--profile", "paper", "--data", str(tmp_path), "--weights", "none"]) == 0
+    assert main(["train", "--model", "resnet50", "--profile", "default", "--data", str(tmp_path)]) == 0
+    assert [c.weights for c in configs] == ["imagenet", None, None, None]  # ran92 (Attention-92) has none

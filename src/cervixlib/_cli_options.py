@@ -92,6 +92,7 @@ def _settle_profile(args: argparse.Namespace, command: str, *, needs_data: bool 
               "--data ROOT (SIPaKMeD or a class-per-folder set), or --synthetic to run it on the full-size "
               "embedded synthetic set on purpose", file=sys.stderr)
         return False
+    args.profile_weights = args.weights is None  # the profile's, not the user's
     if args.weights is None:
         args.weights = get_profile(name).weights
     return True

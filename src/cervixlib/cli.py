@@ -185,9 +185,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
 
+    from cervixlib.config import IMAGENET_BACKBONES
     from cervixlib.report import format_run
     from cervixlib.train import fit
 
+    if args.profile_weights and args.weights == "imagenet" and args.model not in IMAGENET_BACKBONES:
+        args.weights = None  # the profile's ImageNet weights go where a model has a torchvision backbone
     config = make_config(
         args.model, profile=args.profile, root=str(args.data) if args.data else None,
         subset=args.subset, split=args.split, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
