@@ -9,6 +9,7 @@ import argparse
 
 import pytest
 
+from cervixlib._cli_options import _no_default
 from cervixlib.cli import build_parser, main
 
 #: Options several commands share: each must read the same in every command that has it.
@@ -36,6 +37,12 @@ def _help_of(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
     return formatter._expand_help(action) if action.help else ""
 
 
+def test_zero_is_a_default_to_show():
+    assert not _no_default(0) and not _no_default(0.0) and _no_default(False) and _no_default(None)
+    seed = next(a for a in _commands()["synth"]._actions if _long(a) == "--seed")
+    assert _help_of(_commands()["synth"], seed).endswith("(default: 0)")
+
+
 def test_version(capsys):
     from cervixlib import __version__
 
@@ -51,7 +58,7 @@ def test_every_option_has_help_and_shows_its_default(command):
     for action in _options(parser):
         text = _help_of(parser, action)
         assert text.strip(), f"cervix {command} {_long(action)}: no help"
-        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
+        if action.option_strings and not _no_default(action.default):
             assert "default" in text and str(action.default) in text, (
                 f"cervix {command} {_long(action)}: the help does not show its default {action.default!r}: {text}")
         if action.option_strings and action.default is None and action.nargs != 0 and not action.required:

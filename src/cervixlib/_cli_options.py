@@ -43,6 +43,11 @@ _BOOK_WEIGHTS_HELP = ("our protocol's starting weights for every run of the book
                       "released code's rule. The weights are in each run's key and each page's settings line")
 
 
+def _no_default(value: object) -> bool:
+    """An option without a value of its own: a flag's False, None, an empty list (0 is a value)."""
+    return value is None or value is False or value is argparse.SUPPRESS or (isinstance(value, list) and not value)
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """argparse's defaults formatter, quiet where an option has no value of its own (a flag, or
     ``None``: its help says what then happens) or already says its default."""
@@ -50,7 +55,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if ("%(default)" in text or "default" in text or not action.option_strings
-                or action.default in (None, False, [], argparse.SUPPRESS)):
+                or _no_default(action.default)):
             return text
         return f"{text} (default: %(default)s)"
 
