@@ -331,8 +331,8 @@ PROFILES: dict[str, Profile] = {
             description="the protocol of Wang et al. (2021) as their released code ran it: 50 epochs, "
                         "batch 16, Adam lr 1e-3, the released 70/20/10 split (seed 230, crops of one "
                         "image on both sides), the released designs with ImageNet weights, 224 px, "
-                        "full-size data (a GPU is advisable); ours beside it, from ImageNet weights "
-                        "unless told otherwise (--weights none: from scratch)",
+                        "full-size data (a GPU is advisable); ours beside it (cervix starts it from ImageNet "
+                        "weights unless --weights none)",
             image_size=224, epochs=50, synth_scale=1.0, explain_steps=50, explain_images=97,
             split="released", protocol="released", pretrained=True, weights="imagenet",
             side_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"),
