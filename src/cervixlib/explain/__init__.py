@@ -19,8 +19,8 @@ pytorch-grad-cam and measures them, one module a category as Quantus names them:
 - :mod:`~cervixlib.explain.explorer`: IG along its path, live and static;
   :mod:`~cervixlib.explain.figures`: the chapter's figures of these measures.
 
-What a notebook or a user calls is listed in ``__all__`` (README, "The explanation
-API"); helpers stay importable from their modules. ``cervix explain`` is
+What a notebook or a user calls is listed in ``__all__`` (docs/ARCHITECTURE.md, "The
+explanation API"); helpers stay importable from their modules. ``cervix explain`` is
 :mod:`cervixlib.explain.command`.
 """
 
