@@ -32,7 +32,7 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "book"
 #: The book's notebooks in execution order (book/manifest.yml): the front page, which reads
 #: the fold runs of chapters 3 and 4, last.
 CHAPTERS = ["01_data_exploration", "02_baselines", "03_attention_models",
-            "04_multicell_vs_isolated", "05_explainability", "00_claims"]
+            "04_multicell_vs_isolated", "05_explainability", "06_cell_graphs", "00_claims"]
 #: ... and in reading order (_toc.yml): the front page is the root, then the intro page.
 READING_ORDER = ["00_claims", "intro", *CHAPTERS[:-1]]
 FIXTURE_CHAPTERS = ["01_figures", "05_explainability"]

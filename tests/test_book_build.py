@@ -65,7 +65,7 @@ def page(root: Path, name: str) -> str:
 
 
 def test_the_repository_book_has_chapters_and_an_intro_page():
-    assert len(CHAPTERS) == 6 and CHAPTERS[0] == "00_claims", CHAPTERS
+    assert len(CHAPTERS) == 7 and CHAPTERS[0] == "00_claims", CHAPTERS
     assert "intro" in toc_documents(REPO / "_toc.yml") and "intro" not in CHAPTERS
 
 

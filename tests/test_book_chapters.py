@@ -21,7 +21,7 @@ from test_book import CHAPTERS, REPO, make_project
 pytestmark = pytest.mark.slow
 
 MIN_FIGURES = {"00_claims": 0, "01_data_exploration": 5, "02_baselines": 2, "03_attention_models": 3,
-               "04_multicell_vs_isolated": 1, "05_explainability": 3}
+               "04_multicell_vs_isolated": 1, "05_explainability": 3, "06_cell_graphs": 2}
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +125,8 @@ def test_browser_draws_every_figure_and_the_slider(real_book):
     html = real_book[0] / "book" / "_build" / "html"
     shots = Path(os.environ.get("CERVIX_SCREENSHOTS", html.parent / "screenshots"))
     pages = ["index.html", *(f"{c}.html" for c in CHAPTERS)]
-    state = bc.check_in_browser(html, pages, shots, sliders={"05_explainability.html": 1})
-    assert state["05_explainability.html"]["sliders"] >= 1
+    state = bc.check_in_browser(html, pages, shots, sliders={"05_explainability.html": 1, "06_cell_graphs.html": 1})
+    assert state["05_explainability.html"]["sliders"] >= 1 and state["06_cell_graphs.html"]["sliders"] >= 1
     for name in CHAPTERS:
         assert len(state[f"{name}.html"]["plots"]) >= MIN_FIGURES[name], name
         assert (shots / f"{name}.png").stat().st_size > 20_000

@@ -109,8 +109,10 @@ def test_cervix_plan_prints_the_paper_plan_quickly(tmp_path):
                           "--weights", "none", "--runs", str(tmp_path / "runs")], cwd=REPO, env=env, capture_output=True,
                          text=True, check=True)
     seconds = time.perf_counter() - t
-    assert "Run plan of the paper profile: 52 runs, 0 in the store" in out.stdout
+    assert "Run plan of the paper profile: 67 runs, 0 in the store" in out.stdout
     assert out.stdout.count("rcan_densenet121_released-") == 3  # multi, isolated, leakage
+    for graph in ("cell_graph_gat-", "cell_graph_gin-", "cell_graph_gat_no_edges-"):  # chapter 6: 5 folds each
+        assert out.stdout.count(graph) == 5, graph
     assert "papermill" not in out.stderr
     print(f"cervix plan --profile paper: {seconds:.1f} s")  # the target is 10 s; not asserted (shared CPUs)
 

@@ -28,6 +28,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "dataset": ("CellGraphDataset", "collate_graphs", "graph_batch", "to_data"),
     "explain": ("GraphExplanation", "cell_shares_of_map", "cells_holding", "cnn_cell_shares", "explain_graphs",
                 "graph_ig", "same_top_cell", "share_rows"),
+    "claim": ("CLAIM6", "GRAPH_MODEL_NAMES", "graph_claim", "model_title"),
+    "report": ("cells_note", "graph_fold_rows", "graph_size_rows", "pick_examples", "pooled_accuracy_rows",
+               "top_cell_rows"),
     "figures": ("graph_attention_explorer", "graph_figure", "graph_traces", "static_graph_slider"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -11,8 +11,10 @@ predicts and the two are compared on the same test images.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from cervixlib.data.items import Item
 from cervixlib.data.errors import display_path
 from cervixlib.graphs.build import CUT, CellGraph, cell_graph, cell_problems, graph_summary, outlines_error
 
-__all__ = ["CellGraphDataset", "collate_graphs", "graph_batch", "to_data"]
+__all__ = ["CellGraphDataset", "collate_graphs", "graph_batch", "one_thread", "to_data"]
 
 _log = logging.getLogger(__name__)
 _CACHE: dict[str, CellGraph] = {}  # built graphs by item content, for the runs of one process
@@ -116,3 +118,15 @@ def build_one(item: Item, *, cut: float | None = CUT) -> CellGraph:
         _CACHE[key] = cell_graph(item, cut=cut)
         _PROBLEMS[key] = []
     return _CACHE[key]
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for graph-sized work, then the caller's count again: a graph batch is
+    many tiny tensors, for which OpenMP's start-up outweighs the work (see :func:`cervixlib.train.fit`)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

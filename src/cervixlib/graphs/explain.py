@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from cervixlib.data.items import Item
 from cervixlib.graphs.build import CellGraph
-from cervixlib.graphs.dataset import graph_batch, to_data
+from cervixlib.graphs.dataset import graph_batch, one_thread, to_data
 
 __all__ = ["GraphExplanation", "cell_shares_of_map", "cells_holding", "cnn_cell_shares", "explain_graphs",
            "graph_ig", "same_top_cell", "share_rows"]
@@ -111,7 +111,8 @@ def graph_ig(model: nn.Module, graph: CellGraph, *, target: int | None = None, n
 class GraphExplanation:
     """Per image (in order): ``attention`` and ``ig`` shares (K,) of each cell, the IG
     ``delta`` and ``output_diff``, the true ``label`` and the explained (predicted) ``target``;
-    ``images``: the file names; ``graphs``: the graphs explained (K >= 1 each)."""
+    ``images``: the file names; ``graphs``: the graphs explained (K >= 1 each); ``indices``: their
+    positions in the list given to :func:`explain_graphs`."""
 
     images: list[str]
     graphs: list[CellGraph]
@@ -121,6 +122,7 @@ class GraphExplanation:
     ig: list[np.ndarray]
     delta: np.ndarray
     output_diff: np.ndarray
+    indices: list[int] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def concentration(self, which: str = "attention", *, level: float = 0.8) -> np.ndarray:
@@ -131,10 +133,16 @@ class GraphExplanation:
 def explain_graphs(model: nn.Module, graphs: Sequence[CellGraph], *, n_steps: int = 32) -> GraphExplanation:
     """The readout attention and IG shares of every cell of ``graphs`` with at least one cell
     (empty graphs are left out of the explanation and logged in one line: no cell to share)."""
+    with one_thread():
+        return _explain_graphs(model, graphs, n_steps)
+
+
+def _explain_graphs(model: nn.Module, graphs: Sequence[CellGraph], n_steps: int) -> GraphExplanation:
     empty = [g.path.name for g in graphs if g.n_cells == 0]
     if empty:
         _log.info("no cell to explain in %d image(s): %s", len(empty), ", ".join(empty[:5]))
-    graphs = [g for g in graphs if g.n_cells > 0]
+    indices = [i for i, g in enumerate(graphs) if g.n_cells > 0]
+    graphs = [graphs[i] for i in indices]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -155,7 +163,7 @@ def explain_graphs(model: nn.Module, graphs: Sequence[CellGraph], *, n_steps: in
         deltas.append(delta)
         diffs.append(diff)
     return GraphExplanation([g.path.name for g in graphs], graphs, np.array([g.label for g in graphs]),
-                            np.asarray(target), attention, ig, np.asarray(deltas), np.asarray(diffs),
+                            np.asarray(target), attention, ig, np.asarray(deltas), np.asarray(diffs), indices,
                             {"n_steps": n_steps, "baseline": "zero node features"})
 
 
