@@ -361,3 +361,44 @@ def test_fit_trains_a_graph_model_on_the_synthetic_set(synth_root, tmp_path):
     assert np.isfinite(run.predictions["test_prob"]).all()
     assert fit(cfg, runs_dir=tmp_path, progress=False).dir == run.dir  # cached
     assert run.load_model().model_name == "cell_graph_gat"
+
+
+# ------------------------------------------------------------------ data without and with masks
+def test_without_outlines_the_chapter_is_a_note_and_plans_no_graph_run(class_folder_root):
+    from cervixlib.graphs import GRAPH_MODELS, cells_note
+    from cervixlib.study import Study
+
+    study = Study(profile="smoke", data_root=str(class_folder_root))
+    note = cells_note(study.data().items)
+    assert "none of this set's" in note and "masks/" in note
+    planned = study.needed_configs("folds", ["densenet121", *GRAPH_MODELS])
+    assert planned and {c.model for c in planned} == {"densenet121"}
+
+
+@pytest.mark.slow
+def test_chapter_6_on_a_class_folder_set_with_masks(tmp_path, synth_index):
+    """`cervix book --data <set with masks> --only 06`: the graph runs are planned and trained,
+    and the chapter draws graphs, compares the models and shares the cells (no error, no note)."""
+    import nbformat
+
+    from cervixlib import book
+    from conftest import build_class_folder_set
+    from test_book import REPO, make_project
+
+    data = build_class_folder_set(tmp_path / "masked-cells", synth_index, n_classes=5, masks=True)
+    root = make_project(tmp_path / "proj", toc=REPO / "_toc.yml", notebooks=REPO / "notebooks",
+                        manifest=REPO / "book" / "manifest.yml")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    try:
+        result = book.run_book("smoke", data=str(data), runs_dir=str(root / "runs"), only=["06"], build=False,
+                               params={"models": ["densenet121", "cell_graph_gat", "cell_graph_gat_no_edges"],
+                                       "explain_images": 3})
+    finally:
+        mp.undo()
+    assert sum("cell_graph_gat-" in r for r in result.planned) == 2  # both folds of the smoke profile
+    nb = nbformat.read(root / "book" / "06_cell_graphs.ipynb", as_version=4)
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = str(outputs)
+    assert "none of this set's" not in text and "Claim 6:" in text and "cells holding 80%" in text
