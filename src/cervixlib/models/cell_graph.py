@@ -110,7 +110,8 @@ class CellGraphNet(CervixModel):
         return x if pre_logits else self.head(x)
 
     def forward(self, data: Any, x: Tensor | None = None) -> Tensor:
-        return self.forward_head(self.forward_features(data, x))
+        with torch.autocast(device_type=data.edge_index.device.type, enabled=False):  # fp32 throughout
+            return self.forward_head(self.forward_features(data, x))
 
     @torch.no_grad()
     def cell_weights(self, data: Any) -> Tensor:
