@@ -93,6 +93,9 @@ def _import_ray(local: bool) -> Any:
         # With this set, Ray takes the loopback address as the node's and binds its servers
         # there (it is read when Ray is imported); otherwise it binds the reachable address.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Token authentication, what Ray gives a new local instance anyway, said explicitly:
+        # unset, Ray warns about it on standard error, which a notebook shows in red.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
