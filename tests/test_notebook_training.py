@@ -189,3 +189,170 @@ def test_cervix_book_page_holds_no_progress(project):
         for out in c.get("outputs", []):
             assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {})
             assert "%|" not in str(out.get("text", ""))
+
+
+# --------------------------------------------------------------------------- JupyterLab in a browser
+_LAB_STATE_JS = """(() => {
+  const app = window.jupyterapp;
+  const panel = app && Array.from(app.shell.widgets('main')).find(w => w.content && w.sessionContext);
+  if (!panel) return {ready: false};
+  if (app.shell.currentWidget !== panel) app.shell.activateById(panel.id);
+  // the news prompt covers a corner of the page: say no
+  for (const b of document.querySelectorAll('.jp-toast-button')) if (b.textContent.trim() === 'No') b.click();
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+  const train = cells.find(c => c.model.sharedModel.getSource().includes('study.train_chapter('));
+  if (train && !window.cervixScrolled) train.node.scrollIntoView();  // in view: widgets draw there
+  const outputs = cells.map(c => c.model.outputs.toJSON()).flat();
+  return {ready: panel.context.isReady, kernel: kernel ? kernel.status : null,
+          pending: cells.filter(c => c.promptNode && c.promptNode.textContent.includes('*')).length,
+          unrun: cells.filter(c => c.model.executionCount === null).length,
+          errors: outputs.filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue),
+          bars: train ? Array.from(train.node.querySelectorAll('*')).filter(
+              e => /hprogress/.test(e.className)).length : 0,
+          train_text: train ? train.node.textContent.replace(/\u2007/g, ' ') : ''};  // tqdm's figure spaces
+})()"""
+
+
+def _screenshot(dt, path: Path) -> None:
+    import base64
+
+    path.write_bytes(base64.b64decode(dt.call("Page.captureScreenshot", format="png")["data"]))
+
+
+def test_run_all_in_jupyterlab_shows_progress(tmp_path, synth_root):
+    # Run All of chapter 3 in JupyterLab, in headless Chromium, on a fresh store at the smoke profile:
+    # the progress bars appear while it trains and every cell runs without an error.
+    import subprocess
+    import sys
+    import tempfile
+    import urllib.request
+
+    import book_checks as bc
+
+    exe = bc.find_chromium()
+    if exe is None:
+        pytest.skip(bc.CHROMIUM_HINT)
+    shots = Path(os.environ.get("CERVIX_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    root = make_project(tmp_path / "proj", toc=REPO / "_toc.yml", notebooks=REPO / "notebooks",
+                        manifest=REPO / "book" / "manifest.yml")
+    path = root / "notebooks" / f"{CHAPTER}.ipynb"
+    params = {**_params(synth_root, tmp_path / "runs"), "epochs": 2}
+    nbformat.write(_injected(nbformat.read(path, as_version=4), params), path)
+
+    port, token = bc._free_port(), "t" + os.urandom(12).hex()
+    home = tmp_path / "jupyter"
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_NO_CONFIG": "1"}
+    env.pop("JUPYTER_PATH", None)
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.expose_app_in_browser=True", "--allow-root"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    profile = Path(tempfile.mkdtemp(prefix="cervix-chromium-"))
+    browser = subprocess.Popen(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+         "--disable-extensions", "--window-size=1280,1000", f"--user-data-dir={profile}",
+         "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (profile / "DevToolsActivePort").is_file() or not (profile / "DevToolsActivePort").read_text():
+            assert time.monotonic() < deadline, "Chromium did not start"
+            time.sleep(0.2)
+        debug = int((profile / "DevToolsActivePort").read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{debug}/json/list", timeout=10) as resp:
+            target = next(t for t in json.load(resp) if t.get("type") == "page")
+        dt = bc._DevTools(target["webSocketDebuggerUrl"])
+        try:
+            url = f"http://127.0.0.1:{port}/lab/tree/notebooks/{CHAPTER}.ipynb?token={token}"
+            deadline = time.monotonic() + 120
+            while True:  # the server takes a few seconds to answer
+                dt.call("Page.navigate", url=url)
+                time.sleep(5)
+                state = dt.evaluate(_LAB_STATE_JS)
+                while not (state.get("ready") and state.get("kernel") == "idle") and time.monotonic() < deadline:
+                    time.sleep(1)
+                    state = dt.evaluate(_LAB_STATE_JS)
+                if state.get("kernel") == "idle" or time.monotonic() > deadline:
+                    break
+            assert state.get("kernel") == "idle", f"the notebook did not open with an idle kernel: {state}"
+            dt.evaluate("void window.jupyterapp.commands.execute('notebook:run-all-cells'), 0")
+            seen_progress = seen_epoch = False
+            deadline, polls = time.monotonic() + 600, []
+            while time.monotonic() < deadline:
+                time.sleep(2)
+                state = dt.evaluate(_LAB_STATE_JS)
+                polls.append((state["bars"], state["train_text"][-300:]))
+                running = state["bars"] and re.search(r"[0-3]/4 done", state["train_text"])
+                if running and not seen_epoch and re.search(r"(epoch \d+/2|started)", state["train_text"]):
+                    seen_progress = True
+                    seen_epoch = bool(re.search(r"epoch \d+/2", state["train_text"]))
+                    _screenshot(dt, shots / "jupyterlab_03_training.png")  # again once an epoch shows
+                elif seen_progress and not running:
+                    dt.evaluate("window.cervixScrolled = true")  # then let JupyterLab follow the cells
+                if state["errors"] or (state["unrun"] == 0 and state["pending"] == 0 and state["kernel"] == "idle"):
+                    break
+            dt.evaluate("""(() => { const p = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.content);
+                const c = p.content.widgets.find(c => c.model.sharedModel.getSource().includes('study.train_chapter('));
+                c.node.scrollIntoView(); return 0; })()""")
+            time.sleep(1)
+            _screenshot(dt, shots / "jupyterlab_03_done.png")
+        finally:
+            dt.close()
+    finally:
+        for proc in (browser, lab):
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert not state["errors"], state["errors"]
+    assert "Token authentication" not in state["train_text"]  # no warning of Ray's in red
+    assert state["unrun"] == 0 and state["pending"] == 0, state
+    assert seen_progress, f"no progress bar with a running run while training: {polls}"
+    assert "4 runs needed: 0 in the store, 4 to train" in state["train_text"]
+    assert len(list((tmp_path / "runs").glob("*/config.json"))) == 4
+
+
+# --------------------------------------------------------------------------- without Ray
+def test_without_ray_runs_train_here_and_an_interrupt_keeps_the_checkpoint(tmp_path, synth_root, monkeypatch):
+    # Where Ray is missing, the plan trains one run at a time in this process with the same display;
+    # KeyboardInterrupt (the kernel's stop button) after a checkpointed epoch leaves that checkpoint
+    # and no lock, and the next call resumes from it.
+    from cervixlib import parallel
+    from cervixlib.config import make_config
+    from cervixlib.plan import plan_runs
+    from cervixlib.progress import PlanProgress
+
+    def no_ray(*args, **kwargs):
+        raise parallel.RayUnavailable("training a plan in parallel needs Ray (test)")
+
+    monkeypatch.setattr(parallel, "start_ray", no_ray)
+    config = make_config("resnet50", profile="smoke", root=str(synth_root), epochs=3)
+
+    def stop_after_epoch_1(state):
+        if any(s.get("epoch") == 1 and s.get("images_per_s") for s in state.values()):
+            raise KeyboardInterrupt
+
+    lines: list[str] = []
+    plan = plan_runs([config], runs_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        parallel.train_plan(plan, checkpoint_every=0, without_ray="here", on_report=stop_after_epoch_1,
+                            progress=PlanProgress(plan.todo, lines.append), write=lines.append)
+    assert any("one at a time in this process" in line for line in lines)
+    assert (tmp_path / f"{plan.runs[0].name}.partial" / "last.pt").is_file()
+    assert not _lockable(tmp_path)
+    with pytest.raises(parallel.RayUnavailable):  # the default: say that Ray is missing
+        parallel.train_plan(plan_runs([config], runs_dir=tmp_path), write=lines.append)
+
+    lines.clear()
+    again = plan_runs([config], runs_dir=tmp_path)
+    assert again.runs[0].partial
+    result = parallel.train_plan(again, without_ray="here", progress=PlanProgress(again.todo, lines.append),
+                                 write=lines.append)
+    assert result.ok and result.trained == [plan.runs[0].name]
+    assert any("epoch 3/3" in line and "resumed after epoch 1" in line for line in lines), lines
