@@ -111,15 +111,6 @@ class CellGraphDataset(Dataset):
         return self._data[i], int(self.targets[i])
 
 
-def build_one(item: Item, *, cut: float | None = CUT) -> CellGraph:
-    """One item's graph through the cache (checked)."""
-    key = _key(item, cut)
-    if key not in _CACHE:
-        _CACHE[key] = cell_graph(item, cut=cut)
-        _PROBLEMS[key] = []
-    return _CACHE[key]
-
-
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """One intra-op thread for graph-sized work, then the caller's count again: a graph batch is
