@@ -402,3 +402,12 @@ def test_chapter_6_on_a_class_folder_set_with_masks(tmp_path, synth_index):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = str(outputs)
     assert "none of this set's" not in text and "Claim 6:" in text and "cells holding 80%" in text
+
+
+def test_graph_models_are_not_planned_on_isolated_cells(synth_root):
+    from cervixlib.study import Study
+
+    study = Study(profile="smoke", data_root=str(synth_root))
+    assert {c.model for c in study.needed_configs("folds@isolated", ["densenet121", "cell_graph_gat"])} == {"densenet121"}
+    assert {c.model for c in study.needed_configs("folds", ["densenet121", "cell_graph_gat"])} == {"densenet121",
+                                                                                                  "cell_graph_gat"}

@@ -282,16 +282,17 @@ class Study:
         the fold runs on isolated cells; without ``@``, the study's subset), as the
         notebook's calls of :meth:`runs`, :meth:`side_runs`, :meth:`fold_runs` and
         :meth:`leakage_runs` ask for them. ``book/manifest.yml`` lists a chapter's needs.
-        Graph models (:data:`cervixlib.graphs.GRAPH_MODELS`) are left out on data whose images
-        have no cells to make a graph of (no outlines, no mask files): chapter 6 is a note there."""
+        Graph models (:data:`cervixlib.graphs.GRAPH_MODELS`) are left out on isolated cells (one cell,
+        no graph) and on data whose images have no cells to make a graph of (no outlines, no mask
+        files): chapter 6 is a note there."""
         from cervixlib.graphs import is_graph_model
 
         kind, _, subset = need.partition("@")
         if kind not in RUN_NEEDS:
             raise ValueError(f"unknown run need {need!r}: one of {', '.join(RUN_NEEDS)}, optionally @SUBSET")
         models, subset = list(models), subset or None
-        if self.data_root is not None and any(is_graph_model(m) for m in models) and not any(
-                it.has_mask for it in self.data(subset).items):
+        if any(is_graph_model(m) for m in models) and ((subset or self.subset) == "isolated" or (
+                self.data_root is not None and not any(it.has_mask for it in self.data(subset).items))):
             models = [m for m in models if not is_graph_model(m)]
         if kind == "main":
             return list(self.configs(models, subset).values())
