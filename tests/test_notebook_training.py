@@ -2,7 +2,7 @@
 
 Chapter 3 (``notebooks/03_attention_models.ipynb``) is executed cell by cell with nbclient, as
 JupyterLab executes it, on the tiny synthetic set and a fresh run store, with two models so
-that its plan is four runs. Its training cell (``study.train_chapter``) is interrupted the way
+that its plan is four runs. Its training cell (``cervixlib.chapter.train_chapter``) is interrupted the way
 the stop button interrupts a kernel (SIGINT to the kernel's process group, as jupyter_client's
 provisioner sends it) once one run has finished and a later one has a checkpoint; then run
 again, and the rest of the chapter executed. Finally ``cervix book`` executes the chapter on
@@ -102,7 +102,7 @@ def test_training_cell_shows_progress_survives_an_interrupt_and_resumes(project)
     # one checkpoint an epoch (fit's default is one a minute), so a short run has one to resume
     nb = _injected(nbformat.read(src, as_version=4), _params(data_root, runs_dir),
                    "import cervixlib.train; cervixlib.train.CHECKPOINT_EVERY_S = 0")
-    train_at = next(i for i, c in enumerate(nb.cells) if "study.train_chapter(" in c.source)
+    train_at = next(i for i, c in enumerate(nb.cells) if "train_chapter(study, " in c.source)
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(root / "notebooks")}})
     with client.setup_kernel():
@@ -182,7 +182,7 @@ def test_cervix_book_page_holds_no_progress(project):
     book.run_book("smoke", data=data_root, notebooks_dir=root / "notebooks", book_dir=root / "book",
                   runs_dir=runs_dir, only=[CHAPTER], params=params, build=False)
     nb = nbformat.read(root / "book" / f"{CHAPTER}.ipynb", as_version=4)
-    cell = next(c for c in nb.cells if "study.train_chapter(" in c.source)
+    cell = next(c for c in nb.cells if "train_chapter(study, " in c.source)
     assert "remove-cell" in cell.metadata.tags
     assert [o.get("text", "").strip() for o in cell.outputs] == ["4 runs needed: 4 in the store"]
     for c in nb.cells:
@@ -201,7 +201,7 @@ _LAB_STATE_JS = """(() => {
   for (const b of document.querySelectorAll('.jp-toast-button')) if (b.textContent.trim() === 'No') b.click();
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
-  const train = cells.find(c => c.model.sharedModel.getSource().includes('study.train_chapter('));
+  const train = cells.find(c => c.model.sharedModel.getSource().includes('train_chapter(study, '));
   if (train && !window.cervixScrolled) train.node.scrollIntoView();  // in view: widgets draw there
   const outputs = cells.map(c => c.model.outputs.toJSON()).flat();
   return {ready: panel.context.isReady, kernel: kernel ? kernel.status : null,
@@ -296,7 +296,7 @@ def test_run_all_in_jupyterlab_shows_progress(tmp_path, synth_root):
                 if state["errors"] or (state["unrun"] == 0 and state["pending"] == 0 and state["kernel"] == "idle"):
                     break
             dt.evaluate("""(() => { const p = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.content);
-                const c = p.content.widgets.find(c => c.model.sharedModel.getSource().includes('study.train_chapter('));
+                const c = p.content.widgets.find(c => c.model.sharedModel.getSource().includes('train_chapter(study, '));
                 c.node.scrollIntoView(); return 0; })()""")
             time.sleep(1)
             _screenshot(dt, shots / "jupyterlab_03_done.png")

@@ -9,7 +9,6 @@ it on the page). So the notebooks stay thin and agree with the command line.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -301,36 +300,6 @@ class Study:
         if kind == "folds":
             return [c for cs in self.fold_configs(models, subset).values() for c in cs]
         return [c for by_split in self.leakage_configs(models).values() for c in by_split.values()]
-
-    def train_chapter(self, chapter: str, models: Iterable[str], *, jobs: int | str = "auto",
-                      manifest: str | os.PathLike[str] | None = None) -> None:
-        """Train the runs that ``chapter`` reads and the run store lacks, showing their progress.
-
-        The runs are those of the chapter's ``runs:`` in ``book/manifest.yml`` (``manifest``;
-        default: found from the working directory up), asked of this study with ``models``: the
-        plan ``cervix plan`` lists for the chapter. One line says what it found (``"12 runs needed:
-        12 in the store"``, and the call returns), then :func:`cervixlib.parallel.train_plan`
-        trains the rest as ``cervix book`` does: ``jobs`` at once on a local Ray instance, or one at
-        a time in this process where Ray is not installed, resuming interrupted runs. A live
-        display (:func:`cervixlib.progress.plan_progress`: widgets in JupyterLab, Jupyter Notebook
-        and VS Code, text elsewhere) shows the runs done, each running run's epoch and images a
-        second, and an ETA. An interrupt (the kernel's stop button) stops every run within seconds;
-        finished runs stay, interrupted ones keep their checkpoints, and calling again resumes them.
-        Raises RuntimeError naming the failed runs, after the others finished.
-        """
-        from cervixlib.book.plan import chapter_plan
-        from cervixlib.parallel import train_plan
-        from cervixlib.plan import store_throughput
-        from cervixlib.progress import plan_progress, plan_summary
-
-        plan = chapter_plan(self, chapter, list(models), manifest=manifest)
-        print(plan_summary(plan, store_throughput(self.runs_dir)), flush=True)  # the cell's one line
-        if not plan.todo:
-            return
-        outcome = train_plan(plan, jobs=jobs, progress=plan_progress(plan.todo), without_ray="here")
-        if not outcome.ok:
-            raise RuntimeError(f"{len(outcome.failed)} run(s) of {chapter} failed; run the cell again to "
-                               f"resume them:\n{outcome.failure_text()}")
 
     @property
     def dataset(self) -> DatasetFacts:

@@ -126,16 +126,17 @@ def find_manifest(start: str | os.PathLike[str] | None = None) -> Path:
 
 
 def chapter_plan(study: Study, chapter: str, models: Sequence[str], *,
-                 manifest: str | os.PathLike[str] | None = None) -> RunPlan:
+                 manifest: str | os.PathLike[str] | None = None,
+                 verify: Literal["size", "hash"] = "hash") -> RunPlan:
     """The run plan of one chapter as its notebook runs it: the runs ``chapter`` (a name in the
     manifest, default :func:`find_manifest`'s) reads through ``study`` with ``models``, with
-    their store status. With the parameters ``cervix book`` injects, these are the runs that
-    ``cervix plan --only CHAPTER`` lists."""
+    their store status (``verify``: how finished runs are checked, see :func:`~cervixlib.plan.plan_runs`).
+    With the parameters ``cervix book`` injects, these are the runs that ``cervix plan --only CHAPTER`` lists."""
     man = load_manifest(manifest if manifest is not None else find_manifest())
     spec, = man.select([chapter])
     configs = chapter_configs(study, spec, list(models), root_subsets(study.data_root))
     return plan_runs(configs, profile=study.profile, runs_dir=study.runs_dir,
-                     chapters={c: (spec.name,) for c in configs})
+                     chapters={c: (spec.name,) for c in configs}, verify=verify)
 
 
 def plan_to_execute(profile: str, data: Any, params: Mapping[str, Any], manifest: Path, book_dir: Path,
