@@ -33,8 +33,8 @@ from cervixlib.reductions import Reduce, attribution_mass
 if TYPE_CHECKING:
     from cervixlib.explain.attributions import Attribution
 
-__all__ = ["area_share", "concentration", "dilate", "in_cell_share", "part_shares", "pointing_game",
-           "stack_concentration"]
+__all__ = ["area_share", "cells_holding", "concentration", "dilate", "in_cell_share", "part_shares",
+           "pointing_game", "stack_concentration"]
 
 Ties = Literal["all", "any"]
 
@@ -198,13 +198,20 @@ def concentration(
     m = np.asarray(cells.detach().cpu() if isinstance(cells, torch.Tensor) else cells).astype(bool)
     if m.ndim != 3 or m.shape[1:] != a.shape or m.shape[0] == 0:
         raise ValueError(f"cells must be (K >= 1, H, W) matching the map {a.shape}, got {m.shape}")
-    per_cell = np.sort((m * a[None]).reshape(len(m), -1).sum(1))[::-1]
-    total = per_cell.sum()
-    if total <= 0:
+    return cells_holding((m * a[None]).reshape(len(m), -1).sum(1), level=level)
+
+
+def cells_holding(shares: np.ndarray, *, level: float = 0.8) -> tuple[float, float]:
+    """:func:`concentration` from each cell's mass (or share) ``(K,)``: the fewest cells whose
+    mass reaches ``level`` of their sum (largest first), and that count over K; ``(nan, nan)``
+    for no cell or no mass. Chapter 6 measures its cell graphs' shares with it."""
+    if not 0 < level <= 1:
+        raise ValueError(f"level must be in (0, 1], got {level}")
+    s = np.sort(np.asarray(shares, dtype=np.float64))[::-1]
+    if s.size == 0 or not np.isfinite(s).all() or s.sum() <= 0:
         return float("nan"), float("nan")
-    cum = np.cumsum(per_cell) / total
-    count = int(np.searchsorted(cum, level - 1e-12) + 1)
-    return float(count), count / len(m)
+    count = int(np.searchsorted(np.cumsum(s) / s.sum(), level - 1e-12) + 1)
+    return float(count), count / s.size
 
 
 def stack_concentration(maps: np.ndarray | torch.Tensor, cells: Sequence[np.ndarray], *,

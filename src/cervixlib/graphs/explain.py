@@ -11,8 +11,8 @@ claim 4) and leave "relations between cells" to future work. For a cell-graph mo
 
 A CNN's share of each cell is the part of its IG map's in-cell mass inside that cell
 (:func:`cell_shares_of_map`), as chapter 5 measures it; the concentration measure is chapter
-5's: the fewest cells holding 80% (:func:`cells_holding`, which
-:func:`cervixlib.explain.localisation.concentration` computes from a map).
+5's: the fewest cells holding 80% (:func:`cervixlib.explain.localisation.cells_holding`, the
+core of its ``concentration``, re-exported here).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from cervixlib.data.items import Item
+from cervixlib.explain.localisation import cells_holding
 from cervixlib.graphs.build import CellGraph
 from cervixlib.graphs.dataset import graph_batch, one_thread, to_data
 
@@ -34,18 +35,6 @@ __all__ = ["GraphExplanation", "cell_shares_of_map", "cells_holding", "cnn_cell_
            "graph_ig", "same_top_cell", "share_rows"]
 
 _log = logging.getLogger(__name__)
-
-
-def cells_holding(shares: np.ndarray, *, level: float = 0.8) -> tuple[float, float]:
-    """The fewest cells whose shares (K,) reach ``level`` of their sum (largest first), and that
-    count over K; ``(nan, nan)`` for no cell or no mass. Chapter 5's concentration measure."""
-    if not 0 < level <= 1:
-        raise ValueError(f"level must be in (0, 1], got {level}")
-    s = np.sort(np.asarray(shares, dtype=np.float64))[::-1]
-    if s.size == 0 or not np.isfinite(s).all() or s.sum() <= 0:
-        return float("nan"), float("nan")
-    count = int(np.searchsorted(np.cumsum(s) / s.sum(), level - 1e-12) + 1)
-    return float(count), count / s.size
 
 
 def cell_shares_of_map(map_: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -124,10 +113,6 @@ class GraphExplanation:
     output_diff: np.ndarray
     indices: list[int] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
-
-    def concentration(self, which: str = "attention", *, level: float = 0.8) -> np.ndarray:
-        """(N,) the fewest cells holding ``level`` of each image's ``which`` shares."""
-        return np.array([cells_holding(s, level=level)[0] for s in getattr(self, which)])
 
 
 def explain_graphs(model: nn.Module, graphs: Sequence[CellGraph], *, n_steps: int = 32) -> GraphExplanation:
