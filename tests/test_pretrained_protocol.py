@@ -300,7 +300,11 @@ def test_a_weights_file_reaches_the_kernel_and_the_plan_as_one_file(synth_root, 
     torch.save({}, project / "mine.pth")
     monkeypatch.chdir(project)
     injected = {}
-    monkeypatch.setattr(execute, "execute_notebook", lambda src, out, parameters, **kw: injected.update(parameters))
+    def fake_execute(src, out, parameters, **kwargs):  # the executed copy is the source: run_book stamps it
+        injected.update(parameters)
+        shutil.copyfile(src, out)
+
+    monkeypatch.setattr(execute, "execute_notebook", fake_execute)
     run_book("smoke", synth_root, "notebooks", "book", only=["02"], params={"weights": "mine.pth"},
              build=False, train=False, kernel_name="python3")
     assert injected["weights"] == "../mine.pth"
