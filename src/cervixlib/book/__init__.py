@@ -1,6 +1,6 @@
 """The analysis book: papermill runs the notebooks, Jupyter Book 1 renders them offline.
 
-The five notebooks in ``notebooks/`` reproduce Wang et al. (2021), "Towards
+The notebooks in ``notebooks/`` reproduce Wang et al. (2021), "Towards
 Interpretable Attention Networks for Cervical Cancer Analysis" (IEEE EMBC 2021,
 arXiv:2106.00557), on SIPaKMeD or on the embedded synthetic set. This package turns
 them into a static site that works with no network, one job a module:
