@@ -5,8 +5,9 @@ JupyterLab executes it, on the tiny synthetic set and a fresh run store, with tw
 that its plan is four runs. Its training cell (``cervixlib.chapter.train_chapter``) is interrupted the way
 the stop button interrupts a kernel (SIGINT to the kernel's process group, as jupyter_client's
 provisioner sends it) once one run has finished and a later one has a checkpoint; then run
-again, and the rest of the chapter executed. Finally ``cervix book`` executes the chapter on
-the same store: its training cell finds every run there and says so in one line.
+again, and the rest of the chapter executed. (Under ``cervix book`` every chapter's training
+cell finds its runs and says so in one line, off the page: tests/test_book_chapters.py checks
+that on the smoke book it builds anyway.)
 """
 
 from __future__ import annotations
@@ -168,27 +169,6 @@ def test_training_cell_shows_progress_survives_an_interrupt_and_resumes(project)
     client.set_widgets_metadata()
     assert not _lockable(runs_dir)
     assert len(list(runs_dir.glob("*/config.json"))) == 4
-
-
-def test_cervix_book_page_holds_no_progress(project):
-    # After the test above, cervix book's plan finds the chapter's four runs in the store: the
-    # training cell prints one line, displays nothing else, and is off the page (remove-cell).
-    from cervixlib import book
-
-    root, data_root, runs_dir = project
-    if len(list(runs_dir.glob("*/config.json"))) != 4:
-        pytest.skip("needs the store the test above trained")
-    params = {k: v for k, v in _params(data_root, runs_dir).items() if k in ("models", "epochs")}
-    book.run_book("smoke", data=data_root, notebooks_dir=root / "notebooks", book_dir=root / "book",
-                  runs_dir=runs_dir, only=[CHAPTER], params=params, build=False)
-    nb = nbformat.read(root / "book" / f"{CHAPTER}.ipynb", as_version=4)
-    cell = next(c for c in nb.cells if "train_chapter(study, " in c.source)
-    assert "remove-cell" in cell.metadata.tags
-    assert [o.get("text", "").strip() for o in cell.outputs] == ["4 runs needed: 4 in the store"]
-    for c in nb.cells:
-        for out in c.get("outputs", []):
-            assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {})
-            assert "%|" not in str(out.get("text", ""))
 
 
 # --------------------------------------------------------------------------- JupyterLab in a browser
