@@ -34,26 +34,30 @@ def _counts(plan):
     return collections.Counter((r.config.data.split, r.config.weights is not None) for r in plan.runs)
 
 
-def test_the_paper_profile_plans_52_runs_without_generating_data(tmp_path, monkeypatch):
+def test_the_paper_profile_plans_67_runs_without_generating_data(tmp_path, monkeypatch):
     monkeypatch.setenv("CERVIX_DATA_HOME", str(tmp_path / "empty-home"))
     plan = book_plan("paper", runs_dir=tmp_path / "runs", generate=False, **BOOK)
     assert not (tmp_path / "empty-home").exists()  # looked, generated nothing
     assert plan.data_root is None and all(r.done is None for r in plan.runs)
-    assert len(plan.runs) == len(set(plan.configs())) == 52
+    assert len(plan.runs) == len(set(plan.configs())) == 52 + 15
     # released protocol: 4 designs x 2 subsets on the released split (3 of 4 with ImageNet weights);
-    # ours: 4 models x 2 subsets x 5 folds from scratch; leakage: the 4 released recipes on
-    # isolated cells under our split (fold 1), beside their released-split runs above
-    assert _counts(plan) == {("released", True): 6, ("released", False): 2, ("group", False): 40 + 1,
+    # ours: 4 models x 2 subsets x 5 folds from scratch (the API's weights=None; the command line
+    # gives the paper profile ImageNet weights); leakage: the 4 released recipes on isolated cells
+    # under our split (fold 1), beside their released-split runs above; chapter 6: 3 graph models
+    # x 5 folds on multi-cell images, from scratch
+    assert _counts(plan) == {("released", True): 6, ("released", False): 2, ("group", False): 40 + 1 + 15,
                              ("group", True): 3}
+    graphs = collections.Counter(r.config.model for r in plan.runs if r.config.model.startswith("cell_graph"))
+    assert graphs == {"cell_graph_gat": 5, "cell_graph_gin": 5, "cell_graph_gat_no_edges": 5}
     models = collections.Counter(r.config.model for r in plan.runs if r.config.data.split == "released")
     assert models == {"resnet50": 2, "densenet121": 2, "ran92": 2, "rcan_densenet121_released": 2}
-    assert all(r.config.epochs == 50 and r.config.data.image_size == 224 and r.config.batch_size == 16
-               for r in plan.runs)
+    assert all(r.config.epochs == (100 if r.config.model.startswith("cell_graph") else 50)  # Profile.graph_epochs
+               and r.config.data.image_size == 224 and r.config.batch_size == 16 for r in plan.runs)
     assert {c for r in plan.runs for c in r.chapters} == {"02_baselines", "03_attention_models",
                                                           "04_multicell_vs_isolated", "05_explainability",
-                                                          "00_claims"}
+                                                          "06_cell_graphs", "00_claims"}
     text = plan.text()
-    assert "52 runs" in text and "not generated yet" in text
+    assert "67 runs" in text and "not generated yet" in text
 
 
 def test_the_plan_follows_parameters_and_chapters(tmp_path, monkeypatch):
