@@ -67,6 +67,16 @@ _LOADING_ATTRS = {
 _ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|\b\w*(Error|Exception)\b")
 
 
+def stop_process(proc: subprocess.Popen, *, timeout: float) -> None:
+    """Terminate ``proc`` and wait for it; kill it if it outlives ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _is_external(url: str) -> bool:
     return bool(re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*:)?//", url.strip())) and not url.strip().startswith("file:")
 
@@ -581,12 +591,7 @@ def check_in_browser(html_dir: str | os.PathLike[str], pages: Sequence[str], out
         finally:
             dt.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
         shutil.rmtree(profile, ignore_errors=True)
     assert not problems, "\n".join(problems)
     return results
@@ -708,11 +713,6 @@ def check_jupyterlab(root_dir: str | os.PathLike[str], notebooks: str = "noteboo
         assert api("GET", "/api/kernels")[1] == [], "a kernel is still running"
         return seen
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
         log.close()
         shutil.rmtree(runtime, ignore_errors=True)

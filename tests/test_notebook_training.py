@@ -284,12 +284,7 @@ def test_run_all_in_jupyterlab_shows_progress(tmp_path, synth_root):
             dt.close()
     finally:
         for proc in (browser, lab):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            bc.stop_process(proc, timeout=20)
     assert not state["errors"], state["errors"]
     assert "Token authentication" not in state["train_text"]  # no warning of Ray's in red
     assert state["unrun"] == 0 and state["pending"] == 0, state
