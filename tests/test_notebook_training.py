@@ -111,15 +111,21 @@ def test_training_cell_shows_progress_survives_an_interrupt_and_resumes(project)
         for i in range(train_at):
             client.execute_cell(nb.cells[i], i)
 
-        # the first run: interrupted once a run has finished and another has a checkpoint
+        # the first run: interrupted once a run has finished, another has a checkpoint and the
+        # bars have shown an epoch (the driver reads the runs' reports about once a second)
         seen: dict[str, object] = {}
+
+        def epoch_shown() -> bool:
+            texts = [v for state in list(client.widget_state.values()) for v in list(state.values())
+                     if isinstance(v, str)]
+            return any(re.search(rf"epoch \d+/{EPOCHS}", t.replace("\u2007", " ")) for t in texts)
 
         def interrupt_when_ready() -> None:
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 finished = [p.parent for p in runs_dir.glob("*/config.json")]
                 partial = [p.parent for p in runs_dir.glob("*.partial/last.pt")]
-                if finished and partial:
+                if finished and partial and epoch_shown():
                     seen.update(finished=finished, partial=partial[0],
                                 pids=[p.pid for p in kernel.children(recursive=True)])
                     seen["t"] = time.monotonic()
