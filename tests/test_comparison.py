@@ -9,7 +9,8 @@ from scipy import stats
 
 from cervixlib.claims import (CONTRADICTED, SUPPORTED, UNDECIDED, Claim, Evidence, claims_html,
                               combine_verdicts, verdict)
-from cervixlib.comparison import corrected_resampled_t, fold_mean_sd, paired_bootstrap
+from cervixlib.comparison import (NO_SPREAD, corrected_resampled_t, detectable_difference, fold_mean_sd,
+                                  paired_bootstrap, repeats_needed)
 
 A = np.array([0.91, 0.88, 0.93, 0.87, 0.90])
 B = np.array([0.89, 0.87, 0.90, 0.88, 0.86])
@@ -57,9 +58,11 @@ def test_paired_bootstrap_is_centred_on_the_pooled_difference_and_resamples_with
     se = np.sqrt(sum(np.var(d[strata == s]) * 100 for s in range(3))) / 300  # stratified standard error
     assert res.low == pytest.approx(d.mean() - 1.96 * se, abs=0.012)
     assert res.high == pytest.approx(d.mean() + 1.96 * se, abs=0.012)
-    # a difference that is the same within each fold: resampling within folds cannot move it
+    # a difference that is the same within each fold: resampling within folds cannot move it, and a
+    # zero-width interval would claim a certainty the images cannot give: no interval, and why
     const = paired_bootstrap(np.repeat([1.0, 0.0], 5), np.zeros(10), strata=np.repeat([0, 1], 5))
-    assert const.low == const.high == 0.5
+    assert const.mean == 0.5 and not const.has_interval and "no spread" in const.reason
+    assert verdict(const, +1) == UNDECIDED
 
 
 def _diff(values, n_train=60, n_test=30):
@@ -180,3 +183,58 @@ def test_paper_claims_on_a_class_per_folder_set():
     numbers = {f"{v:.2f}" for row in PAPER_TABLE2.values() for v in row.values() if isinstance(v, float)}
     assert not [n for n in numbers if n in page]  # no SIPaKMeD number beside ours
     assert "multi-cell images, " not in claims_html(found[:3])  # claims 1-3 name this set's images
+
+
+def test_folds_without_spread_never_decide():
+    """Chapter 3's case: three folds that each gave resnet50 - densenet121 = -7.4 points (6 of 81
+    images). The variance is zero, so the t interval would be [-7.4, -7.4] with p = 0: no interval
+    instead, the reason, an undecided verdict, and the images' bootstrap named beside it."""
+    same = corrected_resampled_t([-6 / 81] * 3, n_train=160, n_test=81)
+    assert same.mean == pytest.approx(-6 / 81) and not same.has_interval
+    assert same.reason == NO_SPREAD and np.isnan(same.p_value)
+    assert verdict(same, -1) == verdict(same, +1) == UNDECIDED
+    assert "no interval: the folds gave no spread to estimate from" in same.text()
+    boot = paired_bootstrap(np.r_[np.zeros(18), np.ones(225)], np.r_[np.ones(18), np.ones(225)],
+                            strata=np.repeat([0, 1, 2], 81))
+    e = Evidence("multi-cell images, ResNet-50 − DenseNet-121", same.scaled(100), -1, beside=boot.scaled(100))
+    assert e.verdict == UNDECIDED and "no spread" in e.number_text() and "paired bootstrap" in e.number_text()
+    claim = Claim(2, "DenseNet-121 beats ResNet-50", (e,), ("03_attention_models.ipynb",), synthetic=True)
+    assert claim.verdict == UNDECIDED and "[-7.4, -7.4]" not in claim.sentence()
+    # one distinct value among more folds is the same case; two distinct values give an interval
+    assert not corrected_resampled_t([0.02, 0.02, 0.02, 0.02], n_train=100, n_test=25).has_interval
+    assert corrected_resampled_t([0.02, 0.02, 0.03], n_train=100, n_test=25).has_interval
+
+
+def test_detectable_difference_is_the_effect_found_with_80_percent_power():
+    """Independent check by simulation: fold differences drawn around the detectable difference
+    are decided (interval above 0) in about 80% of trials, and around half of it far less often."""
+    k, sd, n_train, n_test = 5, 0.03, 400.0, 100.0
+    mde = detectable_difference(sd, k, n_train=n_train, n_test=n_test)
+    se = np.sqrt((1 / k + n_test / n_train) * sd ** 2)
+    assert mde == pytest.approx((stats.t.ppf(0.975, k - 1) + stats.t.ppf(0.8, k - 1)) * se)
+    rng = np.random.default_rng(0)
+
+    def power(effect: float) -> float:
+        # differences with the variance the corrected test assumes for one fold: k * se^2 per draw,
+        # drawn as a mean shared by the folds (the overlap of training sets) plus independent noise
+        shared = rng.normal(0, np.sqrt(n_test / n_train) * sd, size=(4000, 1))
+        d = effect + shared + rng.normal(0, sd, size=(4000, k)) * 1.0
+        return float(np.mean([corrected_resampled_t(row, n_train=n_train, n_test=n_test).low > 0 for row in d]))
+
+    assert 0.72 < power(mde) < 0.9
+    assert power(mde / 2) < 0.45
+    assert np.isnan(detectable_difference(0.0, k, n_train=n_train, n_test=n_test))
+    assert np.isnan(detectable_difference(sd, 1, n_train=n_train, n_test=n_test))
+
+
+def test_repeats_shrink_the_detectable_difference_down_to_a_floor():
+    """r x k repeated folds: the 1/k term shrinks with r, the overlap term n_test/n_train does not."""
+    sd, k, n_train, n_test = 0.04, 3, 600.0, 60.0
+    one = detectable_difference(sd, k, n_train=n_train, n_test=n_test)
+    target = one / 2
+    r = repeats_needed(target, sd, k, n_train=n_train, n_test=n_test)
+    assert r is not None and r > 1
+    assert detectable_difference(sd, r * k, n_train=n_train, n_test=n_test) <= target
+    assert detectable_difference(sd, (r - 1) * k, n_train=n_train, n_test=n_test) > target
+    floor = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * np.sqrt(n_test / n_train) * sd
+    assert repeats_needed(floor * 0.9, sd, k, n_train=n_train, n_test=n_test) is None

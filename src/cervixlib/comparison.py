@@ -28,6 +28,7 @@ on arrays:
 from __future__ import annotations
 
 from collections.abc import Sequence
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,17 +36,24 @@ from scipy import stats
 
 from cervixlib.metrics import MIN_IMAGES, percentile_bootstrap
 
-__all__ = ["MIN_IMAGES", "PairedDifference", "corrected_resampled_t", "fold_mean_sd", "paired_bootstrap"]
+__all__ = ["MIN_IMAGES", "NO_SPREAD", "PairedDifference", "corrected_resampled_t", "detectable_difference",
+           "fold_mean_sd", "paired_bootstrap", "repeats_needed"]
 
+#: Why a fold comparison whose folds all gave the same difference has no interval: its variance
+#: is zero, so the t interval would have zero width and p = 0, a certainty the data cannot give.
+NO_SPREAD = "the folds gave no spread to estimate from"
+#: The power at which :func:`detectable_difference` states the smallest decidable difference.
+POWER = 0.8
 
 
 @dataclass(frozen=True)
 class PairedDifference:
     """The mean paired difference ``a - b`` with a two-sided interval.
 
-    ``low``/``high`` are NaN when the sample is too small for an interval (fewer than two
-    folds or images). ``n`` counts folds (t-test) or images (bootstrap); ``p_value`` is the
-    two-sided p-value where the method gives one.
+    ``low``/``high`` are NaN when there is no interval, and ``reason`` says why: too few
+    folds or images, or no spread between them to estimate the variance from (a zero-width
+    interval is never returned). ``n`` counts folds (t-test) or images (bootstrap);
+    ``p_value`` is the two-sided p-value where the method gives one.
     """
 
     mean: float
@@ -55,21 +63,26 @@ class PairedDifference:
     method: str
     level: float = 0.95
     p_value: float | None = None
+    reason: str = ""
 
     @property
     def has_interval(self) -> bool:
         return bool(np.isfinite(self.low) and np.isfinite(self.high))
 
     def __str__(self) -> str:
-        """``+0.012 [-0.003, +0.027]``, or the mean and why there is no interval (a table cell)."""
+        """``+0.012 [-0.003, +0.027]``, or the mean and why there is no interval."""
+        return self.text(3)
+
+    def text(self, digits: int = 1) -> str:
+        """``"+1.2 [-3.4, +5.8]"``, or ``"+1.2 (no interval: <why>)"``: the one way a table cell or a
+        sentence shows a difference."""
         if not self.has_interval:
-            return f"{self.mean:+.3f} (n = {self.n}: too few for an interval)"
-        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+            return f"{self.mean:+.{digits}f} (no interval: {self.reason})"
+        return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
 
     def scaled(self, factor: float) -> PairedDifference:
         """The same difference in other units (``100`` for percentage points)."""
-        return PairedDifference(self.mean * factor, self.low * factor, self.high * factor, self.n,
-                                self.method, self.level, self.p_value)
+        return dataclasses.replace(self, mean=self.mean * factor, low=self.low * factor, high=self.high * factor)
 
     def to_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
@@ -107,7 +120,9 @@ def corrected_resampled_t(
 
     Returns:
         The mean difference, the t interval ``mean +- t_{k-1} * sqrt((1/k + n_test/n_train) s^2)``
-        and the two-sided p-value; with k < 2 the interval and p-value are NaN.
+        and the two-sided p-value. With k < 2, or when every fold gave the same difference
+        (zero variance: :data:`NO_SPREAD`), the interval and p-value are NaN and ``reason`` says
+        why; the verdict is then undecided, never decided by a zero-width interval.
     """
     d = _vector(differences, "differences")
     if n_train <= 0 or n_test <= 0:
@@ -115,17 +130,50 @@ def corrected_resampled_t(
     k = d.size
     method = "corrected resampled t-test (Nadeau & Bengio 2003)" if correction else "paired t-test"
     mean = float(d.mean())
+    nan = float("nan")
     if k < 2:
-        return PairedDifference(mean, float("nan"), float("nan"), k, method, level, float("nan"))
+        return PairedDifference(mean, nan, nan, k, method, level, nan, "one fold: no spread to estimate from")
+    if np.unique(d).size < 2:  # every fold gave the same difference: zero variance, no interval
+        return PairedDifference(mean, nan, nan, k, method, level, nan, NO_SPREAD)
     factor = 1.0 / k + (n_test / n_train if correction else 0.0)
     se = float(np.sqrt(factor * d.var(ddof=1)))
-    if se == 0.0:  # every fold gave the same difference: no spread to test against
-        p = 1.0 if mean == 0 else 0.0
-        return PairedDifference(mean, mean, mean, k, method, level, p)
     t = mean / se
     p = float(2 * stats.t.sf(abs(t), k - 1))
     half = float(stats.t.ppf(0.5 + level / 2, k - 1)) * se
     return PairedDifference(mean, mean - half, mean + half, k, method, level, p)
+
+
+def detectable_difference(sd: float, k: int, *, n_train: float, n_test: float, level: float = 0.95,
+                          power: float = POWER, correction: bool = True) -> float:
+    """The smallest true difference that :func:`corrected_resampled_t` over ``k`` folds (or r x k
+    repeated folds: ``k`` differences in all) decides with probability ``power``: the minimum
+    detectable effect ``(t_{1-a/2, k-1} + t_{power, k-1}) * sqrt((1/k + n_test/n_train) sd^2)``,
+    in the units of ``sd`` (the fold-to-fold standard deviation of the differences).
+
+    It says whether "undecided" was a question of sample size: a 1-point effect under a
+    12-point detectable difference was never within reach. NaN where it cannot be estimated
+    (fewer than two folds, no spread)."""
+    if k < 2 or not np.isfinite(sd) or sd <= 0:
+        return float("nan")
+    factor = 1.0 / k + (n_test / n_train if correction else 0.0)
+    quantiles = stats.t.ppf(0.5 + level / 2, k - 1) + stats.t.ppf(power, k - 1)
+    return float(quantiles * np.sqrt(factor * sd ** 2))
+
+
+def repeats_needed(target: float, sd: float, folds: int, *, n_train: float, n_test: float,
+                   level: float = 0.95, power: float = POWER, most: int = 100) -> int | None:
+    """How many repeats r of ``folds``-fold cross-validation (each with another split seed) bring
+    :func:`detectable_difference` over the r x ``folds`` differences down to ``target``; None when
+    no r up to ``most`` does. Repeats shrink only the ``1/k`` term: the overlap of training
+    sets (``n_test/n_train``) sets a floor that no number of repeats goes below (Bouckaert &
+    Frank 2004), so a small effect may need more images, not more repeats."""
+    if not np.isfinite(sd) or sd <= 0 or target <= 0:
+        return None
+    for r in range(1, most + 1):
+        if detectable_difference(sd, r * folds, n_train=n_train, n_test=n_test, level=level,
+                                 power=power) <= target:
+            return r
+    return None
 
 
 def paired_bootstrap(
@@ -161,8 +209,12 @@ def paired_bootstrap(
     method = "paired bootstrap over images" + (" within folds" if strata is not None else "")
     if d.size == 0:
         raise ValueError("no pair of finite values to compare")
-    mean = float(d.mean())
+    mean, nan = float(d.mean()), float("nan")
     if d.size < MIN_IMAGES:
-        return PairedDifference(mean, float("nan"), float("nan"), int(d.size), method, level)
+        return PairedDifference(mean, nan, nan, int(d.size), method, level,
+                                reason=f"{d.size} image{'s' * (d.size != 1)}, too few for an interval")
     low, high = percentile_bootstrap(np.mean, d, strata=s, n_resamples=n_resamples, level=level, seed=seed)
+    if not high > low:  # every resample gave the same mean (no spread within any fold)
+        return PairedDifference(mean, nan, nan, int(d.size), method, level,
+                                reason="the images gave no spread to estimate from")
     return PairedDifference(mean, low, high, int(d.size), method, level)

@@ -262,10 +262,6 @@ def compare_text(runs: Sequence[Run]) -> str:
 
 
 # ------------------------------------------------------------------ repeated grouped folds
-def _interval_text(d: Any) -> str:
-    return f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else f"{d.mean:+.1f} (no interval)"
-
-
 def fold_rows(fold_runs: Mapping[str, Sequence[Run]]) -> list[dict[str, Any]]:
     """One row per model (:meth:`Study.fold_runs`): test accuracy on each fold, their mean and
     standard deviation, beside the paper's single-split number on SIPaKMeD."""
@@ -300,9 +296,9 @@ def paired_fold_rows(fold_runs: Mapping[str, Sequence[Run]], *, n_resamples: int
         cmp = compare_fold_runs(fold_runs[a], fold_runs[b], n_resamples=n_resamples, seed=seed)
         t, boot = cmp.t.scaled(100), cmp.bootstrap.scaled(100)
         rows.append({"model_a": a, "model_b": b, "folds": t.n,
-                     "a − b, points [95% corrected t]": _interval_text(t),
+                     "a − b, points [95% corrected t]": t.text(),
                      "t-test p": t.p_value,
-                     f"a − b, points [95% bootstrap, {boot.n} images]": _interval_text(boot)})
+                     f"a − b, points [95% bootstrap, {boot.n} images]": boot.text()})
     return rows
 
 
@@ -326,7 +322,7 @@ def vote_rows(votes: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows.append({"model": model, "folds": t.n, "multi-cell images": cmp.n_images,
                      "multi-cell model, accuracy % per fold": " ".join(f"{100 * v:.1f}" for v in cmp.a),
                      "vote of the isolated-cell model, % per fold": " ".join(f"{100 * v:.1f}" for v in cmp.b),
-                     "multi − vote, points [95% corrected t]": _interval_text(t),
-                     "multi − vote, points [95% bootstrap]": _interval_text(boot),
+                     "multi − vote, points [95% corrected t]": t.text(),
+                     "multi − vote, points [95% bootstrap]": boot.text(),
                      "McNemar p per fold": " ".join(f"{m['p_value']:.3g}" for m in cmp.mcnemar)})
     return rows

@@ -102,8 +102,8 @@ def graph_fold_rows(fold_runs: Mapping[str, Sequence[Run]], pairs: Sequence[tupl
         cmp = compare_fold_runs(fold_runs[a], fold_runs[b], n_resamples=n_resamples, seed=seed)
         t, boot = cmp.t.scaled(100), cmp.bootstrap.scaled(100)
         rows.append({"a": model_title(a), "b": model_title(b), "folds": t.n,
-                     "a − b, points [95% corrected t]": _text(t),
-                     f"a − b, points [95% bootstrap, {boot.n} images]": _text(boot), "a beats b": verdict(t, 1)})
+                     "a − b, points [95% corrected t]": t.text(),
+                     f"a − b, points [95% bootstrap, {boot.n} images]": boot.text(), "a beats b": verdict(t, 1)})
     return rows
 
 
@@ -126,9 +126,6 @@ def top_cell_rows(pairs: Mapping[str, tuple[Sequence[np.ndarray], Sequence[np.nd
         rows.append({"shares compared": name, "images": int(ok.sum()),
                      "same top cell (%)": round(100 * float(agree[ok].mean()), 1),
                      "chance (%)": round(100 * float(chance[ok].mean()), 1),
-                     "difference, points [95% bootstrap]": _text(d), "more often than chance": verdict(d, 1)})
+                     "difference, points [95% bootstrap]": d.text(), "more often than chance": verdict(d, 1)})
     return rows
 
-
-def _text(d: Any) -> str:
-    return f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else f"{d.mean:+.1f} (no interval)"
