@@ -118,3 +118,25 @@ def test_fold_runs_count_folds_from_1_as_the_command_line_and_run_names_do():
     assert [c.data.fold for c in study.fold_configs(["resnet50"], folds=[1, 2])["resnet50"]] == [0, 1]
     assert [c.data.fold for c in study.fold_configs(["resnet50"])["resnet50"]] == [0, 1]
     assert study.fold_configs(["resnet50"], folds=[0, 3])["resnet50"] == []  # no fold 0, no fold 3 of 2
+
+
+def test_repeated_folds_split_each_repeat_with_its_own_seed(synth_root):
+    """``repeats=r``: r x k fold runs a model, repeat i split with ``split_seed=i``; repeat 1 is
+    the unrepeated design (its runs are the store's runs already), and every repeat tests each
+    image once."""
+    from cervixlib.config import Profile
+    from cervixlib.data import prepare
+    from cervixlib.study import Study
+
+    once = Study(profile="smoke", data_root=str(synth_root)).fold_configs(["resnet50"])["resnet50"]
+    study = Study(profile="smoke", data_root=str(synth_root), repeats=3)
+    configs = study.fold_configs(["resnet50"])["resnet50"]
+    assert [(c.data.split_seed, c.data.fold) for c in configs] == [(r, f) for r in range(3) for f in range(2)]
+    assert configs[:2] == once and len(set(configs)) == 6
+    assert study.folds_text() == "fold 1 of 2 (grouped, stratified 2-fold cross-validation, repeated 3 times)"
+    tests = [prepare(c.data).split.test for c in configs]
+    for r in range(3):
+        assert sorted(i for t in tests[2 * r:2 * r + 2] for i in t) == sorted(range(len(prepare(configs[0].data).items)))
+    assert not np.array_equal(np.sort(tests[0]), np.sort(tests[2]))  # another seed deals the source images to other folds
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        Profile("x", "x", 64, 1, 0.1, repeats=0)

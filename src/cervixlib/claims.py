@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cervixlib.comparison import PairedDifference, corrected_resampled_t, paired_bootstrap
+from cervixlib.comparison import (POWER, PairedDifference, corrected_resampled_t, detectable_difference,
+                                  paired_bootstrap, repeats_needed)
 from cervixlib.facts import PAPER_TABLE2
 from cervixlib.metrics import mcnemar
 
@@ -52,10 +53,13 @@ NOT_TESTABLE = "not testable on this data"
 #: The rule, as the front page states it.
 RULE = ("A claim is **supported** when the 95% interval of the paired difference lies entirely on "
         "the side of 0 that the claim states, **contradicted** when it lies entirely on the other "
-        "side, and **undecided at this sample size** when it contains 0 or when there are too few "
-        "folds or images for an interval (fewer than two folds, fewer than ten images). A claim made "
-        "of several comparisons is supported only if all of them are, contradicted if any is; the "
-        "table gives the weakest.")
+        "side, and **undecided at this sample size** when it contains 0 or when there is no interval: "
+        "too few folds or images (fewer than two folds, fewer than ten images), or folds that all "
+        "gave the same difference, which leave no spread to estimate from. A claim made of several "
+        "comparisons is supported only if all of them are, contradicted if any is; the table gives "
+        "the weakest. Beside each claim stands the smallest difference its design could have "
+        "decided (80% power, at the fold-to-fold spread measured): a claim undecided with a "
+        "smallest decidable difference far above the paper's 1 to 2 points was never within reach.")
 #: The paper's names of its four models.
 MODEL_NAMES: dict[str, str] = {"resnet50": "ResNet-50", "densenet121": "DenseNet-121",
                                "ran_resnet50": "RAN-ResNet-50", "rcan_densenet121": "RCAN-DenseNet-121"}
@@ -107,6 +111,8 @@ class Evidence:
     unit: str = "points"
     paper: float | None = None
     beside: PairedDifference | None = None
+    detectable: float = float("nan")  # the smallest difference this design decides at 80% power (unit)
+    repeats: str = ""  # what repeated folds would buy (fold comparisons only): a sentence, or ""
 
     @property
     def verdict(self) -> str:
@@ -119,18 +125,35 @@ class Evidence:
             return float("-inf")
         return min(self.side * self.difference.low, self.side * self.difference.high)
 
-    def number_text(self) -> str:
+    def _count(self) -> str:
         d = self.difference
-        what = ("fold" if "t-test" in d.method else "image") + "s" * (d.n != 1)
-        interval = f"95% interval [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else "no interval"
-        return f"{d.mean:+.1f} {self.unit}, {interval} ({d.method}, {d.n} {what})"
+        return f"{d.n} " + ("fold" if "t-test" in d.method else "image") + "s" * (d.n != 1)
+
+    def number_text(self) -> str:
+        """``"+2.0 points, 95% interval [-5.1, +9.1] (<method>, 3 folds)"``; without an interval,
+        why, and what the images say beside it (the bootstrap, which holds training fixed)."""
+        d = self.difference
+        if d.has_interval:
+            return f"{d.mean:+.1f} {self.unit}, 95% interval [{d.low:+.1f}, {d.high:+.1f}] ({d.method}, {self._count()})"
+        text = f"{d.mean:+.1f} {self.unit}, no interval: {d.reason} ({d.method}, {self._count()})"
+        b = self.beside
+        if b is not None and b.has_interval:
+            text += (f"; over the {b.n} test images alone (paired bootstrap, training held fixed): "
+                     f"{b.text()} {self.unit}")
+        return text
 
     def short_text(self) -> str:
         """The number for a table cell: ``"+2.0 points [-5.1, +9.1], 3 folds"`` (the method is in the rule)."""
         d = self.difference
-        what = ("fold" if "t-test" in d.method else "image") + "s" * (d.n != 1)
-        interval = f" [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else " (no interval)"
-        return f"{d.mean:+.1f} {self.unit}{interval}, {d.n} {what}"
+        interval = f" [{d.low:+.1f}, {d.high:+.1f}]" if d.has_interval else f" (no interval: {d.reason})"
+        return f"{d.mean:+.1f} {self.unit}{interval}, {self._count()}"
+
+    def detectable_text(self) -> str:
+        """``"±12.3 points"``: the smallest difference the design decides at 80% power, or why none."""
+        if np.isfinite(self.detectable):
+            return f"±{self.detectable:.1f} {self.unit}"
+        d = self.difference
+        return f"not estimable: {d.reason}" if d.reason else "not estimable"
 
 
 @dataclass(frozen=True)
@@ -165,7 +188,10 @@ class Claim:
             return f"Claim {self.number}: {NOT_TESTABLE}: {self.not_testable}."
         e = self.deciding
         which = "the weakest of its comparisons, " if len(self.evidence) > 1 else ""
-        return f"Claim {self.number}: {self.verdict_text}; {which}{e.label}: {e.number_text()}."
+        reach = (f" The smallest difference this design could decide (80% power): {e.detectable_text()}."
+                 if np.isfinite(e.detectable) else "")
+        return (f"Claim {self.number}: {self.verdict_text}; {which}{e.label}: {e.number_text()}.{reach}"
+                + (f" {e.repeats}" if e.repeats else ""))
 
     def details(self) -> str:
         """Every comparison behind the claim with its own verdict, one sentence each."""
@@ -175,12 +201,13 @@ class Claim:
         """The table row: claim, verdict, our number (the deciding comparison), the paper's, the evidence."""
         if self.not_testable:
             return {"claim": f"{self.number}. {self.text}", "verdict": NOT_TESTABLE,
-                    "ours": f"none: {self.not_testable}", "paper": self.paper_text or "not given",
+                    "ours": f"none: {self.not_testable}", "detectable": "none",
+                    "paper": self.paper_text or "not given",
                     "evidence": ", ".join(self.chapters)}
         e = self.deciding
         paper = self.paper_text or (f"{e.paper:+.2f} {e.unit}" if e.paper is not None else "not given")
         return {"claim": f"{self.number}. {self.text}", "verdict": self.verdict_text,
-                "ours": f"{e.label}: {e.short_text()}",
+                "ours": f"{e.label}: {e.short_text()}", "detectable": e.detectable_text(),
                 "paper": paper, "evidence": ", ".join(self.chapters)}
 
 
@@ -194,7 +221,8 @@ def claims_html(claims: Sequence[Claim], *, link_suffix: str = ".html") -> str:
     """
     import html
 
-    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "our number [95% interval]", "the paper", "evidence"))
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "our number [95% interval]",
+                                             "smallest decidable difference", "the paper", "evidence"))
     body = []
     for c in claims:
         r = c.row()
@@ -202,7 +230,8 @@ def claims_html(claims: Sequence[Claim], *, link_suffix: str = ".html") -> str:
         links = ", ".join(f'<a href="{html.escape(Path(ch).stem + link_suffix)}">chapter '
                           f"{html.escape(ch.split('_', 1)[0].lstrip('0') or '0')}</a>" for ch in c.chapters)
         body.append(f"<tr><td>{html.escape(r['claim'])}</td><td><strong>{html.escape(r['verdict'])}</strong></td>"
-                    f"<td>{html.escape(ours)}</td><td>{html.escape(r['paper'])}</td><td>{links}</td></tr>")
+                    f"<td>{html.escape(ours)}</td><td>{html.escape(r['detectable'])}</td>"
+                    f"<td>{html.escape(r['paper'])}</td><td>{links}</td></tr>")
     return (f'<table class="table"><caption>The paper\'s claims and the verdicts on this run\'s data</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
@@ -231,6 +260,27 @@ class FoldComparison:
     bootstrap: PairedDifference  # beside it
     mcnemar: tuple[dict[str, float], ...] = field(default=())
     n_images: int = 0
+    n_train: float = 0.0  # training images per fold (mean), for the t-test's correction
+    n_test: float = 0.0  # test images per fold (mean)
+    folds: int = 0  # k of the k-fold design (a, b hold r x k values with repeats); 0: one value a fold
+
+    def detectable(self, *, level: float = 0.95, power: float = POWER) -> float:
+        """The smallest accuracy difference (a fraction) that these folds decide with ``power``, at the
+        fold-to-fold spread of ``a - b`` measured (:func:`cervixlib.comparison.detectable_difference`)."""
+        d = self.a - self.b
+        if d.size < 2:
+            return float("nan")
+        return detectable_difference(float(d.std(ddof=1)), d.size, n_train=max(self.n_train, 1.0),
+                                     n_test=max(self.n_test, 1.0), level=level, power=power)
+
+    def repeats_for(self, target: float) -> int | None:
+        """Repeats of the k folds that bring the detectable difference down to ``target`` (a
+        fraction); None: none up to 100 does (:func:`cervixlib.comparison.repeats_needed`)."""
+        d = self.a - self.b
+        if d.size < 2:
+            return None
+        return repeats_needed(target, float(d.std(ddof=1)), self.folds or d.size, n_train=max(self.n_train, 1.0),
+                              n_test=max(self.n_test, 1.0))
 
 
 def fold_accuracies(runs: Sequence[Run]) -> np.ndarray:
@@ -254,7 +304,7 @@ def _sizes(runs: Sequence[Run]) -> tuple[float, float]:
 
 
 def _compare(right_a: Sequence[np.ndarray], right_b: Sequence[np.ndarray], n_train: float,
-             n_resamples: int, seed: int, tests: tuple[dict[str, float], ...]) -> FoldComparison:
+             n_resamples: int, seed: int, tests: tuple[dict[str, float], ...], folds: int = 0) -> FoldComparison:
     acc_a = np.asarray([np.mean(x) for x in right_a])
     acc_b = np.asarray([np.mean(x) for x in right_b])
     n_test = float(np.mean([len(x) for x in right_a]))
@@ -262,7 +312,7 @@ def _compare(right_a: Sequence[np.ndarray], right_b: Sequence[np.ndarray], n_tra
     strata = np.concatenate([np.full(len(x), i) for i, x in enumerate(right_a)])
     boot = paired_bootstrap(np.concatenate(right_a).astype(float), np.concatenate(right_b).astype(float),
                             strata=strata, n_resamples=n_resamples, seed=seed)
-    return FoldComparison(acc_a, acc_b, t, boot, tests, int(strata.size))
+    return FoldComparison(acc_a, acc_b, t, boot, tests, int(strata.size), float(n_train), n_test, folds)
 
 
 def compare_fold_runs(runs_a: Sequence[Run], runs_b: Sequence[Run], *, n_resamples: int = 2000,
@@ -272,7 +322,7 @@ def compare_fold_runs(runs_a: Sequence[Run], runs_b: Sequence[Run], *, n_resampl
     right_a = [r.y_true == r.y_pred for r in runs_a]
     right_b = [r.y_true == r.y_pred for r in runs_b]
     tests = tuple(mcnemar(ra.y_true, ra.y_pred, rb.y_pred) for ra, rb in zip(runs_a, runs_b))
-    return _compare(right_a, right_b, _sizes(runs_a)[0], n_resamples, seed, tests)
+    return _compare(right_a, right_b, _sizes(runs_a)[0], n_resamples, seed, tests, runs_a[0].config.data.folds)
 
 
 def image_votes(multi: Run, isolated: Run, multi_items: Sequence[Item],
@@ -317,7 +367,8 @@ def vote_comparison(multi_runs: Sequence[Run], isolated_runs: Sequence[Run], mul
         right_v.append(rv)
         y = np.ones(rm.size, dtype=int)
         tests.append(mcnemar(y, rm.astype(int), rv.astype(int)))
-    return _compare(right_m, right_v, _sizes(multi_runs)[0], n_resamples, seed, tuple(tests))
+    return _compare(right_m, right_v, _sizes(multi_runs)[0], n_resamples, seed, tuple(tests),
+                    multi_runs[0].config.data.folds)
 
 
 # ------------------------------------------------------------------ the five claims
@@ -370,8 +421,32 @@ def _claim4(measures: Sequence[PerImageMeasure], synthetic: bool, n_resamples: i
                  tuple(ev), ("05_explainability.ipynb",), synthetic, "one image shown (Fig. 2), no number")
 
 
+#: The size of the paper's claimed differences (points): RCAN-DenseNet-121 over DenseNet-121 is
+#: 1.98 points on multi-cell images; where a claim has no published difference, this is the target.
+PAPER_EFFECT = 2.0
+
+
+def _repeats_text(cmp: FoldComparison, detectable: float, paper: float | None) -> str:
+    """What repeated folds would buy for an effect of the paper's size (points), or ""."""
+    target = abs(paper) if paper else PAPER_EFFECT
+    k = cmp.folds or cmp.a.size
+    if not np.isfinite(detectable) or detectable <= target or cmp.a.size < 2:
+        return ""
+    r = cmp.repeats_for(target / 100)
+    if r is None:
+        floor = detectable_difference(float(np.std(cmp.a - cmp.b, ddof=1)), 10 ** 6, n_train=max(cmp.n_train, 1.0),
+                                      n_test=max(cmp.n_test, 1.0)) * 100
+        return (f"No number of repeats of these {k} folds decides {target:.1f} points: at this spread the "
+                f"overlap of training sets alone sets a floor of ±{floor:.1f} points; more images would.")
+    size = "the paper's difference" if paper else "the size of the paper's differences"
+    return (f"Deciding {target:.1f} points ({size}) at this spread would need {r} repeats of the {k} folds "
+            f"({r * k} runs a model; the parameter repeats = {r}).")
+
+
 def _fold_evidence(label: str, cmp: FoldComparison, side: int, paper: float | None) -> Evidence:
-    return Evidence(label, cmp.t.scaled(100), side, "points", paper, cmp.bootstrap.scaled(100))
+    detectable = cmp.detectable() * 100
+    return Evidence(label, cmp.t.scaled(100), side, "points", paper, cmp.bootstrap.scaled(100),
+                    detectable, _repeats_text(cmp, detectable, paper))
 
 
 def _paper_diff(a: str, b: str, subset: str) -> float | None:

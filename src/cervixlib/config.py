@@ -236,6 +236,10 @@ class Profile:
     from scratch on every profile. ``graph_epochs``: the epochs of the cell-graph models
     (:data:`cervixlib.graphs.GRAPH_MODELS`, about 10k parameters, an epoch in well under a second
     on a CPU) in place of ``epochs``, which leave them far from converged; an explicit ``epochs`` wins.
+    ``repeats``: repeated k-fold cross-validation, r x k runs a model (repeat i splits with
+    ``split_seed=i``), tested by the same corrected resampled t-test over all r x k differences
+    (Bouckaert & Frank 2004); every profile has 1, and the front page says how many an effect of
+    the paper's size would need (``Study(repeats=...)``, ``cervix book -p repeats=R``).
     """
 
     name: str
@@ -259,6 +263,12 @@ class Profile:
     leakage_models: tuple[str, ...] = ()
     folds: int = 1
     graph_epochs: int | None = None
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if self.folds < 1 or self.repeats < 1:
+            raise ValueError(f"profile {self.name!r}: folds and repeats must be at least 1, got "
+                             f"{self.folds} and {self.repeats}")
 
     def epochs_for(self, subset: str) -> int:
         """The profile's number of epochs on ``subset``."""

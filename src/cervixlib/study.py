@@ -74,6 +74,7 @@ class Study:
     epochs: int | None = None
     seed: int = 0
     folds: int | None = None  # None: the profile's (grouped, stratified k-fold of our split; runs are fold 1)
+    repeats: int | None = None  # None: the profile's; r > 1: r x k fold runs (repeat i: split_seed i)
     weights: str | None = None  # our protocol's: None or "none" (from scratch), "imagenet", or a state_dict file
     runs_dir: str = "runs"
     progress: bool = False
@@ -144,8 +145,16 @@ class Study:
         """The number of folds of our group split: the study's, else the profile's."""
         return self.folds if self.folds is not None else self.settings.folds
 
+    @property
+    def n_repeats(self) -> int:
+        """Repeats of the k folds (repeated k-fold cross-validation): the study's, else the profile's."""
+        r = self.repeats if self.repeats is not None else self.settings.repeats
+        if r < 1:
+            raise ValueError(f"repeats must be at least 1, got {r}")
+        return r
+
     def config(self, model: str, subset: str | None = None, *, protocol: str | None = None,
-               split: str | None = None, fold: int = 0) -> TrainConfig:
+               split: str | None = None, fold: int = 0, repeat: int = 0) -> TrainConfig:
         """The run configuration of ``model`` (one of the paper's four) on ``subset``.
 
         Under ``protocol="ours"`` (default: :attr:`main_protocol`): our design, the group
@@ -153,7 +162,8 @@ class Study:
         (:data:`cervixlib.facts.RELEASED_DESIGNS`), its split, and ImageNet weights where
         it used them and the profile is ``pretrained``. ``split`` (else the study's)
         overrides the protocol's split, as the leakage table does. Under the group split the
-        run is fold ``fold`` (0-based) of :attr:`n_folds`; the released split has one split.
+        run is fold ``fold`` (0-based) of :attr:`n_folds`, in repeat ``repeat`` (0-based; the
+        group split's ``split_seed``); the released split has one split.
         """
         from cervixlib.config import PROTOCOLS, split_name
         from cervixlib.facts import RELEASED_DESIGNS, RELEASED_IMAGENET
@@ -179,10 +189,12 @@ class Study:
         if not 0 <= fold < folds:
             raise ValueError(f"fold must be in 0..{folds - 1} ({folds} fold{'s' * (folds != 1)} under the "
                              f"{split} split), got {fold}")
+        if repeat and split != "group":
+            raise ValueError(f"repeat={repeat}: only the group split is repeated (the {split} split is fixed)")
         return self.settings.config(
             design, root=self.data_root, subset=subset or self.subset, split=split, weights=weights,
             image_size=self.image_size, epochs=self.epochs, seed=self.seed, skip_bad=self.skip_bad,
-            folds=folds, fold=fold)
+            folds=folds, fold=fold, split_seed=repeat or None)
 
     def data(self, subset: str | None = None) -> PreparedData:
         """Root, index, items and split of ``subset`` (default: the study's), as training sees them.
@@ -236,15 +248,16 @@ class Study:
 
     def fold_configs(self, models: Iterable[str], subset: str | None = None, *,
                      folds: Iterable[int] | None = None) -> dict[str, list[TrainConfig]]:
-        """``{model: [config per fold]}`` of :meth:`fold_runs` (``folds`` count from 1)."""
+        """``{model: [config per fold]}`` of :meth:`fold_runs` (``folds`` count from 1), repeat by repeat."""
         chosen = [f - 1 for f in (range(1, self.n_folds + 1) if folds is None else folds) if 1 <= f <= self.n_folds]
-        return {m: [self.config(m, subset, protocol="ours", split="group", fold=f) for f in chosen]
+        return {m: [self.config(m, subset, protocol="ours", split="group", fold=f, repeat=r)
+                    for r in range(self.n_repeats) for f in chosen]
                 for m in models}
 
     def fold_runs(self, models: Iterable[str], subset: str | None = None, *,
                   folds: Iterable[int] | None = None) -> dict[str, list[Run]]:
         """``{model: [run of fold 1, ..., run of fold k]}``: every model on the same :attr:`n_folds`
-        grouped folds, under our protocol (the released split is one split, so on the paper
+        grouped folds (each repeat's k folds in turn, with :attr:`n_repeats` > 1), under our protocol (the released split is one split, so on the paper
         profile the folds are of our protocol, beside its main tables). Fold 1 is :meth:`run`'s
         under our protocol. ``folds``: only these folds, counted from 1 as everywhere a user sees
         them (``folds=[1, 2]``: the first two; to train a book's folds a few runs per cell);
@@ -253,8 +266,9 @@ class Study:
 
     def folds_text(self) -> str:
         """``"fold 1 of 3 (grouped, stratified 3-fold cross-validation)"``, or ``""`` for one split."""
-        k = self.n_folds
-        return f"fold 1 of {k} (grouped, stratified {k}-fold cross-validation)" if k > 1 else ""
+        k, r = self.n_folds, self.n_repeats
+        repeated = f", repeated {r} times" if r > 1 else ""
+        return f"fold 1 of {k} (grouped, stratified {k}-fold cross-validation{repeated})" if k > 1 else ""
 
     def side_configs(self, models: Iterable[str], subset: str | None = None) -> dict[str, TrainConfig]:
         """``{model: config}`` of :meth:`side_runs`."""
