@@ -5,7 +5,7 @@ Target (issue 14): the whole explainability chapter at the default profile stays
 
 What is timed, section by section, with the chapter's own calls and the default
 profile's settings (``explain_steps``, ``explain_images``, the multi-cell image size) and
-the manifest's chapter parameters (``perturbation_steps``, ``released_images``, ...):
+the profile's chapter-5 sizes (``perturbation_steps``, ``released_images``, ...):
 the Fig. 2 panel, the explanation study of every method (maps, deletion/insertion,
 localisation), the IG-baseline sensitivity, the cascading randomisation, IG's
 convergence, the released IG beside ours and the static IG slider. The models are the
@@ -52,10 +52,13 @@ MODELS = ("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121")
 
 
 def chapter_parameters() -> dict:
-    """The chapter's parameters at the default profile, from book/manifest.yml."""
+    """The chapter's parameters at the default profile: the profile's sizes
+    (:class:`cervixlib.config.ExplainSizes`) and the manifest's ``fill``."""
+    import dataclasses
+
     manifest = yaml.safe_load((HERE.parent / "book" / "manifest.yml").read_text())
     spec = next(n for n in manifest["notebooks"] if n["name"] == "05_explainability")
-    return dict(spec["parameters"])
+    return {**dataclasses.asdict(get_profile("default").explain), "fill": spec["parameters"].get("fill", "blur")}
 
 
 def main() -> None:

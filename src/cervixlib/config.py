@@ -22,6 +22,7 @@ from cervixlib.layout import SUBSETS, Subset, default_subset
 
 __all__ = [
     "DataConfig",
+    "ExplainSizes",
     "TrainConfig",
     "Profile",
     "PROFILES",
@@ -205,6 +206,38 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ExplainSizes:
+    """How much chapter 5 (the explanations) computes beyond its IG steps and images
+    (:attr:`Profile.explain_steps`, :attr:`Profile.explain_images`): a profile's, so that
+    ``cervix book``, papermill's ``-p profile paper`` and ``profile = "paper"`` in JupyterLab
+    give the same pages (:meth:`cervixlib.study.Study.explain_sizes`; a chapter parameter that
+    is not None wins).
+
+    ``perturbation_steps``: deletion/insertion remove 1/steps of the pixels a step (with 5, a
+    model at 64 px has lost its answer after the first step, and the areas of every map
+    collapse together); ``released_images``: images a model for the released IG (500 passes
+    an image); ``robustness_images``: images for IG's five baselines (an interval needs
+    :data:`cervixlib.metrics.MIN_IMAGES`); ``cascade_images`` and ``cascade_steps``: the
+    cascading randomisation's images and IG steps; ``convergence_images``: images for IG's
+    completeness against its steps.
+    """
+
+    perturbation_steps: int = 8
+    released_images: int = 0
+    robustness_images: int = 2
+    cascade_images: int = 1
+    cascade_steps: int = 8
+    convergence_images: int = 1
+
+    def __post_init__(self) -> None:
+        if self.perturbation_steps < 2:
+            raise ValueError(f"perturbation_steps must be at least 2, got {self.perturbation_steps}")
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValueError(f"{f.name} must not be negative, got {getattr(self, f.name)}")
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named bundle of run settings shared by the CLI and the notebooks.
 
@@ -240,6 +273,7 @@ class Profile:
     ``split_seed=i``), tested by the same corrected resampled t-test over all r x k differences
     (Bouckaert & Frank 2004); every profile has 1, and the front page says how many an effect of
     the paper's size would need (``Study(repeats=...)``, ``cervix book -p repeats=R``).
+    ``explain``: chapter 5's sizes (:class:`ExplainSizes`).
     """
 
     name: str
@@ -264,6 +298,7 @@ class Profile:
     folds: int = 1
     graph_epochs: int | None = None
     repeats: int = 1
+    explain: ExplainSizes = field(default_factory=ExplainSizes)
 
     def __post_init__(self) -> None:
         if self.folds < 1 or self.repeats < 1:
@@ -323,6 +358,7 @@ PROFILES: dict[str, Profile] = {
             image_size=64, epochs=1, synth_scale=0.03, explain_steps=8, explain_images=4,
             cell_timeout=300,  # its slowest cell took under 60 s on a 2-core CPU
             side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=2, graph_epochs=2,
+            explain=ExplainSizes(perturbation_steps=4, released_images=1),
         ),
         Profile(
             name="default",
@@ -335,6 +371,7 @@ PROFILES: dict[str, Profile] = {
             image_size=64, epochs=8, isolated_epochs=2, synth_scale=0.25,
             explain_steps=32, explain_images=16, cell_timeout=900,
             side_models=("rcan_densenet121",), leakage_models=("resnet50",), folds=3, graph_epochs=40,
+            explain=ExplainSizes(perturbation_steps=8),
         ),
         Profile(
             name="paper",
@@ -348,6 +385,8 @@ PROFILES: dict[str, Profile] = {
             side_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"),
             leakage_models=("resnet50", "densenet121", "ran_resnet50", "rcan_densenet121"), folds=5,
             graph_epochs=100,
+            explain=ExplainSizes(perturbation_steps=20, released_images=16, robustness_images=16,
+                                 cascade_images=8, cascade_steps=32, convergence_images=8),
         ),
     )
 }

@@ -15,8 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cervixlib.config import (IMAGENET_BACKBONES, IMAGENET_WEIGHTS, RUN_NEEDS, DataConfig, Profile, TrainConfig,
-                              get_profile)
+from cervixlib.config import (IMAGENET_BACKBONES, IMAGENET_WEIGHTS, RUN_NEEDS, DataConfig, ExplainSizes, Profile,
+                              TrainConfig, get_profile)
 from cervixlib.layout import data_label
 from cervixlib.runs import Run
 
@@ -144,6 +144,18 @@ class Study:
     def n_folds(self) -> int:
         """The number of folds of our group split: the study's, else the profile's."""
         return self.folds if self.folds is not None else self.settings.folds
+
+    def explain_sizes(self, **overrides: int | None) -> ExplainSizes:
+        """Chapter 5's sizes: the profile's (:attr:`Profile.explain`), with each override that is
+        not None (the chapter's parameters, ``released_images=None`` and so on)."""
+        import dataclasses
+
+        sizes = self.settings.explain
+        known = {f.name for f in dataclasses.fields(sizes)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown explanation size(s) {sorted(unknown)}; known: {sorted(known)}")
+        return dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
     def n_repeats(self) -> int:
