@@ -533,11 +533,21 @@ def test_fig2_has_no_fixed_width_so_all_five_columns_fit_the_column():
     assert fixed.layout.width == 600 and fixed.layout.autosize is False
 
 
-def test_html_table_headers_may_break_after_underscores():
-    text = display.html_table([{"paper_f1_per_class": "0.9 0.8", "model": "a_b"}])
-    assert "<th>paper_<wbr>f1_<wbr>per_<wbr>class</th><th>model</th>" in text
-    assert "<td>a_b</td>" in text  # cells keep their text as it is
-    assert bc.BeautifulSoup(text, "html.parser").th.get_text() == "paper_f1_per_class"
+def test_html_table_reads_as_words():
+    """Headers are words, models go by the paper's names, a missing number reads "none", and a
+    table whose values have no interval says why once, in its caption, not in every cell."""
+    from cervixlib.comparison import corrected_resampled_t
+    from cervixlib.metrics import Interval
+
+    text = display.html_table([{"p_value": float("nan"), "model a": "rcan_densenet121", "model": "a_b",
+                                "share": Interval(0.5, float("nan"), float("nan"))}], caption="Shares.")
+    soup = bc.BeautifulSoup(text, "html.parser")
+    assert [th.get_text() for th in soup.find_all("th")] == ["p value", "model a", "model", "share"]
+    assert [td.get_text() for td in soup.find_all("td")] == ["none", "RCAN-DenseNet-121", "a_b", "0.500"]
+    assert soup.caption.get_text() == "Shares; no interval: fewer than 10 images." and "nan" not in text
+    mixed = display.html_table([{"d": corrected_resampled_t([0.1, 0.2], n_train=10, n_test=5)},
+                                {"d": Interval(0.5, float("nan"), float("nan"))}])
+    assert "A value without brackets has no interval" in mixed and "[" in mixed
 
 
 def test_repository_link_is_configurable_and_never_jupyter_books_own():

@@ -119,7 +119,9 @@ def test_fig2_rows_from_attributions_carry_the_delta():
     ig = attribute(net, X, n_steps=8)
     rows = fig2_rows(torch.rand(2, 3, 12, 12), grad, ig, label="toy", class_names=list("ABCDE"))
     assert len(rows) == 2 and "IG 8 steps" in rows[0].note and "delta" in rows[0].note
-    assert rows[0].note.startswith("target: " + "ABCDE"[int(grad.target[0])])
+    assert rows[0].note.startswith("explained: " + "ABCDE"[int(grad.target[0])])
+    told = fig2_rows(torch.rand(2, 3, 12, 12), grad, ig, class_names=list("ABCDE"), true_labels=[3, 4])
+    assert told[1].note.startswith(f"true: E, predicted and explained: {'ABCDE'[int(grad.target[1])]}")
     fig, axes = fig2_matplotlib(rows)
     assert axes.shape == (2, 5)
 

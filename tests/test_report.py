@@ -42,17 +42,22 @@ def test_table2_rows_hold_our_numbers_and_the_papers(runs):
     for run in runs:
         row = rows[run.config.model]
         acc = accuracy_score(Y, run.y_pred)
-        assert row["accuracy"].startswith(f"{100 * acc:.1f} [")
-        assert row["weighted_f1"].startswith(f"{100 * f1_score(Y, run.y_pred, average='weighted'):.1f} [")
-        assert row["paper_accuracy"] == f"{PAPER_TABLE2[run.config.model]['multi_acc']:.2f}"
-        assert row["test_n"] == len(Y) and row["dataset"] == "synthetic (not SIPaKMeD)"
-    assert rows["resnet50"]["paper_f1_per_class"] == "0.869 0.744 0.839 0.960 0.846"
+        assert row["accuracy (%)"].startswith(f"{100 * acc:.1f} [")
+        assert row["weighted F1 (%)"].startswith(f"{100 * f1_score(Y, run.y_pred, average='weighted'):.1f} [")
+        assert row["paper (%)"] == f"{PAPER_TABLE2[run.config.model]['multi_acc']:.2f}"
+        assert row["test images"] == len(Y)
+        keys = list(row)  # ours first, the paper's beside it
+        assert keys.index("accuracy (%)") + 1 == keys.index("paper (%)")
+    f1 = f1_score(Y, runs[0].y_pred, average=None)
+    per_class = [rows["resnet50"][f"F1 {short}"] for short in ("Dys", "Koi", "Met", "Par", "Sup")]
+    assert per_class == [f"{ours:.3f} (paper {paper:.3f})" for ours, paper in
+                         zip(f1, (0.869, 0.744, 0.839, 0.960, 0.846))]
 
 
 def test_mcnemar_rows_count_discordant_pairs_and_match_scipy(runs):
     (row,) = report.mcnemar_rows(runs)
-    assert (row["a_right_b_wrong"], row["a_wrong_b_right"]) == (8, 3)
-    assert row["p_value"] == pytest.approx(stats.binomtest(8, 11, 0.5).pvalue)
+    assert (row["a right, b wrong"], row["a wrong, b right"]) == (8, 3)
+    assert row["p (exact)"] == pytest.approx(stats.binomtest(8, 11, 0.5).pvalue)
 
 
 def test_runs_on_other_test_splits_are_not_paired(runs, tmp_path):
@@ -64,15 +69,15 @@ def test_subset_rows_pair_each_models_two_runs(runs, tmp_path):
     isolated = {"resnet50": _run(tmp_path, "resnet50", Y, subset="isolated")}
     multi = {r.config.model: r for r in runs}
     (row,) = report.subset_rows(isolated, multi)
-    assert row["model"] == "resnet50" and row["isolated accuracy %"].startswith("100.0 [")
-    assert row["multi accuracy %"].startswith(f"{100 * 17 / 20:.1f} [")
-    assert (row["paper isolated %"], row["paper multi %"]) == (95.11, 85.15)
+    assert row["model"] == "resnet50" and row["isolated cells: accuracy (%)"].startswith("100.0 [")
+    assert row["multi-cell images: accuracy (%)"].startswith(f"{100 * 17 / 20:.1f} [")
+    assert (row["paper, isolated (%)"], row["paper, multi-cell (%)"]) == (95.11, 85.15)
 
 
 def test_compare_text_says_synthetic_and_names_the_class_order(runs):
     text = report.compare_text(runs)
     assert "not SIPaKMeD results" in text and "McNemar" in text
-    assert ("Per-class F1 in the order Dys (Dyskeratotic), Koi (Koilocytotic), Met (Metaplastic), Par (Parabasal), "
+    assert ("F1 per class: Dys (Dyskeratotic), Koi (Koilocytotic), Met (Metaplastic), Par (Parabasal), "
             "Sup (Superficial-Intermediate)") in text
     assert "resnet50" in report.format_run(runs[0]) and "accuracy 85.0" in report.format_run(runs[0])
 
@@ -121,7 +126,8 @@ def test_report_tables_name_real_data_by_folder_not_path(tmp_path):
     run = _run(tmp_path, "resnet50", Y, synthetic=False)
     run.info["layout"] = "sipakmed"
     (row,) = report.table2_rows([run])
-    assert row["dataset"] == "SIPaKMeD (data)" and str(tmp_path) not in report.compare_text([run])
+    assert "SIPaKMeD (data)" in report.compare_text([run]) and str(tmp_path) not in report.compare_text([run])
+    assert str(tmp_path) not in str(row)
     assert f"at {tmp_path / 'data'}" in report.format_run(run)  # the command line may show where it is
 
 
@@ -143,16 +149,18 @@ def test_table2_keeps_splits_and_weights_apart_and_names_them(tmp_path, runs):
     released.config = released.config.replace(split="released", folds=1)  # the released split: one split
     rows = report.table2_rows([*runs, released])
     row = next(r for r in rows if r["model"] == "rcan_densenet121_released")
-    assert (row["split"], row["weights"], row["seeds"]) == ("released", "none", 1)
-    assert row["paper_accuracy"] == "91.09"  # the paper's RCAN-DenseNet-121
-    assert {r["split"] for r in rows} == {"group", "released"}
+    assert (row["split"], row["weights"], row["protocol"]) == ("released code", "none", "released code")
+    assert row["paper (%)"] == "91.09"  # the paper's RCAN-DenseNet-121
+    assert [r["split"] for r in rows] == ["ours (grouped)", "ours (grouped)", "released code"]  # main first
+    assert "seeds" not in row  # one seed a row: no column of ones
 
 
 def test_leakage_rows_put_both_splits_of_one_model_side_by_side(tmp_path):
     group, paper = _run(tmp_path, "resnet50", Y, "isolated"), _run(tmp_path, "resnet50", Y, "isolated")
     group.info["test_with_sibling_in_train"], paper.info["test_with_sibling_in_train"] = 0, 7
     rows = report.leakage_rows({"resnet50": {"group": group, "released": paper}})
-    assert [(r["split"], r["test images with a sibling in train"]) for r in rows] == [("group", 0), ("released", 7)]
+    assert [(r["split"], r["test images with a sibling in training"]) for r in rows] == [
+        ("ours (grouped)", 0), ("released code", 7)]
 
 
 def test_the_released_protocol_maps_the_papers_models_to_the_released_designs(synth_root):
@@ -200,9 +208,9 @@ def folder_runs(tmp_path):
 def test_table2_on_a_class_folder_set_has_no_paper_column_and_says_what_it_is(folder_runs):
     rows = report.table2_rows(folder_runs)
     assert not any(k.startswith("paper") for row in rows for k in row)
-    assert rows[0]["dataset"] == "cervix-cells (class-per-folder set)" and rows[0]["subset"] == "images"
+    assert rows[0]["subset"] == "images" and "F1 MC" in rows[0]
     caption = report.table2_caption(folder_runs, what="baselines", dataset="cervix-cells (class-per-folder set)")
-    assert caption == ("Test accuracy and F1 on images: baselines. Per-class F1 in the order ASC-US, HSIL, LSIL, "
+    assert caption == ("Test accuracy and F1 on images: baselines. F1 per class: ASC-US, HSIL, LSIL, "
                        "MC (Metaplastic cells), NIL (Negative for intraepithelial lesion), SCC. "
                        "Dataset: cervix-cells (class-per-folder set)")
     note = report.table2_note(folder_runs)
@@ -223,11 +231,11 @@ def test_the_papers_numbers_stand_beside_sipakmed_runs_only(runs, folder_runs):
 
 def test_table2_on_sipakmed_keeps_the_paper_column_caption_and_test_size(runs):
     assert report.table2_caption(runs, what="baselines", dataset="x").startswith(
-        "Table II (b, c): baselines. Per-class F1 in the order Dys (Dyskeratotic), ")
+        "Table II (b, c): baselines. F1 per class: Dys (Dyskeratotic), ")
     assert report.table2_note(runs) == (
         "Our test split holds 20 multi-cell images, so one image is 5.0 points of accuracy. The paper's numbers "
         "beside ours come from its own 10% test split of 101 multi-cell images (one image: 1.0 points).")
-    assert all("paper_accuracy" in row for row in report.table2_rows(runs))
+    assert all("paper (%)" in row for row in report.table2_rows(runs))
 
 
 def test_fold_rows_and_figures_on_a_class_folder_set_leave_the_paper_out(folder_runs, tmp_path, runs):
@@ -236,7 +244,7 @@ def test_fold_rows_and_figures_on_a_class_folder_set_leave_the_paper_out(folder_
     folds = {r.config.model: [r, _folder_run(tmp_path, r.config.model, Y6, fold=1)] for r in folder_runs}
     rows = report.fold_rows(folds)
     assert [r["folds"] for r in rows] == [2, 2] and not any("paper" in k for row in rows for k in row)
-    assert "paper % (one split)" in report.fold_rows({"resnet50": runs[:1]})[0]
+    assert "paper (%), one split" in report.fold_rows({"resnet50": runs[:1]})[0]
     fig = accuracy_intervals(folder_runs)
     assert [t.name for t in fig.data] == ["ours, images"]
     assert [t.name for t in accuracy_intervals(runs).data] == ["ours, multi", "paper, multi"]

@@ -31,7 +31,7 @@ import numpy as np
 
 from cervixlib.comparison import (POWER, PairedDifference, corrected_resampled_t, detectable_difference,
                                   paired_bootstrap, repeats_needed)
-from cervixlib.facts import PAPER_TABLE2
+from cervixlib.facts import MODEL_TITLES, PAPER_TABLE2
 from cervixlib.metrics import mcnemar
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ RULE = ("A claim is **supported** when the 95% interval of the paired difference
         "decided (80% power, at the fold-to-fold spread measured): a claim undecided with a "
         "smallest decidable difference far above the paper's 1 to 2 points was never within reach.")
 #: The paper's names of its four models.
-MODEL_NAMES: dict[str, str] = {"resnet50": "ResNet-50", "densenet121": "DenseNet-121",
-                               "ran_resnet50": "RAN-ResNet-50", "rcan_densenet121": "RCAN-DenseNet-121"}
+MODEL_NAMES: dict[str, str] = {m: MODEL_TITLES[m] for m in ("resnet50", "densenet121", "ran_resnet50",
+                                                         "rcan_densenet121")}
 _SUBSET_NAMES = {"multi": "multi-cell images", "isolated": "isolated cells", "images": "this set's images"}
 #: Why claims 4 and 5 cannot be tested on data without cell outlines or without SIPaKMeD's two subsets.
 _CLAIM_NEEDS = {4: "it measures where the maps fall against the cells, and this set has no cell outlines "

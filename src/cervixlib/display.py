@@ -41,6 +41,8 @@ __all__ = [
     "display_figure",
     "figure_mimebundle",
     "html_table",
+    "column_header",
+    "MODEL_COLUMNS",
     "show",
     "show_statement",
     "study_statement",
@@ -123,25 +125,61 @@ def use_book_renderer() -> None:
     pio.renderers.default = "cervix_book"
 
 
-def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> str:
-    """Rows of dicts as a small HTML table (renders the same in JupyterLab and in the book).
+#: The columns whose values are registry names of models: a table shows the names the paper
+#: uses (:func:`cervixlib.facts.model_title`).
+MODEL_COLUMNS: tuple[str, ...] = ("model", "model a", "model b")
 
-    Column names may break after an underscore (``<wbr>``), so a wide table reflows
-    into a narrow column; the book's stylesheet scrolls what still does not fit inside
-    the table's own box."""
+
+def column_header(name: Any) -> str:
+    """A column's header as words: rows are keyed by what the reader reads ("test images",
+    "a right, b wrong"), and any code name left (``p_value``) loses its underscores."""
+    return str(name).replace("_", " ")
+
+
+def _lacks_interval(v: Any) -> bool | None:
+    """True/False for a value with an interval (``low``/``high``); None for any other value."""
+    import math
+
+    if not (hasattr(v, "low") and hasattr(v, "high")):
+        return None
+    return not (math.isfinite(v.low) and math.isfinite(v.high))
+
+
+def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> str:
+    """Rows of dicts as a small HTML table (renders the same in JupyterLab and in the book): the
+    one function every table of the book goes through.
+
+    Headers are words (:func:`column_header`); model columns (:data:`MODEL_COLUMNS`) show the
+    paper's model names; a float with no value (NaN) reads "none", never "nan". A value with
+    an interval and none to show (too few images, no spread) shows its mean alone, and the
+    caption says why once, instead of the same words in every cell."""
     if not rows:
         return "<p><em>(no rows)</em></p>"
-    cols = list(dict.fromkeys(k for row in rows for k in row))
+    import math
 
-    def fmt(v: Any) -> str:
+    from cervixlib.facts import model_title
+    from cervixlib.metrics import MIN_IMAGES
+
+    cols = list(dict.fromkeys(k for row in rows for k in row))
+    lacking = [x for row in rows for v in row.values() if (x := _lacks_interval(v)) is not None]
+
+    def fmt(col: Any, v: Any) -> str:
         if v is None:
             return ""
+        if col in MODEL_COLUMNS and isinstance(v, str):
+            return html.escape(model_title(v))
+        if _lacks_interval(v):
+            return f"{v.value:.3f}" if hasattr(v, "value") else f"{v.mean:+.3f}"
         if isinstance(v, float):
-            return f"{v:.3g}"
+            return f"{v:.3g}" if math.isfinite(v) else "none"
         return html.escape(str(v))
 
-    head = "".join(f"<th>{html.escape(str(c)).replace('_', '_<wbr>')}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    head = "".join(f"<th>{html.escape(column_header(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(c, r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    if any(lacking):
+        why = (f"no interval: fewer than {MIN_IMAGES} images" if all(lacking) else
+               f"a value without brackets has no interval (fewer than {MIN_IMAGES} images)")
+        caption = f"{caption.rstrip('. ')}; {why}." if caption else f"{why[:1].upper()}{why[1:]}."
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return f'<table class="table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 

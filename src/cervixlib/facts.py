@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "MODEL_TITLES",
+    "model_title",
     "CLASSES",
     "CLASS_ABBREVIATIONS",
     "ISOLATED_COUNTS",
@@ -158,6 +160,22 @@ RELEASED_DESIGNS: dict[str, str] = {"resnet50": "resnet50", "densenet121": "dens
                                     "ran_resnet50": "ran92", "rcan_densenet121": "rcan_densenet121_released"}
 #: The released designs that start from ImageNet weights in the released code.
 RELEASED_IMAGENET: tuple[str, ...] = ("resnet50", "densenet121", "rcan_densenet121_released")
+
+
+#: How pages name the models of the registry: the paper's four by the paper's names, the
+#: released designs by theirs, the cell-graph models (chapter 6) in words.
+MODEL_TITLES: dict[str, str] = {
+    "resnet50": "ResNet-50", "densenet121": "DenseNet-121", "ran_resnet50": "RAN-ResNet-50",
+    "rcan_densenet121": "RCAN-DenseNet-121", "ran92": "Attention-92 (released)",
+    "rcan_densenet121_released": "RCAN-DenseNet-121 (released)",
+    "cell_graph_gat": "cell-graph GATv2", "cell_graph_gin": "cell-graph GIN",
+    "cell_graph_gat_no_edges": "cell-graph GATv2 without edges",
+}
+
+
+def model_title(name: str) -> str:
+    """A model's name on a page (:data:`MODEL_TITLES`), or the registry name it does not know."""
+    return MODEL_TITLES.get(name, name)
 
 
 def paper_model(design: str) -> str:

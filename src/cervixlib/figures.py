@@ -194,15 +194,22 @@ def fig2_rows(
     *,
     label: str = "",
     class_names: Sequence[str] | None = None,
+    true_labels: Sequence[int] | None = None,
 ) -> list[Fig2Row]:
     """Rows for :func:`fig2_plotly` / :func:`fig2_matplotlib` from :func:`cervixlib.explain.attribute`
     results. ``images`` are RGB ``(N, 3, H, W)`` in [0, 1] (denormalised). The note
-    names the explained class and the IG completeness error."""
+    names the true class (``true_labels``, where given), the explained class (the
+    attributions' target: the predicted class when none was asked for) and the IG
+    completeness error."""
+    def name(t: int) -> str:
+        return class_names[t] if class_names is not None else f"class {t}"
+
     rows = []
     for i in range(len(gradient)):
         t = int(gradient.target[i])
-        name = class_names[t] if class_names is not None else f"class {t}"
-        note = f"target: {name}"
+        note = f"explained: {name(t)}"
+        if true_labels is not None:
+            note = f"true: {name(int(true_labels[i]))}, predicted and explained: {name(t)}"
         if ig is not None:
             note += (f"; IG {ig.n_steps} steps, {ig.baseline} baseline: "
                      f"delta {float(ig.delta[i]):+.3g} ({100 * float(ig.relative_delta[i]):.2g}% of F(x)-F(b))")

@@ -30,7 +30,7 @@ from cervixlib.runs import Run
 __all__ = ["dataset_label", "format_run", "table2_rows", "subset_rows", "split_rows", "leakage_rows",
            "weights_label", "format_table", "mcnemar_rows", "fold_rows", "paired_fold_rows",
            "mcnemar_fold_rows", "vote_rows", "compare_text", "class_order_text", "subset_text",
-           "table2_caption", "table2_note"]
+           "table2_caption", "table2_note", "SPLIT_WORDS", "protocol_of", "fold_label"]
 
 
 def dataset_label(run: Run) -> str:
@@ -52,11 +52,11 @@ def _classes(run: Run) -> list[str]:
 
 
 def class_order_text(runs: Sequence[Run]) -> str:
-    """``"Per-class F1 in the order Dys (Dyskeratotic), Koi (Koilocytotic), ..."``: the classes of
-    the runs' per-class F1 by short name (:func:`cervixlib.facts.class_abbreviations`), each
-    with its full name where the two differ."""
+    """``"F1 per class: Dys (Dyskeratotic), Koi (Koilocytotic), ..."``: the short names that head
+    the per-class F1 columns (:func:`cervixlib.facts.class_abbreviations`), each with its full
+    name where the two differ."""
     classes = list(dict.fromkeys(c for r in runs for c in _classes(r)))
-    return f"Per-class F1 in the order {class_key_text(class_abbreviations(classes))}"
+    return f"F1 per class: {class_key_text(class_abbreviations(classes))}"
 
 
 def _pct(interval: dict[str, float]) -> str:
@@ -77,9 +77,10 @@ def leakage_rows(pairs: Mapping[str, Mapping[str, Run]]) -> list[dict[str, Any]]
     rows = []
     for model, by_split in pairs.items():
         for split, run in by_split.items():
-            rows.append({"model": model, "split": split, "test n": run.metrics["test"]["n"],
-                         "accuracy %": _pct(run.metrics["test"]["accuracy"]),
-                         "test images with a sibling in train": run.info.get("test_with_sibling_in_train")})
+            rows.append({"model": model, "split": SPLIT_WORDS.get(split, split),
+                         "test images": run.metrics["test"]["n"],
+                         "accuracy (%)": _pct(run.metrics["test"]["accuracy"]),
+                         "test images with a sibling in training": run.info.get("test_with_sibling_in_train")})
     return rows
 
 
@@ -110,39 +111,66 @@ def format_run(run: Run) -> str:
     return "\n".join(lines)
 
 
+#: The splits by the words a table uses.
+SPLIT_WORDS: dict[str, str] = {"group": "ours (grouped)", "released": "released code"}
+
+
+def protocol_of(run: Run) -> str:
+    """``"ours"`` or ``"released code"``: the protocol a run followed (its split names it)."""
+    return "released code" if run.config.data.split == "released" else "ours"
+
+
 def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """One row per (model, subset, split, weights): ours (mean over seeds, or the single run with
-    its CI), per-class F1 in the data's class order (:func:`class_order_text`), and beside them
-    the paper's accuracy and per-class F1 on SIPaKMeD; rows of runs on other data have no
-    paper columns (:func:`cervixlib.published.paper_numbers`)."""
+    """One row per (model, subset, split, weights), main protocol and the other in one table:
+    ours first (mean over seeds, or the single run with its CI), the paper's accuracy beside
+    it on SIPaKMeD, weighted F1, then F1 per class under each class's short name
+    (:func:`cervixlib.facts.class_abbreviations`), the paper's beside ours on multi-cell
+    images. Rows of runs on other data have no paper columns
+    (:func:`cervixlib.published.paper_numbers`). A column says which protocol a row followed
+    when the runs follow both; a column of the seeds when a row averages several."""
     groups: dict[tuple[str, str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
         groups[(run.config.model, run.config.data.subset, run.config.data.split, weights_label(run))].append(run)
+    protocols = {protocol_of(r) for r in runs}
+    seeds = any(len(g) > 1 for g in groups.values())
     rows = []
-    for (model, subset, split, weights), group in sorted(groups.items()):
+    for (model, subset, split, weights), group in sorted(groups.items(), key=lambda kv: (
+            kv[0][2] != group_split(runs), kv[0][1], kv[0][0])):
         accs = [r.metrics["test"]["accuracy"] for r in group]
         f1s = [r.metrics["test"]["weighted_f1"] for r in group]
         paper = paper_numbers(group[0])
-        row: dict[str, Any] = {
-            "model": model, "subset": subset, "split": split, "weights": weights, "seeds": len(group),
-            "test_n": group[0].metrics["test"]["n"],
-            "dataset": dataset_label(group[0]),
-        }
-        if on_sipakmed(group[0]):  # the paper's column: SIPaKMeD's numbers, beside SIPaKMeD runs only
-            row["paper_accuracy"] = f"{paper[f'{subset}_acc']:.2f}" if f"{subset}_acc" in paper else None
+        row: dict[str, Any] = {"model": model}
+        if len(protocols) > 1:
+            row["protocol"] = protocol_of(group[0])
+        row.update({"subset": SUBSET_WORDS.get(subset, subset), "split": SPLIT_WORDS.get(split, split),
+                    "weights": weights})
+        if seeds:
+            row["seeds"] = len(group)
+        row["test images"] = group[0].metrics["test"]["n"]
         if len(group) == 1:
-            row["accuracy"] = _pct(accs[0])
-            row["weighted_f1"] = _pct(f1s[0])
+            row["accuracy (%)"] = _pct(accs[0])
         else:
-            a, f = summarize([x["value"] for x in accs]), summarize([x["value"] for x in f1s])
-            row["accuracy"] = f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f} (n={a['n']})"
-            row["weighted_f1"] = f"{100 * f['mean']:.1f} ± {100 * f['std']:.1f} (n={f['n']})"
+            a = summarize([x["value"] for x in accs])
+            row["accuracy (%)"] = f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f} (n = {a['n']})"
+        if on_sipakmed(group[0]):  # the paper's column: SIPaKMeD's numbers, beside SIPaKMeD runs only
+            row["paper (%)"] = f"{paper[f'{subset}_acc']:.2f}" if f"{subset}_acc" in paper else "not given"
+        if len(group) == 1:
+            row["weighted F1 (%)"] = _pct(f1s[0])
+        else:
+            f = summarize([x["value"] for x in f1s])
+            row["weighted F1 (%)"] = f"{100 * f['mean']:.1f} ± {100 * f['std']:.1f} (n = {f['n']})"
         per_class = group[0].metrics["test"]["per_class"]
-        row["f1_per_class"] = " ".join(f"{v['f1']:.3f}" for v in per_class.values())
-        if subset == "multi" and "multi_f1" in paper:
-            row["paper_f1_per_class"] = " ".join(f"{v:.3f}" for v in paper["multi_f1"])
+        short = class_abbreviations(list(per_class))
+        paper_f1 = dict(zip(per_class, paper["multi_f1"])) if subset == "multi" and "multi_f1" in paper else {}
+        for name, v in per_class.items():
+            row[f"F1 {short[name]}"] = (f"{v['f1']:.3f}" + (f" (paper {paper_f1[name]:.3f})" if name in paper_f1 else ""))
         rows.append(row)
     return rows
+
+
+def group_split(runs: Sequence[Run]) -> str:
+    """The split of the first run: the main protocol's, whose rows come first in a table."""
+    return runs[0].config.data.split if runs else "group"
 
 
 def subset_rows(isolated: Mapping[str, Run], multi: Mapping[str, Run]) -> list[dict[str, Any]]:
@@ -150,12 +178,14 @@ def subset_rows(isolated: Mapping[str, Run], multi: Mapping[str, Run]) -> list[d
     rows = []
     for model in [m for m in isolated if m in multi]:
         paper = paper_numbers(multi[model])
-        rows.append({"model": model,
-                     "isolated: test n": isolated[model].metrics["test"]["n"],
-                     "isolated accuracy %": _pct(isolated[model].metrics["test"]["accuracy"]),
-                     "multi: test n": multi[model].metrics["test"]["n"],
-                     "multi accuracy %": _pct(multi[model].metrics["test"]["accuracy"]),
-                     "paper isolated %": paper.get("isolated_acc"), "paper multi %": paper.get("multi_acc")})
+        row = {"model": model,
+               "isolated cells: test images": isolated[model].metrics["test"]["n"],
+               "isolated cells: accuracy (%)": _pct(isolated[model].metrics["test"]["accuracy"]),
+               "multi-cell images: test images": multi[model].metrics["test"]["n"],
+               "multi-cell images: accuracy (%)": _pct(multi[model].metrics["test"]["accuracy"])}
+        if on_sipakmed(multi[model]):
+            row.update({"paper, isolated (%)": paper.get("isolated_acc"), "paper, multi-cell (%)": paper.get("multi_acc")})
+        rows.append(row)
     return rows
 
 
@@ -176,8 +206,9 @@ def mcnemar_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
         if list(a.predictions["test_index"]) != list(b.predictions["test_index"]):
             continue
         res = mcnemar(a.y_true, a.y_pred, b.y_pred)
-        rows.append({"subset": a.config.data.subset, "model_a": a.config.model, "model_b": b.config.model,
-                     "a_right_b_wrong": res["b"], "a_wrong_b_right": res["c"], "p_value": res["p_value"]})
+        rows.append({"subset": SUBSET_WORDS.get(a.config.data.subset, a.config.data.subset),
+                     "model a": a.config.model, "model b": b.config.model,
+                     "a right, b wrong": res["b"], "a wrong, b right": res["c"], "p (exact)": res["p_value"]})
     return rows
 
 
@@ -273,13 +304,13 @@ def fold_rows(fold_runs: Mapping[str, Sequence[Run]]) -> list[dict[str, Any]]:
         acc = 100 * fold_accuracies(runs)
         mean, sd = fold_mean_sd(acc)
         subset = runs[0].config.data.subset
-        row = {"model": model, "subset": subset, "folds": len(runs),
-               "test n per fold": " ".join(str(len(r.y_true)) for r in runs),
-               "accuracy % per fold": " ".join(f"{a:.1f}" for a in acc),
-               "mean ± sd %": f"{mean:.1f} ± {sd:.1f}" if len(runs) > 1 else f"{mean:.1f}"}
+        row = {"model": model, "folds": len(runs),
+               "test images per fold": " ".join(str(len(r.y_true)) for r in runs),
+               "accuracy per fold (%)": " ".join(f"{a:.1f}" for a in acc),
+               "mean ± sd (%)": f"{mean:.1f} ± {sd:.1f}" if len(runs) > 1 else f"{mean:.1f}"}
         if on_sipakmed(runs[0]):
             paper = paper_numbers(runs[0]).get(f"{subset}_acc")
-            row["paper % (one split)"] = None if paper is None else f"{paper:.2f}"
+            row["paper (%), one split"] = "not given" if paper is None else f"{paper:.2f}"
         rows.append(row)
     return rows
 
@@ -295,9 +326,10 @@ def paired_fold_rows(fold_runs: Mapping[str, Sequence[Run]], *, n_resamples: int
     for a, b in combinations(fold_runs, 2):
         cmp = compare_fold_runs(fold_runs[a], fold_runs[b], n_resamples=n_resamples, seed=seed)
         t, boot = cmp.t.scaled(100), cmp.bootstrap.scaled(100)
-        rows.append({"model_a": a, "model_b": b, "folds": t.n,
+        rows.append({"model a": a, "model b": b, "folds": t.n,
                      "a − b, points [95% corrected t]": t.text(),
-                     "t-test p": t.p_value,
+                     "p (corrected t)": t.p_value if t.has_interval else "none",
+                     "smallest decidable difference (points)": _detectable_text(cmp),
                      f"a − b, points [95% bootstrap, {boot.n} images]": boot.text()})
     return rows
 
@@ -308,9 +340,23 @@ def mcnemar_fold_rows(fold_runs: Mapping[str, Sequence[Run]]) -> list[dict[str, 
     for a, b in combinations(fold_runs, 2):
         for fold, (ra, rb) in enumerate(zip(fold_runs[a], fold_runs[b])):
             res = mcnemar(ra.y_true, ra.y_pred, rb.y_pred)
-            rows.append({"model_a": a, "model_b": b, "fold": fold + 1, "a_right_b_wrong": res["b"],
-                         "a_wrong_b_right": res["c"], "p_value": res["p_value"]})
+            rows.append({"model a": a, "model b": b, "fold": fold_label(ra), "a right, b wrong": res["b"],
+                         "a wrong, b right": res["c"], "p (exact)": res["p_value"]})
     return rows
+
+
+def fold_label(run: Run) -> str:
+    """``"2"``: the run's fold counted from 1, ``"2 (repeat 3)"`` in a repeat of the folds."""
+    d = run.config.data
+    return f"{d.fold + 1}" + (f" (repeat {d.split_seed + 1})" if d.split_seed else "")
+
+
+def _detectable_text(cmp: Any) -> str:
+    """The smallest difference the folds decide at 80% power, in points, or why none."""
+    import math
+
+    value = 100 * cmp.detectable()
+    return f"±{value:.1f}" if math.isfinite(value) else "not estimable"
 
 
 def vote_rows(votes: Mapping[str, Any]) -> list[dict[str, Any]]:

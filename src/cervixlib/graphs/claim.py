@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from cervixlib.claims import MODEL_NAMES, Claim, Evidence, compare_fold_runs
+from cervixlib.claims import Claim, Evidence, compare_fold_runs
+from cervixlib.facts import MODEL_TITLES, model_title
+from cervixlib.graphs import GRAPH_MODELS
 
 if TYPE_CHECKING:
     from cervixlib.runs import Run
@@ -22,15 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["CLAIM6", "GRAPH_MODEL_NAMES", "graph_claim", "model_title"]
 
 CLAIM6 = "Relations between cells carry information that the cells alone lack (the paper's future work)"
-#: How pages name the graph models.
-GRAPH_MODEL_NAMES: dict[str, str] = {"cell_graph_gat": "cell-graph GATv2", "cell_graph_gin": "cell-graph GIN",
-                                     "cell_graph_gat_no_edges": "cell-graph GATv2 without edges"}
+#: How pages name the graph models (:data:`cervixlib.facts.MODEL_TITLES`).
+GRAPH_MODEL_NAMES: dict[str, str] = {m: MODEL_TITLES[m] for m in GRAPH_MODELS}
 _CHAPTER = "06_cell_graphs.ipynb"
-
-
-def model_title(name: str) -> str:
-    """A model's name on a page: the paper's four, the graph models, or the registry name."""
-    return MODEL_NAMES.get(name, GRAPH_MODEL_NAMES.get(name, name))
 
 
 def graph_claim(fold_runs: Mapping[str, Sequence[Run]], *, synthetic: bool, with_edges: str = "cell_graph_gat",
