@@ -17,7 +17,7 @@ such studies with the one verdict rule of the front page (:mod:`cervixlib.claims
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +29,14 @@ from cervixlib.explain.attributions import model_device
 from cervixlib.explain.faithfulness import Fill, PerturbationCurves, perturbation_curves
 from cervixlib.explain.localisation import area_share, part_shares, pointing_game, stack_concentration
 from cervixlib.explain.maps import CONTROLS, METHOD_LABELS, available_methods, method_maps
-from cervixlib.metrics import Interval, bootstrap_mean
+from cervixlib.metrics import MIN_IMAGES, Interval, bootstrap_mean
 from cervixlib.runtime import eval_mode
 
 if TYPE_CHECKING:
     from cervixlib.data import Item
 
-__all__ = ["METRICS", "ExplanationStudy", "explanation_study", "localisable", "study_images"]
+__all__ = ["BETTER", "METRICS", "ExplanationStudy", "explanation_study", "localisable", "measure_rows",
+           "separation_text", "study_images"]
 
 #: The per-image metrics of :class:`ExplanationStudy` and their names in tables.
 METRICS: dict[str, str] = {
@@ -45,6 +46,10 @@ METRICS: dict[str, str] = {
 }
 #: The metrics of :data:`METRICS` that need no cell outlines.
 FAITHFULNESS_METRICS = ("deletion_auc", "insertion_auc")
+#: Which way each metric of :data:`METRICS` is better for a map that follows the model and the
+#: cells: +1 higher, -1 lower (the random control should lose on each).
+BETTER: dict[str, int] = {"deletion_auc": -1, "insertion_auc": 1, "pointing": 1, "in_cell": 1,
+                          "nucleus_of_cell": 1, "cells_80": -1, "cells_80_fraction": -1}
 
 
 @dataclass
@@ -88,6 +93,54 @@ class ExplanationStudy:
                  **({"cells' area share": bootstrap_mean(self.area[np.isfinite(v["in_cell"])], **kwargs)}
                     if local else {})}
                 for m, v in self.values.items()]
+
+
+def measure_rows(studies: Mapping[str, ExplanationStudy], metric: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """One measure of :data:`METRICS` for every model side by side: a row per method, a column
+    per model (the paper's names), each the mean over that model's images with its 95%
+    bootstrap interval (:func:`cervixlib.metrics.bootstrap_mean`; ``kwargs`` are its). The
+    in-cell share gets a last row, the cells' share of the image: what a map blind to the
+    cells would get."""
+    from cervixlib.facts import model_title
+
+    if metric not in METRICS:
+        raise ValueError(f"unknown measure {metric!r}; one of {list(METRICS)}")
+    methods = list(dict.fromkeys(m for s in studies.values() for m in s.methods))
+    rows = [{"method": METHOD_LABELS.get(m, m),
+             **{model_title(name): bootstrap_mean(s.values[m][metric], **kwargs) if m in s.values else None
+                for name, s in studies.items()}} for m in methods]
+    if metric == "in_cell":
+        rows.append({"method": "the cells' share of the image (a map blind to the cells)",
+                     **{model_title(name): bootstrap_mean(s.area, **kwargs) for name, s in studies.items()}})
+    return rows
+
+
+def separation_text(studies: Mapping[str, ExplanationStudy], metric: str, *, n_resamples: int = 2000,
+                    seed: int = 0) -> str:
+    """A sentence for a measure that tells no method from the random control on any model
+    (every paired bootstrap interval of method − random, image by image, contains 0, or there
+    is none and the images do not all agree), saying it is not informative here; ``""``
+    where it separates one."""
+    from cervixlib.comparison import paired_bootstrap
+
+    for s in studies.values():
+        if "random" not in s.values:
+            continue
+        random = s.values["random"][metric]
+        for m, v in s.values.items():
+            if m in CONTROLS or not np.isfinite(v[metric]).any():
+                continue
+            d = paired_bootstrap(v[metric], random, n_resamples=n_resamples, seed=seed)
+            if d.has_interval and (d.low > 0 or d.high < 0):
+                return ""
+            diff = (v[metric] - random)[np.isfinite(v[metric]) & np.isfinite(random)]
+            if not d.has_interval and diff.size >= MIN_IMAGES and (np.all(diff > 0) or np.all(diff < 0)):
+                return ""  # the same difference on every image: no interval, but no doubt either
+    name = METRICS[metric].split(" (")[0]
+    n = max((int(np.isfinite(s.values["random"][metric]).sum()) for s in studies.values()
+             if "random" in s.values), default=0)
+    return (f"Here the {name} tells no method from the random control on any model (paired bootstrap "
+            f"over {n} image{'s' * (n != 1)}): at these settings it is not informative about the maps.")
 
 
 def localisable(items: Sequence[Item]) -> bool:
