@@ -9,7 +9,9 @@ Each check raises AssertionError with a message naming the file and the problem:
 - :func:`check_in_browser`: headless Chromium draws every figure, the slider and the
   widgets with the network cut off, requests nothing outside the site, and saves
   full-page screenshots;
-- :func:`check_jupyterlab`: JupyterLab serves the notebooks and starts a kernel.
+- :func:`check_jupyterlab`: JupyterLab serves the notebooks and starts a kernel;
+- :func:`check_page_text`: what a reviewer finds in a page's text: a sentence twice, a code
+  name as a header, "nan", a zero-width interval, "1 images".
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "check_executed_parameters",
     "check_in_browser",
     "check_jupyterlab",
+    "check_page_text",
     "check_source_notebook",
     "find_chromium",
     "plotly_layouts",
@@ -229,6 +232,53 @@ def visible_soup(soup: BeautifulSoup) -> BeautifulSoup:
                 if getattr(child, "name", None) != "summary":
                     child.extract()
     return soup
+
+
+_SNAKE = re.compile(r"\b[a-z0-9]+_[a-z0-9_]+\b")
+_NAN = re.compile(r"\bnan\b|\bNaN\b")
+#: ``[-7.4, -7.4]``: an interval whose two ends are one number.
+_ZERO_WIDTH = re.compile(r"\[\s*([+\-−]?\d+(?:\.\d+)?)\s*,\s*([+\-−]?\d+(?:\.\d+)?)\s*\]")
+_ONE_PLURAL = re.compile(r"(?<![\d.,])\b1 (images|folds|cells|runs|steps|seeds|epochs|models|claims|classes)\b")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+
+
+def check_page_text(page: str | os.PathLike[str]) -> list[str]:
+    """What a reviewer of a medical-imaging paper finds in minutes in a built page's visible
+    text (code cells left out): a generated sentence of six words or more twice, a table
+    header that is a code name (``test_n``), ``nan``, an interval whose two ends are the same
+    number, a plural after 1 ("1 images"). Returns one line per fault, naming the page."""
+    page = Path(page)
+    soup = visible_soup(BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser"))
+    for el in soup.select("div.cell_input, pre, code, nav, header, footer, div.bd-sidebar-primary, "
+                          "div.bd-sidebar-secondary, div.prev-next-area, div.header-article-main"):
+        el.decompose()
+    main = soup.find("main") or soup
+    problems = []
+    for th in main.find_all("th"):
+        if _SNAKE.search(th.get_text(" ")):
+            problems.append(f"{page.name}: a table header is a code name: {th.get_text(' ').strip()!r}")
+    text = " ".join(main.get_text(" ").split())
+    for m in _NAN.finditer(text):
+        problems.append(f"{page.name}: 'nan' in the text: ...{text[max(0, m.start() - 60):m.end() + 20]}...")
+    for m in _ZERO_WIDTH.finditer(text):
+        if float(m.group(1).replace("−", "-")) == float(m.group(2).replace("−", "-")):
+            problems.append(f"{page.name}: a zero-width interval {m.group(0)}: "
+                            f"...{text[max(0, m.start() - 80):m.end()]}")
+    for m in _ONE_PLURAL.finditer(text):
+        problems.append(f"{page.name}: {m.group(0)!r}: ...{text[max(0, m.start() - 60):m.end() + 20]}...")
+    seen: dict[str, int] = {}
+    for block in main.find_all(["p", "li", "caption"]):
+        if block.find(["p", "li"]):
+            continue  # its own paragraphs are counted
+        for sentence in _sentences(block.get_text(" ")):
+            if len(sentence.split()) >= 6:
+                seen[sentence] = seen.get(sentence, 0) + 1
+    problems += [f"{page.name}: a sentence appears {n} times: {s[:160]!r}" for s, n in seen.items() if n > 1]
+    return problems
 
 
 def plotly_layouts(soup: BeautifulSoup) -> dict[str, dict[str, Any]]:

@@ -126,6 +126,15 @@ def test_tables_carry_the_papers_numbers_and_intervals(real_book):
     assert "95.11" in (html / "04_multicell_vs_isolated.html").read_text()
 
 
+def test_pages_read_as_a_reviewer_would_want(real_book):
+    """No page of the smoke book repeats a sentence, heads a column with a code name, prints
+    "nan", gives an interval whose ends are one number or says "1 images"."""
+    html = real_book[0] / "book" / "_build" / "html"
+    problems = [p for name in CHAPTERS for p in bc.check_page_text(html / f"{name}.html")]
+    problems += bc.check_page_text(html / "intro.html")
+    assert not problems, "\n".join(problems)
+
+
 def test_parameter_override_reaches_the_notebook(real_book, tmp_path):
     root = real_book[0]
     res = book.run_book("smoke", notebooks_dir=root / "notebooks", book_dir=root / "book",

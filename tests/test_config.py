@@ -133,7 +133,7 @@ def test_cli_train_accepts_split():
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_profile_descriptions_hold_no_measured_time_or_machine(name):
-    """Every chapter's page shows its profile's description: what the profile is for, not
+    """The book's profiles page shows each profile's description: what the profile is for, not
     how long it took where (README and benchmarks/*_results.md keep the measurements)."""
     text = PROFILES[name].description
     assert not re.search(r"\d\s*(min|minutes?|s|secs?|seconds?|h|hours?)\b", text), text

@@ -27,6 +27,7 @@ __all__ = [
     "Profile",
     "PROFILES",
     "PROFILE_CHOICES",
+    "profiles_markdown",
     "get_profile",
     "resolve_profile",
     "split_name",
@@ -242,8 +243,9 @@ class Profile:
     """A named bundle of run settings shared by the CLI and the notebooks.
 
     ``description`` says what the profile is for and what it buys against the paper
-    profile; every chapter's settings line ends with it, so it holds no measured time or
-    machine (README and ``benchmarks/*_results.md`` do; a test checks).
+    profile; the book's profiles page shows it (:func:`profiles_markdown`; each chapter's
+    settings line links there), so it holds no measured time or machine (README and
+    ``benchmarks/*_results.md`` do; a test checks).
 
     ``isolated_epochs``, when set, replaces ``epochs`` on the isolated cells: they have
     about four times as many images as the multi-cell set, hence four times as many
@@ -390,6 +392,18 @@ PROFILES: dict[str, Profile] = {
         ),
     )
 }
+
+
+def profiles_markdown() -> str:
+    """The profiles as a Markdown list, each with what it is for and its main sizes: the book's
+    one description of them (``{{ profiles }}`` on its "How to read this book" page)."""
+    lines = []
+    for p in PROFILES.values():
+        folds = f"{p.folds} grouped folds" + (f" repeated {p.repeats} times" if p.repeats > 1 else "")
+        lines.append(f"- `{p.name}`: {p.description}. In numbers: {p.image_size} px, {p.epochs} "
+                     f"epoch{'s' * (p.epochs != 1)}, batch {p.batch_size}, Adam lr {p.lr:g}, {folds}; "
+                     f"explanations on {p.explain_images} test images a model with {p.explain_steps} IG steps.")
+    return "\n".join(lines)
 
 
 #: ``--profile`` choices: the profiles, then ``auto`` (:func:`resolve_profile`).

@@ -184,6 +184,8 @@ def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> st
     return f'<table class="table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+#: The page of the book that describes the profiles once (book/intro.md, ``{{ profiles }}``).
+PROFILES_PAGE = "intro.html#profiles"
 #: Hex digits of the data fingerprint a statement shows (the first of the 16 ``cervix info`` prints).
 FINGERPRINT_CHARS = 12
 
@@ -244,7 +246,7 @@ def study_statement(study: Study) -> str:
     settings = _settings_html(study)
     if facts.skipped:
         settings += f", {facts.skipped} bad file{'s' * (facts.skipped != 1)} left out (skip_bad)"
-    settings += f". The {html.escape(study.profile)} profile: {html.escape(study.settings.description, quote=False)}"
+    settings += f' (<a href="{PROFILES_PAGE}">what the profiles are for</a>)'
     if facts.synthetic:
         return (
             '<div class="admonition warning"><p class="admonition-title">Synthetic data: '

@@ -14,6 +14,8 @@ The extension
   twice, and ipywidgets calling MathJax 2's API next to MathJax 3 (a small shim);
 * keeps wide outputs inside the content column (:data:`BOOK_CSS`: an HTML output
   wider than the column scrolls in its own box, tables in a smaller font);
+* describes the profiles once (``{{ profiles }}``, from :data:`cervixlib.config.PROFILES`),
+  on the page that each chapter's settings line links to;
 * links the repository when ``_config.yml`` names one (``repository: url:``): the
   theme's repository button on every page, and the MyST substitution
   ``{{ repository }}`` (a link, or where the notebooks are when no address is set);
@@ -111,6 +113,17 @@ def _sphinx_config_inited(app: Any, config: Any) -> None:
         # Sphinx 7's -W --keep-going: report every warning, then exit with status 1
         app.keep_going = True
     _link_repository(config)
+    _describe_profiles(config)
+
+
+def _describe_profiles(config: Any) -> None:
+    """``{{ profiles }}``: each profile and what it is for, from :data:`cervixlib.config.PROFILES`
+    (the one place that says it), for the page each chapter's settings line links to."""
+    from cervixlib.config import profiles_markdown
+
+    substitutions = dict(getattr(config, "myst_substitutions", None) or {})
+    substitutions.setdefault("profiles", profiles_markdown())
+    config.myst_substitutions = substitutions
 
 
 def _shown(path: Path) -> str:
