@@ -238,3 +238,13 @@ def test_repeats_shrink_the_detectable_difference_down_to_a_floor():
     assert detectable_difference(sd, (r - 1) * k, n_train=n_train, n_test=n_test) > target
     floor = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * np.sqrt(n_test / n_train) * sd
     assert repeats_needed(floor * 0.9, sd, k, n_train=n_train, n_test=n_test) is None
+
+
+def test_the_detectable_difference_of_a_bootstrap_interval_is_its_80_percent_power_effect():
+    """For a normal interval mean ± 1.96 se, the 80%-power effect is (1.96 + 0.84) se."""
+    from cervixlib.comparison import PairedDifference, detectable_from_interval
+
+    z = stats.norm.ppf(0.975)
+    d = PairedDifference(1.0, 1.0 - z * 2, 1.0 + z * 2, 40, "paired bootstrap over images")
+    assert detectable_from_interval(d) == pytest.approx((z + stats.norm.ppf(0.8)) * 2)
+    assert np.isnan(detectable_from_interval(PairedDifference(1.0, np.nan, np.nan, 3, "x")))

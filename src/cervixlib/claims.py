@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cervixlib.comparison import (POWER, PairedDifference, corrected_resampled_t, detectable_difference,
-                                  paired_bootstrap, repeats_needed)
+                                  detectable_from_interval, paired_bootstrap, repeats_needed)
 from cervixlib.facts import MODEL_TITLES, PAPER_TABLE2
 from cervixlib.metrics import mcnemar
 
@@ -414,9 +414,11 @@ def fig2_claim(claimed: ExplanationStudy, other: ExplanationStudy, *, synthetic:
 
 def _claim4(measures: Sequence[PerImageMeasure], synthetic: bool, n_resamples: int, seed: int,
             names: tuple[str, str] = ("RCAN-DenseNet-121", "DenseNet-121")) -> Claim:
-    ev = [Evidence(f"{m.name}, {names[0]} − {names[1]}",
-                   paired_bootstrap(m.a, m.b, seed=seed, n_resamples=n_resamples).scaled(m.scale),
-                   m.side, m.unit) for m in measures]
+    ev = []
+    for m in measures:
+        d = paired_bootstrap(m.a, m.b, seed=seed, n_resamples=n_resamples).scaled(m.scale)
+        ev.append(Evidence(f"{m.name}, {names[0]} − {names[1]}", d, m.side, m.unit,
+                           detectable=detectable_from_interval(d)))
     return Claim(4, _CLAIM4.format(*names),
                  tuple(ev), ("05_explainability.ipynb",), synthetic, "one image shown (Fig. 2), no number")
 

@@ -37,6 +37,7 @@ from scipy import stats
 from cervixlib.metrics import MIN_IMAGES, percentile_bootstrap
 
 __all__ = ["MIN_IMAGES", "NO_SPREAD", "PairedDifference", "corrected_resampled_t", "detectable_difference",
+           "detectable_from_interval",
            "fold_mean_sd", "paired_bootstrap", "repeats_needed"]
 
 #: Why a fold comparison whose folds all gave the same difference has no interval: its variance
@@ -158,6 +159,16 @@ def detectable_difference(sd: float, k: int, *, n_train: float, n_test: float, l
     factor = 1.0 / k + (n_test / n_train if correction else 0.0)
     quantiles = stats.t.ppf(0.5 + level / 2, k - 1) + stats.t.ppf(power, k - 1)
     return float(quantiles * np.sqrt(factor * sd ** 2))
+
+
+def detectable_from_interval(d: PairedDifference, *, power: float = POWER) -> float:
+    """The smallest difference decided with probability ``power`` by an interval as wide as
+    ``d``'s (a bootstrap over images, normal approximation): ``(z_{1-a/2} + z_power) * se`` with
+    ``se = (high - low) / (2 z_{1-a/2})``; NaN without an interval."""
+    if not d.has_interval:
+        return float("nan")
+    z = float(stats.norm.ppf(0.5 + d.level / 2))
+    return float((z + stats.norm.ppf(power)) * (d.high - d.low) / (2 * z))
 
 
 def repeats_needed(target: float, sd: float, folds: int, *, n_train: float, n_test: float,
