@@ -369,7 +369,7 @@ def test_every_measure_ranks_a_faithful_map_above_the_random_control(profile):
 
 
 def test_measure_tables_put_the_models_side_by_side_and_say_when_a_measure_separates_nothing():
-    from cervixlib.explain import measure_rows, separation_text
+    from cervixlib.explain.evaluation import measure_rows, separation_text
 
     rng = np.random.default_rng(0)
     n = 20

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 from cervixlib.explain.attributions import RELEASED_IG, Attribution, attribute
 from cervixlib.explain.baselines import BASELINES, make_baseline
-from cervixlib.explain.evaluation import (METRICS, ExplanationStudy, explanation_study, measure_rows,
-                                         separation_text)
+from cervixlib.explain.evaluation import METRICS, ExplanationStudy, explanation_study
 from cervixlib.explain.explorer import ig_explorer, static_ig_slider
 from cervixlib.explain.faithfulness import PerturbationCurves, completeness, perturbation_curves
 from cervixlib.explain.localisation import concentration, in_cell_share, part_shares, pointing_game
@@ -71,8 +70,6 @@ __all__ = [
     "METRICS",
     "ExplanationStudy",
     "explanation_study",
-    "measure_rows",
-    "separation_text",
     # the explorer
     "ig_explorer",
     "static_ig_slider",
