@@ -51,10 +51,10 @@ class BaselineSensitivity:
         rows = []
         black = self.share["black"]
         for b, s in self.share.items():
-            row = {"baseline": b, "n": len(s)}
+            row = {"baseline": b, "images": len(s)}
             if np.isfinite(black).any():  # measured against cell outlines
                 paired = np.isfinite(s) & np.isfinite(black)
-                row.update({"n": int(np.isfinite(s).sum()), "in-cell share": bootstrap_mean(s, **kwargs),
+                row.update({"images": int(np.isfinite(s).sum()), "in-cell share": bootstrap_mean(s, **kwargs),
                             "change vs black": paired_bootstrap(s, black, **kwargs) if paired.any() else None})
             rows.append({**row, "Spearman vs black": bootstrap_mean(self.spearman[b], **kwargs)})
         return rows
@@ -102,7 +102,7 @@ def ig_convergence(model: nn.Module, X: Tensor, targets: Tensor, *, steps: Seque
 
 def convergence_rows(conv: Convergence, model: str) -> list[dict[str, Any]]:
     """Median absolute and relative completeness error per number of steps."""
-    return [{"model": model, "n_steps": int(s), "median |delta|": float(np.median(conv.absolute[i])),
+    return [{"model": model, "IG steps": int(s), "median |delta|": float(np.median(conv.absolute[i])),
              "median |delta| / |F(x) - F(b)|": float(np.median(conv.relative[i]))}
             for i, s in enumerate(conv.steps)]
 
