@@ -67,6 +67,13 @@ def test_chapter_4_is_a_note_and_trains_nothing(folder_book):
     assert not [r for r in result.planned if "isolated" in r]
 
 
+def test_chapter_6_without_masks_is_a_note_and_trains_no_graph(folder_book):
+    root, _, result = folder_book
+    page = (root / "book" / "_build" / "html" / "06_cell_graphs.html").read_text()
+    assert "Not applicable to this data" in page and "<class>/masks/<stem>.png" in page
+    assert not [r for r in result.planned if "cell_graph" in r]
+
+
 def test_the_front_page_says_which_claims_are_not_testable_and_why(folder_book):
     root, _, _ = folder_book
     text = _outputs(root / "book" / "00_claims.ipynb")

@@ -166,3 +166,17 @@ def test_a_removed_or_retrained_run_makes_its_chapter_stale(tmp_path):
     assert freshness.stale_reason(stored, "k", state, Sound(runs)) == "run r it read was trained again"
     shutil.rmtree(runs / "r")
     assert "run r it read is missing" in freshness.stale_reason(stored, "k", state, Sound(runs))
+
+
+def test_the_data_offers_its_cells_by_folder_names(tmp_path):
+    """Chapter 6 (manifest ``subsets: [cells]``) is a note on a class-per-folder set without a
+    masks folder, and runs on SIPaKMeD, the embedded set and a set with masks."""
+    from cervixlib.layout import CELLS, root_needs
+
+    plain = tmp_path / "plain"
+    for name in ("a", "b"):
+        (plain / name).mkdir(parents=True)
+        (plain / name / "x.png").write_bytes(b"")
+    assert root_needs(plain) == ("images",) and root_needs(None) == ("multi", "isolated", CELLS)
+    (plain / "b" / "Masks").mkdir()
+    assert root_needs(plain) == ("images", CELLS)

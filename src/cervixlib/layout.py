@@ -22,6 +22,9 @@ from typing import Literal, get_args
 from cervixlib.facts import CLASSES
 
 __all__ = [
+    "CELLS",
+    "root_has_cells",
+    "root_needs",
     "CLASS_FOLDERS",
     "CLASS_KEYS",
     "LAYOUTS",
@@ -130,6 +133,30 @@ def root_subsets(root: str | os.PathLike[str] | None) -> tuple[Subset, ...]:
     except OSError:
         sipakmed = True
     return layout_subsets("sipakmed" if sipakmed else CLASS_FOLDERS)
+
+
+#: What a chapter names in the manifest's ``subsets:`` when it needs the cells of each image
+#: (chapter 6's graphs): SIPaKMeD's ``.dat`` outlines, or a class-per-folder set's mask files.
+CELLS = "cells"
+
+
+def root_has_cells(root: str | os.PathLike[str] | None) -> bool:
+    """Whether the images at ``root`` come with their cells: a SIPaKMeD tree and the embedded set
+    (``None``) do (``.dat`` outlines); a class-per-folder set does when a class folder holds a
+    ``masks`` folder. Folder names only, like :func:`root_subsets`."""
+    if root is None or root_subsets(root) != layout_subsets(CLASS_FOLDERS):
+        return True
+    try:
+        return any(sub.is_dir() and sub.name.lower() == "masks"
+                   for d in Path(root).expanduser().iterdir() if d.is_dir() for sub in d.iterdir())
+    except OSError:
+        return False
+
+
+def root_needs(root: str | os.PathLike[str] | None) -> tuple[str, ...]:
+    """What the data at ``root`` offers the chapters: its subsets (:func:`root_subsets`), and
+    :data:`CELLS` where its images come with their cells (:func:`root_has_cells`)."""
+    return root_subsets(root) + ((CELLS,) if root_has_cells(root) else ())
 
 
 def default_subset(root: str | os.PathLike[str]) -> Subset:

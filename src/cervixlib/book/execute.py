@@ -40,7 +40,7 @@ from cervixlib.book.freshness import DataState, RunState, chapter_key, data_path
 from cervixlib.book.note import write_note
 from cervixlib.book.plan import plan_to_execute, train_book_plan
 from cervixlib.book.site import build_site
-from cervixlib.layout import root_subsets
+from cervixlib.layout import root_needs
 from cervixlib.display import PLOTLY_MIMETYPE
 
 __all__ = [
@@ -390,7 +390,7 @@ def run_book(
         result.planned = train_book_plan(profile, data, overrides, man.path, book_dir, notebooks_dir, runs_dir,
                                          to_run, jobs=jobs, address=address, plan=plan)
         result.seconds["plan"] = time.perf_counter() - t
-    available = root_subsets(data)  # the data's subsets, from folder names: which chapters apply
+    available = root_needs(data)  # the data's subsets (and cells), from folder names: which chapters apply
     for spec, src, parameters, key in keyed:
         out = book_dir / f"{spec.name}.ipynb"
         if spec.name not in to_run:

@@ -26,6 +26,7 @@ from typing import Any
 
 from cervixlib.book.errors import BookError
 from cervixlib.config import PROFILES, RUN_NEEDS, SUBSETS
+from cervixlib.layout import CELLS
 
 __all__ = [
     "INJECTED_PARAMETERS",
@@ -56,8 +57,9 @@ class NotebookSpec:
     (:mod:`cervixlib.plan`) trains them before the chapter runs, from the same
     :class:`cervixlib.study.Study` methods the notebook calls; a ``NEED@SUBSET`` whose subset
     the data lacks is left out. ``subsets``: the subsets the chapter cannot do without (SIPaKMeD's
-    multi-cell images and isolated cells, for the chapter that compares them); on data without
-    them the chapter is a note saying why (:meth:`missing_subsets`).
+    multi-cell images and isolated cells, for the chapter that compares them; ``cells``,
+    :data:`cervixlib.layout.CELLS`, for the chapter that needs each image's cells); on data
+    without them the chapter is a note saying why (:meth:`missing_subsets`).
     """
 
     name: str
@@ -172,8 +174,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
             raise BookError(f"{where}: runs must be a list of {', '.join(RUN_NEEDS)}, each but leakage "
                             f"(isolated cells) optionally @SUBSET ({', '.join(SUBSETS)}), got {runs!r}")
         subsets = entry.get("subsets") or []
-        if not isinstance(subsets, list) or not all(x in SUBSETS for x in subsets):
-            raise BookError(f"{where}: subsets must be a list of {', '.join(SUBSETS)}, got {subsets!r}")
+        if not isinstance(subsets, list) or not all(x in (*SUBSETS, CELLS) for x in subsets):
+            raise BookError(f"{where}: subsets must be a list of {', '.join((*SUBSETS, CELLS))}, got {subsets!r}")
         specs.append(NotebookSpec(name, params, profiles, tuple(runs), tuple(subsets)))
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from cervixlib.book.errors import BookError
 from cervixlib.book.manifest import NotebookSpec, load_manifest, notebook_parameters
 from cervixlib.config import TrainConfig
-from cervixlib.layout import root_subsets
+from cervixlib.layout import root_needs
 from cervixlib.plan import RunPlan, plan_runs
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def book_plan(
     study_fields.discard("runs_dir")
     book_dir, notebooks_dir = Path(book_dir), Path(notebooks_dir)
     man = load_manifest(manifest if manifest is not None else book_dir / "manifest.yml")
-    available = root_subsets(data)
+    available = root_needs(data)
     wanted: dict[TrainConfig, list[str]] = {}
     selected = man.select(only)
     known: set[str] = set()
@@ -134,7 +134,7 @@ def chapter_plan(study: Study, chapter: str, models: Sequence[str], *,
     With the parameters ``cervix book`` injects, these are the runs that ``cervix plan --only CHAPTER`` lists."""
     man = load_manifest(manifest if manifest is not None else find_manifest())
     spec, = man.select([chapter])
-    configs = chapter_configs(study, spec, list(models), root_subsets(study.data_root))
+    configs = chapter_configs(study, spec, list(models), root_needs(study.data_root))
     return plan_runs(configs, profile=study.profile, runs_dir=study.runs_dir,
                      chapters={c: (spec.name,) for c in configs}, verify=verify)
 
