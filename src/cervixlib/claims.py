@@ -42,7 +42,8 @@ __all__ = [
     "CONTRADICTED", "NOT_TESTABLE", "SUPPORTED", "UNDECIDED", "VERDICTS", "MODEL_NAMES", "RULE",
     "Claim", "Evidence", "FoldComparison", "PerImageMeasure",
     "claims_html", "verdict_intro", "combine_verdicts", "compare_fold_runs", "fold_accuracies", "image_votes",
-    "explanation_measures", "fig2_claim", "paper_claims", "untestable_claims", "verdict", "vote_comparison",
+    "explanation_measures", "fig2_claim", "fold_evidence", "paper_claims", "untestable_claims", "verdict",
+    "vote_comparison",
 ]
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "undecided at this sample size"
@@ -151,8 +152,7 @@ class Evidence:
         """``"±12.3 points"``: the smallest difference the design decides at 80% power, or why none."""
         if np.isfinite(self.detectable):
             return f"±{self.detectable:.1f} {self.unit}"
-        d = self.difference
-        return f"not estimable: {d.reason}" if d.reason else "not estimable"
+        return "not estimable"  # the reason stands beside it, with the number
 
 
 @dataclass(frozen=True)
@@ -322,7 +322,10 @@ def _repeats_text(cmp: FoldComparison, detectable: float, paper: float | None) -
             f"({r * k} runs a model; the parameter repeats = {r}).")
 
 
-def _fold_evidence(label: str, cmp: FoldComparison, side: int, paper: float | None) -> Evidence:
+def fold_evidence(label: str, cmp: FoldComparison, side: int, paper: float | None) -> Evidence:
+    """The evidence of a fold comparison (claims 1 to 3, 5, and chapter 6's claim 6): the corrected
+    t-test decides, the bootstrap stands beside it, with the smallest decidable difference and
+    what repeats would buy (in points)."""
     detectable = cmp.detectable() * 100
     return Evidence(label, cmp.t.scaled(100), side, "points", paper, cmp.bootstrap.scaled(100),
                     detectable, _repeats_text(cmp, detectable, paper))
@@ -341,7 +344,7 @@ def _pairs_evidence(fold_runs: Mapping[str, Mapping[str, Sequence[Run]]], a: str
         if a in runs and b in runs:
             cmp = compare_fold_runs(runs[a], runs[b], **kw)
             label = f"{_SUBSET_NAMES.get(subset, subset)}, {MODEL_NAMES.get(a, a)} − {MODEL_NAMES.get(b, b)}"
-            out.append(_fold_evidence(label, cmp, side, _paper_diff(a, b, subset)))
+            out.append(fold_evidence(label, cmp, side, _paper_diff(a, b, subset)))
     return out
 
 
@@ -421,7 +424,7 @@ def paper_claims(
         iso, mul = PAPER_TABLE2.get(vote_model, {}).get("isolated_acc"), PAPER_TABLE2.get(vote_model, {}).get("multi_acc")
         claims.append(Claim(
             5, _CLAIM5,
-            (_fold_evidence(f"image-level accuracy of {name}, multi-cell model − vote of the isolated-cell "
+            (fold_evidence(f"image-level accuracy of {name}, multi-cell model − vote of the isolated-cell "
                             f"model over the image's crops", vote, 1, None),),
             ("04_multicell_vs_isolated.ipynb",), synthetic,
             f"not measured per image; Table II per cell/image: isolated {iso:.2f}% vs multi-cell {mul:.2f}%"

@@ -29,7 +29,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from cervixlib.facts import SUBSET_WORDS
+from cervixlib.facts import SUBSET_WORDS, model_title
 
 if TYPE_CHECKING:
     from cervixlib.study import DatasetFacts, Study
@@ -157,7 +157,6 @@ def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> st
         return "<p><em>(no rows)</em></p>"
     import math
 
-    from cervixlib.facts import model_title
     from cervixlib.metrics import MIN_IMAGES
 
     cols = list(dict.fromkeys(k for row in rows for k in row))
@@ -230,7 +229,8 @@ def _settings_html(study: Study) -> str:
     main, side = study.main_protocol, study.side_protocol
     settings += f"; main tables: {study.protocol_title(main)}, {html.escape(study.weights_text(main), quote=False)}"
     if study.settings.side_models:
-        settings += (f"; beside them, {study.protocol_title(side)} for {', '.join(study.settings.side_models)}, "
+        settings += (f"; beside them, {study.protocol_title(side)} for "
+                     f"{', '.join(map(model_title, study.settings.side_models))}, "
                      f"{html.escape(study.weights_text(side), quote=False)}")
     return settings
 

@@ -126,24 +126,31 @@ def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     it on SIPaKMeD, weighted F1, then F1 per class under each class's short name
     (:func:`cervixlib.facts.class_abbreviations`), the paper's beside ours on multi-cell
     images. Rows of runs on other data have no paper columns
-    (:func:`cervixlib.published.paper_numbers`). A column says which protocol a row followed
-    when the runs follow both; a column of the seeds when a row averages several."""
+    (:func:`cervixlib.published.paper_numbers`). Rows in the order the runs come (the paper's order
+    of the models), the main protocol's first; a column says which protocol a row followed when
+    the runs follow both (else the split), which subset when they cover both, how many seeds
+    when a row averages several."""
     groups: dict[tuple[str, str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
         groups[(run.config.model, run.config.data.subset, run.config.data.split, weights_label(run))].append(run)
     protocols = {protocol_of(r) for r in runs}
+    subsets = {r.config.data.subset for r in runs}
     seeds = any(len(g) > 1 for g in groups.values())
+    order = {m: i for i, m in enumerate(dict.fromkeys(r.config.model for r in runs))}  # as given: the paper's
     rows = []
     for (model, subset, split, weights), group in sorted(groups.items(), key=lambda kv: (
-            kv[0][2] != group_split(runs), kv[0][1], kv[0][0])):
+            kv[0][2] != group_split(runs), kv[0][1], order[kv[0][0]])):
         accs = [r.metrics["test"]["accuracy"] for r in group]
         f1s = [r.metrics["test"]["weighted_f1"] for r in group]
         paper = paper_numbers(group[0])
         row: dict[str, Any] = {"model": model}
-        if len(protocols) > 1:
+        if len(subsets) > 1:
+            row["subset"] = SUBSET_WORDS.get(subset, subset)
+        if len(protocols) > 1:  # the protocol names the split too
             row["protocol"] = protocol_of(group[0])
-        row.update({"subset": SUBSET_WORDS.get(subset, subset), "split": SPLIT_WORDS.get(split, split),
-                    "weights": weights})
+        else:
+            row["split"] = SPLIT_WORDS.get(split, split)
+        row["weights"] = weights
         if seeds:
             row["seeds"] = len(group)
         row["test images"] = group[0].metrics["test"]["n"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from cervixlib.claims import Claim, Evidence, compare_fold_runs
+from cervixlib.claims import Claim, compare_fold_runs, fold_evidence
 from cervixlib.facts import MODEL_TITLES, model_title
 from cervixlib.graphs import GRAPH_MODELS
 
@@ -44,7 +44,7 @@ def graph_claim(fold_runs: Mapping[str, Sequence[Run]], *, synthetic: bool, with
         return None
     cmp = compare_fold_runs(fold_runs[with_edges], fold_runs[without], n_resamples=n_resamples, seed=seed)
     label = f"multi-cell images, {model_title(with_edges)} − the same without edges"
-    evidence = Evidence(label, cmp.t.scaled(100), 1, "points", None, cmp.bootstrap.scaled(100))
+    evidence = fold_evidence(label, cmp, 1, None)
     return Claim(6, CLAIM6, (evidence,), (_CHAPTER,), synthetic, paper_text="future work: no number",
                  context="A graph of each image's annotated cells, read with and without the edges between "
                          "neighbouring cells, on the same folds as the four CNNs.")
