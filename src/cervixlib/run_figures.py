@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cervixlib.colors import PALETTE
-from cervixlib.facts import class_abbreviations, class_key_text
+from cervixlib.facts import SUBSET_WORDS, class_abbreviations, class_key_text, model_title
 from cervixlib.published import paper_numbers
 
 if TYPE_CHECKING:
@@ -108,16 +108,16 @@ def accuracy_intervals(runs: Sequence[Run], *, title: str | None = None) -> go.F
     for k, subset in enumerate(sorted({r.config.data.subset for r in runs})):
         group = [r for r in runs if r.config.data.subset == subset]
         acc = [r.metrics["test"]["accuracy"] for r in group]
-        x = [r.config.model for r in group]
+        x = [model_title(r.config.model) for r in group]
         color = PALETTE[k % len(PALETTE)]
         fig.add_trace(go.Scatter(
-            x=x, y=[100 * a["value"] for a in acc], mode="markers", name=f"ours, {subset}",
+            x=x, y=[100 * a["value"] for a in acc], mode="markers", name=f"ours, {SUBSET_WORDS.get(subset, subset)}",
             marker=dict(size=10, color=color),
             error_y=dict(type="data", symmetric=False, array=[100 * (a["high"] - a["value"]) for a in acc],
                          arrayminus=[100 * (a["value"] - a["low"]) for a in acc])))
         paper = [paper_numbers(r).get(f"{subset}_acc") for r in group]
         if any(p is not None for p in paper):
-            fig.add_trace(go.Scatter(x=x, y=paper, mode="markers", name=f"paper, {subset}",
+            fig.add_trace(go.Scatter(x=x, y=paper, mode="markers", name=f"paper, {SUBSET_WORDS.get(subset, subset)}",
                                      marker=dict(symbol="x", size=10, color=color)))
     fig.update_layout(title=title, yaxis_title="test accuracy (%)", height=400, margin=dict(t=60, b=40))
     return fig

@@ -269,8 +269,9 @@ class Study:
     def fold_runs(self, models: Iterable[str], subset: str | None = None, *,
                   folds: Iterable[int] | None = None) -> dict[str, list[Run]]:
         """``{model: [run of fold 1, ..., run of fold k]}``: every model on the same :attr:`n_folds`
-        grouped folds (each repeat's k folds in turn, with :attr:`n_repeats` > 1), under our protocol (the released split is one split, so on the paper
-        profile the folds are of our protocol, beside its main tables). Fold 1 is :meth:`run`'s
+        grouped folds (each repeat's k folds in turn, with :attr:`n_repeats` > 1), under our
+        protocol (the released split is one split, so on the paper profile the folds are of our
+        protocol, beside its main tables). Fold 1 is :meth:`run`'s
         under our protocol. ``folds``: only these folds, counted from 1 as everywhere a user sees
         them (``folds=[1, 2]``: the first two; to train a book's folds a few runs per cell);
         numbers past the last fold are skipped."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cervixlib.explain.maps import METHOD_LABELS
+from cervixlib.facts import model_title
 from cervixlib.figures import PALETTE
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def _model_panels(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], *
     names, cols = list(panels), min(2, len(panels)) or 1
     rows = -(-len(names) // cols)
     methods = list(dict.fromkeys(m for p in panels.values() for m in p))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[model_title(n) for n in names], shared_yaxes=True)
     for i, name in enumerate(names):
         for m, (x, y) in panels[name].items():
             line = dict(color=PALETTE[methods.index(m) % 8], dash="dash" if m in ("random", "edge") else "solid")
@@ -83,9 +84,10 @@ def convergence_figure(convergence: dict[str, Convergence], *, title: str | None
     for k, (name, c) in enumerate(convergence.items()):
         rel = np.clip(c.relative, 1e-12, None)
         med = np.median(rel, axis=1)
-        fig.add_trace(go.Scatter(x=c.steps, y=med, mode="lines+markers", name=name, line_color=PALETTE[k % 8],
+        fig.add_trace(go.Scatter(x=c.steps, y=med, mode="lines+markers", name=model_title(name),
+                                 line_color=PALETTE[k % 8],
                                  error_y=dict(type="data", symmetric=False, array=rel.max(1) - med,
                                               arrayminus=med - rel.min(1))))
-    fig.update_layout(title=title, height=380, margin=dict(t=60, b=40), xaxis=dict(title="n_steps", type="log"),
+    fig.update_layout(title=title, height=380, margin=dict(t=60, b=40), xaxis=dict(title="IG steps", type="log"),
                       yaxis=dict(title="|sum IG - (F(x) - F(b))| / |F(x) - F(b)|", type="log"))
     return fig
