@@ -120,7 +120,7 @@ def separation_text(studies: Mapping[str, ExplanationStudy], metric: str, *, n_r
     """A sentence for a measure that tells no method from the random control on any model
     (every paired bootstrap interval of method − random, image by image, contains 0, or there
     is none and the images do not all agree), saying it is not informative here; ``""``
-    where it separates one."""
+    where it separates one, or where too few images were explained for any interval."""
     from cervixlib.comparison import paired_bootstrap
 
     for s in studies.values():
@@ -139,6 +139,8 @@ def separation_text(studies: Mapping[str, ExplanationStudy], metric: str, *, n_r
     name = METRICS[metric].split(" (")[0]
     n = max((int(np.isfinite(s.values["random"][metric]).sum()) for s in studies.values()
              if "random" in s.values), default=0)
+    if n < MIN_IMAGES:
+        return ""  # no interval at all: the table's caption says so, and why
     return (f"Here the {name} tells no method from the random control on any model (paired bootstrap "
             f"over {n} image{'s' * (n != 1)}): at these settings it is not informative about the maps.")
 
