@@ -87,7 +87,8 @@ def _is_external(url: str) -> bool:
 # ----------------------------------------------------------------------------- notebooks
 def check_source_notebook(path: str | os.PathLike[str]) -> None:
     """A notebook as committed: valid, no outputs, no execution counts, no widget
-    state, exactly one cell tagged ``parameters``, and a ``python3`` kernelspec."""
+    state, exactly one cell tagged ``parameters``, no later cell that assigns to one of its
+    names (a parameter means one thing through the whole chapter), and a ``python3`` kernelspec."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
@@ -103,6 +104,13 @@ def check_source_notebook(path: str | os.PathLike[str]) -> None:
         problems.append(f"{len(tagged)} cells tagged 'parameters' (cells {tagged}), expected 1")
     elif nb.cells[tagged[0] - 1].cell_type != "code":
         problems.append(f"the parameters cell {tagged[0]} is not a code cell")
+    if len(tagged) == 1:
+        params = _assigned(nb.cells[tagged[0] - 1].source)
+        for i, cell in enumerate(nb.cells, 1):
+            if cell.cell_type == "code" and i != tagged[0]:
+                overwritten = sorted(_assigned(cell.source) & params)
+                if overwritten:
+                    problems.append(f"cell {i} assigns to the parameter(s) {', '.join(overwritten)}")
     if "widgets" in nb.metadata:
         problems.append("widget state saved in the metadata")
     if "papermill" in nb.metadata:
@@ -110,6 +118,23 @@ def check_source_notebook(path: str | os.PathLike[str]) -> None:
     if nb.metadata.get("kernelspec", {}).get("name") != "python3":
         problems.append(f"kernelspec {nb.metadata.get('kernelspec', {}).get('name')!r}, expected 'python3'")
     assert not problems, f"{path}: " + "; ".join(problems)
+
+
+def _assigned(source: str) -> set[str]:
+    """The names a cell's code binds: assignments, loop and comprehension targets, ``with ... as``."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    targets: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets += node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.comprehension)):
+            targets.append(node.target)
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            targets.append(node.optional_vars)
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
 
 
 #: Tags with which Jupyter Book leaves a cell's source off the page (``hide-*``: behind a
