@@ -138,3 +138,15 @@ def test_profile_descriptions_hold_no_measured_time_or_machine(name):
     text = PROFILES[name].description
     assert not re.search(r"\d\s*(min|minutes?|s|secs?|seconds?|h|hours?)\b", text), text
     assert not re.search(r"\b(Intel|AMD|EPYC|Xeon|Ryzen|Threadripper|Apple M\d|AVX|AMX)", text, re.IGNORECASE), text
+
+
+def test_the_profiles_page_describes_each_profile_once_with_its_options_as_code():
+    """``{{ profiles }}`` (the book's one description of the profiles, which every chapter's
+    settings line links to): each profile, its chapter-5 sizes, and no bare ``--`` that Markdown
+    would turn into a dash."""
+    from cervixlib.config import profiles_markdown
+
+    text = profiles_markdown()
+    for p in PROFILES.values():
+        assert f"- `{p.name}`: " in text and f"deletion and insertion in {p.explain.perturbation_steps} steps" in text
+    assert not re.search(r"(?<!`)--[a-z]", text), text

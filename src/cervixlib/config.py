@@ -399,12 +399,15 @@ PROFILES: dict[str, Profile] = {
 def profiles_markdown() -> str:
     """The profiles as a Markdown list, each with what it is for and its main sizes: the book's
     one description of them (``{{ profiles }}`` on its "How to read this book" page)."""
+    import re
+
     lines = []
     for p in PROFILES.values():
-        folds = f"{p.folds} grouped folds" + (f" repeated {p.repeats} times" if p.repeats > 1 else "")
-        lines.append(f"- `{p.name}`: {p.description}. In numbers: {p.image_size} px, {p.epochs} "
-                     f"epoch{'s' * (p.epochs != 1)}, batch {p.batch_size}, Adam lr {p.lr:g}, {folds}; "
-                     f"explanations on {p.explain_images} test images a model with {p.explain_steps} IG steps.")
+        text = re.sub(r"(--[a-z][a-z-]*(?: none)?)", r"`\1`", p.description)  # options as code: no en dashes
+        repeats = f", the folds repeated {p.repeats} times" if p.repeats > 1 else ""
+        lines.append(f"- `{p.name}`: {text}{repeats}. Its explanations (chapter 5): {p.explain_images} test "
+                     f"images a model, IG in {p.explain_steps} steps, deletion and insertion in "
+                     f"{p.explain.perturbation_steps} steps.")
     return "\n".join(lines)
 
 
