@@ -578,8 +578,8 @@ def test_how_to_read_page_says_what_a_reader_needs():
     for chapter in CHAPTERS:
         assert f"{{doc}}`{chapter}`" in text, chapter
     for needed in (".venv/bin/jupyter lab notebooks/", ".venv/bin/papermill notebooks/", "--cwd notebooks",
-                   "{{ repository }}", "`.ipynb`", "download", "not SIPaKMeD results", "`smoke`", "`default`",
-                   "`paper`", "https://github.com/suikei-wang/Towards-Interpretable-Attention-Networks-for-Cervical-"
+                   "{{ repository }}", "`.ipynb`", "download", "not SIPaKMeD results", "{{ profiles }}",
+                   "(profiles)=", "https://github.com/suikei-wang/Towards-Interpretable-Attention-Networks-for-Cervical-"
                               "Cancer-Analysis", "https://arxiv.org/abs/2106.00557"):
         assert needed in text, needed
     assert "binder" not in text.lower() and "colab" not in text.lower()  # nothing that needs a network

@@ -128,3 +128,23 @@ def test_percentile_bootstrap_agrees_with_scipy():
     # the vectorised and the one-resample-at-a-time paths draw the same resamples
     assert percentile_bootstrap(lambda a, b: float(np.mean(a == b)), y, pred, vectorized=False,
                                 n_resamples=500, seed=2) == percentile_bootstrap(acc, y, pred, n_resamples=500, seed=2)
+
+
+def test_a_mean_without_spread_never_gets_a_zero_width_interval():
+    """Every image gave the same value: a 0/1 measure gets SciPy's exact binomial interval, any
+    other no interval and the reason; Table II's accuracy of a run with every test image right
+    gets the proportion's interval too."""
+    from scipy import stats
+
+    from cervixlib.metrics import bootstrap_mean
+
+    misses = bootstrap_mean(np.zeros(16))
+    ref = stats.binomtest(0, 16).proportion_ci(method="exact")
+    assert (misses.value, misses.low, misses.high) == (0.0, 0.0, pytest.approx(ref.high)) and misses.high > 0.15
+    same = bootstrap_mean(np.full(16, 2.0))
+    assert np.isnan(same.low) and same.reason == "every image gave the same value"
+    assert "no interval: every image gave the same value" in str(same)
+    from cervixlib.report import _pct
+
+    assert _pct({"value": 1.0, "low": 1.0, "high": 1.0}, 20) == (
+        f"100.0 [{100 * stats.binomtest(20, 20).proportion_ci(method='exact').low:.1f}, 100.0]")

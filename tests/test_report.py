@@ -250,7 +250,7 @@ def test_fold_rows_and_figures_on_a_class_folder_set_leave_the_paper_out(folder_
     assert "paper (%), one split" in report.fold_rows({"resnet50": runs[:1]})[0]
     fig = accuracy_intervals(folder_runs)
     assert [t.name for t in fig.data] == ["ours, images"]
-    assert [t.name for t in accuracy_intervals(runs).data] == ["ours, multi", "paper, multi"]
+    assert [t.name for t in accuracy_intervals(runs).data] == ["ours, multi-cell images", "paper, multi-cell images"]
     cm = confusion_matrices({r.config.model: r for r in folder_runs})
     assert list(cm.data[0].x) == list(FOLDER_CLASSES)  # full names in the hover text, short ones on the axes
     assert list(cm.layout.xaxis.ticktext) == list(cm.layout.yaxis2.ticktext) == ["ASC-US", "HSIL", "LSIL", "MC",

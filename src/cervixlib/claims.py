@@ -187,10 +187,10 @@ class Claim:
             return f"Claim {self.number}: {NOT_TESTABLE}: {self.not_testable}."
         e = self.deciding
         which = "the weakest of its comparisons, " if len(self.evidence) > 1 else ""
-        reach = (f" The smallest difference this design could decide (80% power): {e.detectable_text()}."
+        reach = (f"; the smallest difference this design could decide (80% power): {e.detectable_text()}"
                  if np.isfinite(e.detectable) else "")
-        return (f"Claim {self.number}: {self.verdict_text}; {which}{e.label}: {e.number_text()}.{reach}"
-                + (f" {e.repeats}" if e.repeats else ""))
+        more = f" For claim {self.number}: {e.repeats[:1].lower()}{e.repeats[1:]}" if e.repeats else ""
+        return f"Claim {self.number}: {self.verdict_text}; {which}{e.label}: {e.number_text()}{reach}.{more}"
 
     def details(self) -> str:
         """Every comparison behind the claim with its own verdict, one sentence each."""

@@ -160,7 +160,10 @@ def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> st
     from cervixlib.metrics import MIN_IMAGES
 
     cols = list(dict.fromkeys(k for row in rows for k in row))
-    lacking = [x for row in rows for v in row.values() if (x := _lacks_interval(v)) is not None]
+    with_interval = [v for row in rows for v in row.values() if _lacks_interval(v) is not None]
+    lacking = [_lacks_interval(v) for v in with_interval]
+    reasons = list(dict.fromkeys(getattr(v, "reason", "") or f"fewer than {MIN_IMAGES} images"
+                                 for v in with_interval if _lacks_interval(v)))
 
     def fmt(col: Any, v: Any) -> str:
         if v is None:
@@ -176,8 +179,9 @@ def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> st
     head = "".join(f"<th>{html.escape(column_header(c))}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{fmt(c, r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
     if any(lacking):
-        why = (f"no interval: fewer than {MIN_IMAGES} images" if all(lacking) else
-               f"a value without brackets has no interval (fewer than {MIN_IMAGES} images)")
+        because = " or ".join(reasons)
+        why = (f"no interval: {because}" if all(lacking) else
+               f"a value without brackets has no interval ({because})")
         caption = f"{caption.rstrip('. ')}; {why}." if caption else f"{why[:1].upper()}{why[1:]}."
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return f'<table class="table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

@@ -29,6 +29,7 @@ from cervixlib.facts import PAPER_TABLE2  # re-exported: report and notebooks re
 
 __all__ = [
     "MIN_IMAGES",
+    "proportion_interval",
     "PAPER_TABLE2",
     "Interval",
     "classification_metrics",
@@ -54,10 +55,11 @@ class Interval:
     low: float
     high: float
     level: float = 0.95
+    reason: str = ""  # why low and high are NaN
 
     def __str__(self) -> str:
         if not (np.isfinite(self.low) and np.isfinite(self.high)):
-            return f"{self.value:.3f} (too few images for an interval)"
+            return f"{self.value:.3f} (no interval: {self.reason or 'too few images'})"
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
     def to_dict(self) -> dict[str, float]:
@@ -170,17 +172,33 @@ def bootstrap_mean(
     """The mean of per-image values with its percentile-bootstrap interval; NaNs (a measure
     undefined on an image) are left out, and with fewer than :data:`MIN_IMAGES` values the
     interval is NaN (the same rule as :func:`cervixlib.comparison.paired_bootstrap`, the
-    statistic of a paired difference)."""
+    statistic of a paired difference). Never a zero-width interval: where every image gave the
+    same value, a 0/1 measure (the pointing game: all hits or all misses) gets the exact
+    Clopper-Pearson interval of its proportion (:func:`proportion_interval`), any other none,
+    with the reason."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     nan = float("nan")
     if v.size == 0:
-        return Interval(nan, nan, nan, level)
+        return Interval(nan, nan, nan, level, "no image")
     mean = float(v.mean())
     if v.size < MIN_IMAGES:
-        return Interval(mean, nan, nan, level)
+        return Interval(mean, nan, nan, level, f"fewer than {MIN_IMAGES} images")
+    if np.all(v == v[0]):
+        if v[0] in (0.0, 1.0):
+            return proportion_interval(int(v.sum()), v.size, level=level)
+        return Interval(mean, nan, nan, level, "every image gave the same value")
     low, high = percentile_bootstrap(np.mean, v, n_resamples=n_resamples, level=level, seed=seed)
     return Interval(mean, low, high, level)
+
+
+def proportion_interval(k: int, n: int, *, level: float = 0.95) -> Interval:
+    """``k`` of ``n`` with its exact (Clopper-Pearson) interval, from SciPy's binomial test: where a
+    bootstrap has no spread to resample (0 of 16, 16 of 16), the interval a proportion still has."""
+    from scipy import stats
+
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return Interval(k / n, float(ci.low), float(ci.high), level)
 
 
 def classification_metrics(

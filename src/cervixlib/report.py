@@ -23,7 +23,7 @@ from typing import Any
 from cervixlib.facts import (ISOLATED_COUNTS, MULTI_COUNTS, PAPER_FRACTIONS, SUBSET_WORDS, class_abbreviations,
                              class_key_text)
 from cervixlib.layout import data_label
-from cervixlib.metrics import mcnemar, summarize
+from cervixlib.metrics import mcnemar, proportion_interval, summarize
 from cervixlib.published import on_sipakmed, paper_numbers
 from cervixlib.runs import Run
 
@@ -59,8 +59,22 @@ def class_order_text(runs: Sequence[Run]) -> str:
     return f"F1 per class: {class_key_text(class_abbreviations(classes))}"
 
 
-def _pct(interval: dict[str, float]) -> str:
-    return f"{100 * interval['value']:.1f} [{100 * interval['low']:.1f}, {100 * interval['high']:.1f}]"
+def _pct(interval: dict[str, float], n: int | None = None) -> str:
+    """``"84.2 [76.0, 91.3]"`` in percent. A bootstrap with no spread (every test image right, or
+    wrong) gives a zero-width interval: for an accuracy (``n``: the test images) the exact
+    Clopper-Pearson interval of the proportion stands in its place; otherwise the value alone."""
+    value, low, high = interval["value"], interval["low"], interval["high"]
+    if high <= low:
+        if n is None:
+            return f"{100 * value:.1f} (no interval: no spread between the test images)"
+        ci = proportion_interval(round(value * n), n)
+        low, high = ci.low, ci.high
+    return f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _accuracy(run: Run) -> str:
+    """A run's test accuracy in percent with its interval (:func:`_pct`)."""
+    return _pct(run.metrics["test"]["accuracy"], int(run.metrics["test"]["n"]))
 
 
 def weights_label(run: Run) -> str:
@@ -79,7 +93,7 @@ def leakage_rows(pairs: Mapping[str, Mapping[str, Run]]) -> list[dict[str, Any]]
         for split, run in by_split.items():
             rows.append({"model": model, "split": SPLIT_WORDS.get(split, split),
                          "test images": run.metrics["test"]["n"],
-                         "accuracy (%)": _pct(run.metrics["test"]["accuracy"]),
+                         "accuracy (%)": _accuracy(run),
                          "test images with a sibling in training": run.info.get("test_with_sibling_in_train")})
     return rows
 
@@ -103,7 +117,8 @@ def format_run(run: Run) -> str:
              f"split {run.config.data.split}  weights {weights_label(run)}" + _siblings_text(run),
              f"data      {dataset_label(run)}" + ("" if run.synthetic else f" at {run.data_root}")
              + _skipped_text(run),
-             f"test n={m['n']}  accuracy {_pct(m['accuracy'])}%  weighted F1 {_pct(m['weighted_f1'])}% "
+             f"test n={m['n']}  accuracy {_pct(m['accuracy'], int(m['n']))}%  "
+             f"weighted F1 {_pct(m['weighted_f1'])}% "
              f"(95% bootstrap CI)  best epoch {run.metrics.get('best_epoch')}",
              f"{'class':<26}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}"]
     for name, row in m["per_class"].items():
@@ -155,7 +170,7 @@ def table2_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
             row["seeds"] = len(group)
         row["test images"] = group[0].metrics["test"]["n"]
         if len(group) == 1:
-            row["accuracy (%)"] = _pct(accs[0])
+            row["accuracy (%)"] = _accuracy(group[0])
         else:
             a = summarize([x["value"] for x in accs])
             row["accuracy (%)"] = f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f} (n = {a['n']})"
@@ -187,9 +202,9 @@ def subset_rows(isolated: Mapping[str, Run], multi: Mapping[str, Run]) -> list[d
         paper = paper_numbers(multi[model])
         row = {"model": model,
                "isolated cells: test images": isolated[model].metrics["test"]["n"],
-               "isolated cells: accuracy (%)": _pct(isolated[model].metrics["test"]["accuracy"]),
+               "isolated cells: accuracy (%)": _accuracy(isolated[model]),
                "multi-cell images: test images": multi[model].metrics["test"]["n"],
-               "multi-cell images: accuracy (%)": _pct(multi[model].metrics["test"]["accuracy"])}
+               "multi-cell images: accuracy (%)": _accuracy(multi[model])}
         if on_sipakmed(multi[model]):
             row.update({"paper, isolated (%)": paper.get("isolated_acc"), "paper, multi-cell (%)": paper.get("multi_acc")})
         rows.append(row)
