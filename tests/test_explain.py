@@ -368,10 +368,11 @@ def test_bootstrap_mean_interval():
     iv = bootstrap_mean(v, seed=1)
     assert iv.low < v.mean() < iv.high
     assert abs((iv.high - iv.low) - 2 * 1.96 * v.std() / np.sqrt(200)) < 0.01  # about the normal width
-    assert bootstrap_mean([0.25] * 12).low == 0.25  # no spread: a degenerate interval
+    same = bootstrap_mean([0.25] * 12)  # no spread: no interval (never a zero-width one), and why
+    assert same.value == 0.25 and np.isnan(same.low) and same.reason == "every image gave the same value"
     few = bootstrap_mean([0.2, 0.4, 0.3])  # under MIN_IMAGES values: the mean alone
     assert few.value == pytest.approx(0.3) and np.isnan(few.low) and np.isnan(few.high)
-    assert str(few) == "0.300 (too few images for an interval)"
+    assert str(few) == "0.300 (no interval: fewer than 10 images)"
     assert np.isnan(bootstrap_mean([np.nan]).value)
 
 

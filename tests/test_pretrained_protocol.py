@@ -147,15 +147,15 @@ def test_the_settings_line_names_the_weights_of_each_protocol(synth_root, tmp_pa
 
     scratch = study_statement(Study(profile="smoke", data_root=str(synth_root)))
     assert ("main tables: our protocol, trained from scratch; beside them, the released code's protocol for "
-            "rcan_densenet121, trained from scratch") in scratch
+            "RCAN-DenseNet-121, trained from scratch") in scratch
     pretrained = study_statement(Study(profile="smoke", data_root=str(synth_root), weights="imagenet"))
     assert (f"main tables: our protocol, {IMAGENET_TEXT}; beside them, the released code's protocol for "
-            "rcan_densenet121, trained from scratch") in pretrained
+            "RCAN-DenseNet-121, trained from scratch") in pretrained
     paper = _settings_html(Study(profile="paper", weights="imagenet"))
     assert ("main tables: the released code's protocol, ImageNet weights where the released code used them; "
-            f"beside them, our protocol for resnet50, densenet121, ran_resnet50, rcan_densenet121, {IMAGENET_TEXT}"
+            f"beside them, our protocol for ResNet-50, DenseNet-121, RAN-ResNet-50, RCAN-DenseNet-121, {IMAGENET_TEXT}"
             ) in paper
-    assert _settings_html(Study(profile="paper")).endswith("rcan_densenet121, trained from scratch")
+    assert _settings_html(Study(profile="paper")).endswith("RCAN-DenseNet-121, trained from scratch")
     path = tmp_path / "private" / "my-backbone.pth"
     path.parent.mkdir()
     torch.save({}, path)
