@@ -248,3 +248,12 @@ def test_the_detectable_difference_of_a_bootstrap_interval_is_its_80_percent_pow
     d = PairedDifference(1.0, 1.0 - z * 2, 1.0 + z * 2, 40, "paired bootstrap over images")
     assert detectable_from_interval(d) == pytest.approx((z + stats.norm.ppf(0.8)) * 2)
     assert np.isnan(detectable_from_interval(PairedDifference(1.0, np.nan, np.nan, 3, "x")))
+
+
+def test_the_floor_is_the_limit_of_the_detectable_difference_as_repeats_grow():
+    from cervixlib.comparison import detectable_floor
+
+    sd, n_train, n_test = 0.04, 600.0, 60.0
+    floor = detectable_floor(sd, n_train=n_train, n_test=n_test)
+    assert detectable_difference(sd, 10 ** 6, n_train=n_train, n_test=n_test) == pytest.approx(floor, rel=1e-3)
+    assert repeats_needed(floor * 0.99, sd, 3, n_train=n_train, n_test=n_test, most=10 ** 4) is None

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cervixlib.comparison import PairedDifference, detectable_difference, detectable_from_interval, paired_bootstrap
+from cervixlib.comparison import PairedDifference, detectable_from_interval, paired_bootstrap
 from cervixlib.facts import MODEL_TITLES, PAPER_TABLE2
 from cervixlib.fold_comparison import (FoldComparison, compare_fold_runs, fold_accuracies, image_votes,
                                        vote_comparison)
@@ -313,8 +313,7 @@ def _repeats_text(cmp: FoldComparison, detectable: float, paper: float | None) -
         return ""
     r = cmp.repeats_for(target / 100)
     if r is None:
-        floor = detectable_difference(float(np.std(cmp.a - cmp.b, ddof=1)), 10 ** 6, n_train=max(cmp.n_train, 1.0),
-                                      n_test=max(cmp.n_test, 1.0)) * 100
+        floor = 100 * cmp.floor()
         return (f"No number of repeats of these {k} folds decides {target:.1f} points: at this spread the "
                 f"overlap of training sets alone sets a floor of ±{floor:.1f} points; more images would.")
     size = "the paper's difference" if paper else "the size of the paper's differences"

@@ -37,7 +37,7 @@ from scipy import stats
 from cervixlib.metrics import MIN_IMAGES, percentile_bootstrap
 
 __all__ = ["MIN_IMAGES", "NO_SPREAD", "PairedDifference", "corrected_resampled_t", "detectable_difference",
-           "detectable_from_interval",
+           "detectable_floor", "detectable_from_interval",
            "fold_mean_sd", "paired_bootstrap", "repeats_needed"]
 
 #: Why a fold comparison whose folds all gave the same difference has no interval: its variance
@@ -171,6 +171,16 @@ def detectable_from_interval(d: PairedDifference, *, power: float = POWER) -> fl
     return float((z + stats.norm.ppf(power)) * (d.high - d.low) / (2 * z))
 
 
+def detectable_floor(sd: float, *, n_train: float, n_test: float, level: float = 0.95,
+                     power: float = POWER) -> float:
+    """The limit of :func:`detectable_difference` as the repeats of the folds grow: the 1/k term
+    vanishes and the overlap of training sets is left, ``(z_{1-a/2} + z_power) * sqrt(n_test/n_train) * sd``.
+    No number of repeats decides a smaller difference; NaN where it cannot be estimated."""
+    if not np.isfinite(sd) or sd <= 0:
+        return float("nan")
+    return float((stats.norm.ppf(0.5 + level / 2) + stats.norm.ppf(power)) * np.sqrt(n_test / n_train) * sd)
+
+
 def repeats_needed(target: float, sd: float, folds: int, *, n_train: float, n_test: float,
                    level: float = 0.95, power: float = POWER, most: int = 100) -> int | None:
     """How many repeats r of ``folds``-fold cross-validation (each with another split seed) bring
@@ -178,7 +188,8 @@ def repeats_needed(target: float, sd: float, folds: int, *, n_train: float, n_te
     no r up to ``most`` does. Repeats shrink only the ``1/k`` term: the overlap of training
     sets (``n_test/n_train``) sets a floor that no number of repeats goes below (Bouckaert &
     Frank 2004), so a small effect may need more images, not more repeats."""
-    if not np.isfinite(sd) or sd <= 0 or target <= 0:
+    if not np.isfinite(sd) or sd <= 0 or target <= detectable_floor(sd, n_train=n_train, n_test=n_test,
+                                                                     level=level, power=power):
         return None
     for r in range(1, most + 1):
         if detectable_difference(sd, r * folds, n_train=n_train, n_test=n_test, level=level,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cervixlib.comparison import (POWER, PairedDifference, corrected_resampled_t, detectable_difference,
-                                  paired_bootstrap, repeats_needed)
+                                  detectable_floor, paired_bootstrap, repeats_needed)
 from cervixlib.metrics import mcnemar
 
 if TYPE_CHECKING:
@@ -42,22 +42,25 @@ class FoldComparison:
     n_test: float = 0.0  # test images per fold (mean)
     folds: int = 0  # k of the k-fold design (a, b hold r x k values with repeats); 0: one value a fold
 
+    def _spread(self) -> float:
+        """The fold-to-fold standard deviation of ``a - b``; NaN with fewer than two folds."""
+        d = self.a - self.b
+        return float(d.std(ddof=1)) if d.size > 1 else float("nan")
+
     def detectable(self, *, level: float = 0.95, power: float = POWER) -> float:
         """The smallest accuracy difference (a fraction) that these folds decide with ``power``, at the
         fold-to-fold spread of ``a - b`` measured (:func:`cervixlib.comparison.detectable_difference`)."""
-        d = self.a - self.b
-        if d.size < 2:
-            return float("nan")
-        return detectable_difference(float(d.std(ddof=1)), d.size, n_train=max(self.n_train, 1.0),
+        return detectable_difference(self._spread(), self.a.size, n_train=max(self.n_train, 1.0),
                                      n_test=max(self.n_test, 1.0), level=level, power=power)
+
+    def floor(self) -> float:
+        """What no number of repeats of these folds goes below (:func:`cervixlib.comparison.detectable_floor`)."""
+        return detectable_floor(self._spread(), n_train=max(self.n_train, 1.0), n_test=max(self.n_test, 1.0))
 
     def repeats_for(self, target: float) -> int | None:
         """Repeats of the k folds that bring the detectable difference down to ``target`` (a
         fraction); None: none up to 100 does (:func:`cervixlib.comparison.repeats_needed`)."""
-        d = self.a - self.b
-        if d.size < 2:
-            return None
-        return repeats_needed(target, float(d.std(ddof=1)), self.folds or d.size, n_train=max(self.n_train, 1.0),
+        return repeats_needed(target, self._spread(), self.folds or self.a.size, n_train=max(self.n_train, 1.0),
                               n_test=max(self.n_test, 1.0))
 
 
