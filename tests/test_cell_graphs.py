@@ -363,6 +363,126 @@ def test_fit_trains_a_graph_model_on_the_synthetic_set(synth_root, tmp_path):
     assert run.load_model().model_name == "cell_graph_gat"
 
 
+# ------------------------------------------------------------------ node features from an isolated-cell CNN
+def test_cell_crops_cut_each_cell_by_its_outline_box(tmp_path):
+    """A crop is the cell's outline box grown by CROP_MARGIN of its longer side plus 2 px, clipped
+    to the image, cut from the image's own pixels, in node order."""
+    from cervixlib.graphs import CROP_MARGIN, cell_crops, cell_graph
+
+    item = _item(tmp_path, [(_circle(30, 40, 10), None), (_circle(100, 20, 15), None)], size=(120, 80))
+    pixels = np.random.default_rng(0).integers(0, 255, (80, 120, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(item.path)
+    g = cell_graph(item)
+    crops = cell_crops(item, g)
+    assert len(crops) == g.n_cells == 2
+    for crop, cyt in zip(crops, (_circle(30, 40, 10), _circle(100, 20, 15))):
+        (x0, y0), (x1, y1) = cyt.min(0), cyt.max(0)
+        pad = CROP_MARGIN * max(x1 - x0, y1 - y0) + 2
+        box = (max(0, math.floor(x0 - pad)), max(0, math.floor(y0 - pad)),
+               min(120, math.ceil(x1 + pad) + 1), min(80, math.ceil(y1 + pad) + 1))
+        assert crop.size == (box[2] - box[0], box[3] - box[1])
+        np.testing.assert_array_equal(np.asarray(crop), pixels[box[1]:box[3], box[0]:box[2]])
+    assert 20 - 15 - (CROP_MARGIN * 30 + 2) < 0 and 100 + 15 + (CROP_MARGIN * 30 + 2) > 120  # the second is clipped
+    assert cell_crops(_item(tmp_path / "e", []), cell_graph(_item(tmp_path / "e", []))) == []
+
+
+def test_node_features_from_a_cnn_are_its_pooled_features_of_the_crop_as_a_file(tmp_path):
+    """A cell's CNN features are what the CNN gives for the same crop read as an isolated-cell
+    image file by the training dataset (CellImageDataset), at the CNN's input size."""
+    import torch
+
+    from cervixlib.data import CellImageDataset, Item
+    from cervixlib.graphs import cell_crops, cell_embeddings, cell_graph
+    from cervixlib.models import create_model
+    from cervixlib.models.cell_graph import ENCODER_FEATURES
+
+    torch.manual_seed(0)
+    model = create_model("densenet121", num_classes=5).eval()
+    assert model.num_features == ENCODER_FEATURES["densenet121"]
+    item = _item(tmp_path, [(_circle(30, 40, 10), None), (_circle(80, 40, 14), None)], size=(120, 80))
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 120, 3), dtype=np.uint8)).save(item.path)
+    crops = cell_crops(item, cell_graph(item))
+    files = []
+    for k, crop in enumerate(crops):
+        files.append(tmp_path / f"crop{k}.png")
+        crop.save(files[-1])
+    ds = CellImageDataset([Item(f, 0, "C/001", (), crop.size) for f, crop in zip(files, crops)], image_size=64,
+                          train=False)
+    with torch.no_grad():
+        X = torch.stack([ds[i][0] for i in range(len(ds))])
+        expected = model.forward_head(model.forward_features(X), pre_logits=True).numpy()
+    got = cell_embeddings(model, crops, image_size=64)
+    assert got.shape == (2, 1024)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_graph_on_cnn_features_reads_the_isolated_cell_cnn_of_its_fold(synth_root, tmp_path):
+    """cell_graph_gat_cnn: its config names the DenseNet-121 of the same fold on isolated cells,
+    fit trains that first, the nodes carry its 1024 features, and the saved predictions come back
+    from the checkpoint (cervix evaluate)."""
+    from cervixlib.graphs.dataset import CellGraphDataset
+    from cervixlib.study import Study
+    from cervixlib.train import encoder_run, evaluate_run
+
+    study = Study(profile="smoke", data_root=str(synth_root), runs_dir=str(tmp_path))
+    cfg = study.config("cell_graph_gat_cnn", fold=1)
+    enc = cfg.cell_encoder
+    assert enc == study.fold_configs(["densenet121"], "isolated")["densenet121"][1]  # chapter 4's run, not another
+    run = study.run("cell_graph_gat_cnn", fold=1)
+    encoder = encoder_run(run.config, runs_dir=tmp_path)
+    assert encoder.config == enc and encoder.dir.parent == tmp_path
+    test = {it.group for it in run.test_items()}
+    assert test and not test & {it.group for it in encoder.data.part("train")}  # never trained on their crops
+    graphs = CellGraphDataset(run.test_items(), encoder=encoder).graphs
+    assert all(g.features.shape == (g.n_cells, 1024) for g in graphs)
+    assert len(run.y_true) == len(run.split().test)
+    assert evaluate_run(run)["agreement"] == 1.0
+
+
+def test_a_cell_encoder_must_be_the_same_fold_and_is_part_of_the_runs_key(tmp_path):
+    from cervixlib.config import TrainConfig
+    from cervixlib.runs import run_key
+    from cervixlib.study import Study
+    from cervixlib.train import encoder_run
+
+    study = Study(profile="smoke")
+    cfg = study.config("cell_graph_gat_cnn", fold=0)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # as config.json stores it
+    moved = cfg.replace(root=str(tmp_path))
+    assert moved.cell_encoder.data.root == str(tmp_path)  # the encoder reads the graph's data
+    assert run_key(moved, "fp", "v") == run_key(cfg, "fp", "v")  # no path in the key, the encoder's neither
+    other = cfg.replace(cell_encoder=cfg.cell_encoder.replace(epochs=3))
+    assert run_key(other, "fp", "v") != run_key(cfg, "fp", "v")
+    plain = study.config("cell_graph_gat")
+    assert "cell_encoder" not in plain.to_dict() or plain.to_dict()["cell_encoder"] is None
+    with pytest.raises(ValueError, match="same fold"):
+        cfg.replace(cell_encoder=study.config("densenet121", "isolated", fold=1))
+    with pytest.raises(ValueError, match="cell_encoder is for"):
+        plain.replace(cell_encoder=cfg.cell_encoder)
+    with pytest.raises(ValueError, match="needs cell_encoder"):
+        encoder_run(cfg.replace(cell_encoder=None), runs_dir=tmp_path)
+    assert "folds > 1" in Study(profile="smoke", folds=1).cannot_train("cell_graph_gat_cnn")
+    assert Study(profile="smoke").cannot_train("cell_graph_gat_cnn") is None
+
+
+def test_a_plan_trains_a_cell_encoder_before_the_graph_runs_that_read_it():
+    from cervixlib.parallel import _next_ready
+    from cervixlib.plan import PlannedRun, with_encoders
+    from cervixlib.study import Study
+
+    study = Study(profile="smoke")
+    graphs = study.fold_configs(["cell_graph_gat_cnn"])["cell_graph_gat_cnn"]
+    cnn = study.fold_configs(["densenet121"], "isolated")["densenet121"]
+    ordered = with_encoders([graphs[0], cnn[1], graphs[1], cnn[0]])
+    assert ordered == [cnn[0], graphs[0], cnn[1], graphs[1]]  # added or moved up, each once
+    queue = [PlannedRun(c, ()) for c in ordered]
+    assert _next_ready(queue, []) == 0
+    running = [queue.pop(0)]  # the fold-1 encoder is training: the fold-2 encoder may start, not its graph
+    assert queue[_next_ready(queue, running)].config == cnn[1]
+    assert _next_ready([PlannedRun(graphs[0], ())], running) is None
+    assert _next_ready([PlannedRun(graphs[0], ())], []) == 0
+
+
 # ------------------------------------------------------------------ data without and with masks
 def test_without_outlines_the_chapter_is_a_note_and_plans_no_graph_run(class_folder_root):
     from cervixlib.graphs import GRAPH_MODELS, cells_note
@@ -392,8 +512,8 @@ def test_chapter_6_on_a_class_folder_set_with_masks(tmp_path, synth_index):
     mp.chdir(root)
     try:
         result = book.run_book("smoke", data=str(data), runs_dir=str(root / "runs"), only=["06"], build=False,
-                               params={"models": ["densenet121", "cell_graph_gat", "cell_graph_gat_no_edges"],
-                                       "explain_images": 3})
+                               params={"models": ["densenet121", "cell_graph_gat", "cell_graph_gat_no_edges",
+                                                  "cell_graph_gat_cnn"], "explain_images": 3})
     finally:
         mp.undo()
     assert sum("cell_graph_gat-" in r for r in result.planned) == 2  # both folds of the smoke profile
@@ -402,6 +522,9 @@ def test_chapter_6_on_a_class_folder_set_with_masks(tmp_path, synth_index):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = str(outputs)
     assert "none of this set's" not in text and "Claim 6:" in text and "cells holding 80%" in text
+    # no isolated cells to train the encoder on: the graph on CNN features is left out, and the page says why
+    assert not any("cell_graph_gat_cnn-" in r for r in result.planned)
+    assert "trained on isolated cells, and this set has none" in text
 
 
 def test_graph_models_are_not_planned_on_isolated_cells(synth_root):

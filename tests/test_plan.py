@@ -34,21 +34,28 @@ def _counts(plan):
     return collections.Counter((r.config.data.split, r.config.weights is not None) for r in plan.runs)
 
 
-def test_the_paper_profile_plans_67_runs_without_generating_data(tmp_path, monkeypatch):
+def test_the_paper_profile_plans_72_runs_without_generating_data(tmp_path, monkeypatch):
     monkeypatch.setenv("CERVIX_DATA_HOME", str(tmp_path / "empty-home"))
     plan = book_plan("paper", runs_dir=tmp_path / "runs", generate=False, **BOOK)
     assert not (tmp_path / "empty-home").exists()  # looked, generated nothing
     assert plan.data_root is None and all(r.done is None for r in plan.runs)
-    assert len(plan.runs) == len(set(plan.configs())) == 52 + 15
+    assert len(plan.runs) == len(set(plan.configs())) == 52 + 20
     # released protocol: 4 designs x 2 subsets on the released split (3 of 4 with ImageNet weights);
     # ours: 4 models x 2 subsets x 5 folds from scratch (the API's weights=None; the command line
     # gives the paper profile ImageNet weights); leakage: the 4 released recipes on isolated cells
-    # under our split (fold 1), beside their released-split runs above; chapter 6: 3 graph models
-    # x 5 folds on multi-cell images, from scratch
-    assert _counts(plan) == {("released", True): 6, ("released", False): 2, ("group", False): 40 + 1 + 15,
+    # under our split (fold 1), beside their released-split runs above; chapter 6: 4 graph models
+    # x 5 folds on multi-cell images, from scratch, the one on CNN features reading chapter 4's
+    # isolated-cell DenseNet-121 of its fold (planned once, before it)
+    assert _counts(plan) == {("released", True): 6, ("released", False): 2, ("group", False): 40 + 1 + 20,
                              ("group", True): 3}
     graphs = collections.Counter(r.config.model for r in plan.runs if r.config.model.startswith("cell_graph"))
-    assert graphs == {"cell_graph_gat": 5, "cell_graph_gin": 5, "cell_graph_gat_no_edges": 5}
+    assert graphs == {"cell_graph_gat": 5, "cell_graph_gin": 5, "cell_graph_gat_no_edges": 5, "cell_graph_gat_cnn": 5}
+    position = {r.config: i for i, r in enumerate(plan.runs)}
+    for r in plan.runs:
+        if r.config.model == "cell_graph_gat_cnn":
+            enc = r.config.cell_encoder
+            assert (enc.model, enc.data.subset, enc.data.fold) == ("densenet121", "isolated", r.config.data.fold)
+            assert position[enc] < position[r.config]
     models = collections.Counter(r.config.model for r in plan.runs if r.config.data.split == "released")
     assert models == {"resnet50": 2, "densenet121": 2, "ran92": 2, "rcan_densenet121_released": 2}
     assert all(r.config.epochs == (100 if r.config.model.startswith("cell_graph") else 50)  # Profile.graph_epochs
@@ -57,7 +64,7 @@ def test_the_paper_profile_plans_67_runs_without_generating_data(tmp_path, monke
                                                           "04_multicell_vs_isolated", "05_explainability",
                                                           "06_cell_graphs", "00_claims"}
     text = plan.text()
-    assert "67 runs" in text and "not generated yet" in text
+    assert "72 runs" in text and "not generated yet" in text
 
 
 def test_the_plan_follows_parameters_and_chapters(tmp_path, monkeypatch):
@@ -113,9 +120,9 @@ def test_cervix_plan_prints_the_paper_plan_quickly(tmp_path):
                           "--weights", "none", "--runs", str(tmp_path / "runs")], cwd=REPO, env=env, capture_output=True,
                          text=True, check=True)
     seconds = time.perf_counter() - t
-    assert "Run plan of the paper profile: 67 runs, 0 in the store" in out.stdout
+    assert "Run plan of the paper profile: 72 runs, 0 in the store" in out.stdout
     assert out.stdout.count("rcan_densenet121_released-") == 3  # multi, isolated, leakage
-    for graph in ("cell_graph_gat-", "cell_graph_gin-", "cell_graph_gat_no_edges-"):  # chapter 6: 5 folds each
+    for graph in ("cell_graph_gat-", "cell_graph_gin-", "cell_graph_gat_no_edges-", "cell_graph_gat_cnn-"):  # 5 folds each
         assert out.stdout.count(graph) == 5, graph
     assert "papermill" not in out.stderr
     print(f"cervix plan --profile paper: {seconds:.1f} s")  # the target is 10 s; not asserted (shared CPUs)

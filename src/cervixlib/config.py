@@ -161,6 +161,11 @@ class TrainConfig:
     """Everything that determines a trained model and its reported numbers.
 
     ``weights``: ``None`` (from scratch; ``"none"`` is read as None), ``"imagenet"`` or a file.
+    ``cell_encoder``: for a graph model of :data:`cervixlib.graphs.CELL_ENCODERS`, the run of the
+    CNN on the isolated cells whose pooled features of each cell's crop are the graph's node
+    features: the same fold of the same grouped folds (so it never trained on a crop of the
+    graph's test images) on the same data (its root, scale, seed and ``skip_bad`` follow this
+    run's). Part of the run's key, so a graph run names the exact CNN it read.
     """
 
     model: str
@@ -171,14 +176,41 @@ class TrainConfig:
     seed: int = 0
     weights: str | None = None
     precision: Precision = "auto"
+    cell_encoder: TrainConfig | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, str) and self.weights.lower() == "none":
             object.__setattr__(self, "weights", None)
+        if isinstance(self.cell_encoder, dict):
+            object.__setattr__(self, "cell_encoder", TrainConfig.from_dict(self.cell_encoder))
+        if self.cell_encoder is not None:
+            self._check_encoder(self.cell_encoder)
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    def _check_encoder(self, enc: TrainConfig) -> None:
+        from cervixlib.graphs import CELL_ENCODERS
+
+        expected = CELL_ENCODERS.get(self.model)
+        if expected is None or enc.model != expected:
+            raise ValueError(f"cell_encoder is for the graph models that read a CNN's features "
+                             f"({', '.join(f'{g}: {m}' for g, m in CELL_ENCODERS.items())}), not {self.model} "
+                             f"with {enc.model}")
+        d, e = self.data, enc.data
+        if d.subset != "multi" or e.subset != "isolated" or enc.cell_encoder is not None:
+            raise ValueError(f"{self.model} reads multi-cell images with a CNN of the isolated cells; got subsets "
+                             f"{d.subset!r} and {e.subset!r}")
+        if d.split != "group" or d.folds < 2 or (d.folds, d.fold, d.split_seed, d.fractions) != (
+                e.folds, e.fold, e.split_seed, e.fractions):
+            raise ValueError(f"{self.model} needs its cell encoder on the same fold of the same grouped k-fold "
+                             f"split (folds > 1: the folds of the two subsets are dealt together, so the encoder "
+                             f"never trained on a crop of the graph's test images); got {d.split} "
+                             f"fold {d.fold + 1} of {d.folds} and {e.split} fold {e.fold + 1} of {e.folds}")
+        same = {k: getattr(d, k) for k in ("root", "synth_scale", "synth_seed", "skip_bad")}
+        if any(getattr(e, k) != v for k, v in same.items()):
+            object.__setattr__(self, "cell_encoder", dataclasses.replace(enc, data=dataclasses.replace(e, **same)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -192,6 +224,8 @@ class TrainConfig:
         data = dict(payload.pop("data", {}))
         if "fractions" in data:
             data["fractions"] = tuple(data["fractions"])
+        if payload.get("cell_encoder") is not None:
+            payload["cell_encoder"] = cls.from_dict(payload["cell_encoder"])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(payload) - known
         if unknown:

@@ -170,6 +170,7 @@ MODEL_TITLES: dict[str, str] = {
     "rcan_densenet121_released": "RCAN-DenseNet-121 (released)",
     "cell_graph_gat": "cell-graph GATv2", "cell_graph_gin": "cell-graph GIN",
     "cell_graph_gat_no_edges": "cell-graph GATv2 without edges",
+    "cell_graph_gat_cnn": "cell-graph GATv2 on CNN features",
 }
 
 

@@ -33,7 +33,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -346,12 +346,18 @@ def _train_on_ray(ray: Any, started: bool, plan: RunPlan, result: PlanResult, di
         # store and the data must be on a filesystem every node mounts at the same place).
         store = str(Path(runs_dir).resolve())
         queue = list(todo)
+        state: dict[str, dict[str, Any]] = {}
         while queue or pending:
             while queue and len(pending) < at_once:  # at most `jobs` submitted; Ray places each
-                run = queue.pop(0)
+                i = _next_ready(queue, pending.values())
+                if i is None:  # every queued run reads a run still training
+                    break
+                run = queue.pop(i)
+                if _encoder_failed(run, result, display, state):
+                    continue
                 pending[task.remote(_absolute(run.config, plan.data_root).to_dict(), run.label, store,
                                     int(resources["num_cpus"]), board, index, every)] = run
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0) if pending else ([], [])
             state = ray.get(board.snapshot.remote())
             if on_report is not None:
                 on_report(state)
@@ -384,6 +390,29 @@ def _train_on_ray(ray: Any, started: bool, plan: RunPlan, result: PlanResult, di
             ray.kill(board)
 
 
+def _next_ready(queue: Sequence[PlannedRun], running: Iterable[PlannedRun]) -> int | None:
+    """The index in ``queue`` of the first run whose cell encoder (the CNN run it reads) is neither
+    queued nor running, or None: a graph run starts once the run it reads has finished."""
+    waiting = {r.config for r in queue} | {r.config for r in running}
+    for i, run in enumerate(queue):
+        if run.config.cell_encoder is None or run.config.cell_encoder not in waiting:
+            return i
+    return None
+
+
+def _encoder_failed(run: PlannedRun, result: PlanResult, display: PlanProgress,
+                    state: dict[str, dict[str, Any]]) -> bool:
+    """Whether ``run`` reads a run that failed in this plan; if so it is failed too, with that reason."""
+    enc = run.config.cell_encoder
+    failed = next((r for r, _ in result.failed if enc is not None and r.config == enc), None)
+    if failed is None:
+        return False
+    error = f"the run it reads failed ({failed.label})"
+    result.failed.append((run, error))
+    display.finish(run.label, state, f"FAILED: {error}", ok=False)
+    return True
+
+
 def _train_here(plan: RunPlan, result: PlanResult, display: PlanProgress, every: float,
                 on_report: Callable[[dict[str, dict[str, Any]]], None] | None) -> None:
     """The runs of ``plan.todo`` one at a time in this process, with resume, reporting each epoch
@@ -392,7 +421,9 @@ def _train_here(plan: RunPlan, result: PlanResult, display: PlanProgress, every:
     from cervixlib.train import fit
 
     state: dict[str, dict[str, Any]] = {}
-    for run in plan.todo:
+    for run in plan.todo:  # in plan order: a cell encoder comes before the graph runs that read it
+        if _encoder_failed(run, result, display, state):
+            continue
         s = state.setdefault(run.label, {"epoch": None})
         trained: list[int] = []
 

@@ -33,7 +33,7 @@ from cervixlib.throughput import H200, ThroughputTable, best_table
 if TYPE_CHECKING:
     from cervixlib.data import DatasetIndex
 
-__all__ = ["PlannedRun", "RunPlan", "plan_runs", "store_throughput"]
+__all__ = ["PlannedRun", "RunPlan", "plan_runs", "store_throughput", "with_encoders"]
 
 @dataclass(frozen=True)
 class PlannedRun:
@@ -234,6 +234,20 @@ def store_throughput(runs_dir: str | os.PathLike[str]) -> dict[tuple, float]:
     return {k: statistics.median(v) for k, v in rates.items() if v}
 
 
+def with_encoders(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
+    """``configs`` with each graph run's ``cell_encoder`` (the CNN run it reads) before it, added
+    where the list lacks it and moved up where it comes later: a plan trains a run after the runs
+    it reads. Otherwise in the given order, each configuration once."""
+    out: list[TrainConfig] = []
+    placed: set[TrainConfig] = set()
+    for c in configs:
+        for needed in (c.cell_encoder, c):
+            if needed is not None and needed not in placed:
+                out.append(needed)
+                placed.add(needed)
+    return out
+
+
 def plan_runs(
     configs: Sequence[TrainConfig],
     *,
@@ -244,6 +258,8 @@ def plan_runs(
     verify: Literal["size", "hash"] = "hash",
 ) -> RunPlan:
     """A plan of the given configurations (one dataset): their names, image counts and store status.
+
+    A graph run's cell encoder is planned before it (:func:`with_encoders`).
 
     The data is indexed once (the embedded set generated first, unless ``generate=False``);
     bad files raise one :class:`~cervixlib.data.BadFilesError` listing them all, as training would.
@@ -257,7 +273,11 @@ def plan_runs(
     from cervixlib.data import load_index, prepare
     from cervixlib.data.prepared import data_root
 
-    chapters = chapters or {}
+    chapters = dict(chapters or {})
+    for c in configs:  # a cell encoder is read by the chapters that read its graph runs
+        if c.cell_encoder is not None and c.cell_encoder not in configs:
+            chapters[c.cell_encoder] = tuple(dict.fromkeys((*chapters.get(c.cell_encoder, ()), *chapters.get(c, ()))))
+    configs = with_encoders(configs)
     runs_dir = Path(runs_dir)
     if not configs:
         return RunPlan(profile, (), runs_dir)

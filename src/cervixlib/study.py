@@ -203,10 +203,44 @@ class Study:
                              f"{split} split), got {fold}")
         if repeat and split != "group":
             raise ValueError(f"repeat={repeat}: only the group split is repeated (the {split} split is fixed)")
-        return self.settings.config(
+        config = self.settings.config(
             design, root=self.data_root, subset=subset or self.subset, split=split, weights=weights,
             image_size=self.image_size, epochs=self.epochs, seed=self.seed, skip_bad=self.skip_bad,
             folds=folds, fold=fold, split_seed=repeat or None)
+        from cervixlib.graphs import CELL_ENCODERS
+
+        if model in CELL_ENCODERS:  # the isolated-cell CNN of the same fold, as the fold runs train it
+            config = config.replace(cell_encoder=self.config(CELL_ENCODERS[model], "isolated", protocol="ours",
+                                                             split=split, fold=fold, repeat=repeat))
+        return config
+
+    def cannot_train(self, model: str, subset: str | None = None) -> str | None:
+        """Why this study's data cannot train ``model`` on ``subset`` (None: it can): a graph model
+        on isolated cells (one cell, no graph) or on images without cells (no outlines, no mask
+        files); a graph model over an isolated-cell CNN's features (:data:`cervixlib.graphs.CELL_ENCODERS`)
+        where there are no isolated cells to train that CNN, or a single split (the two subsets'
+        splits are then drawn apart, and the CNN could have trained on crops of the graph's test images)."""
+        from cervixlib.graphs import CELL_ENCODERS, is_graph_model
+
+        if not is_graph_model(model):
+            return None
+        subset = subset or self.subset
+        if subset == "isolated":
+            return "an isolated cell is one cell: no graph to make"
+        if self.data_root is not None and not any(it.has_mask for it in self.data(subset).items):
+            return "the images have no cells to make graphs of (no outlines, no mask files)"
+        if model in CELL_ENCODERS:
+            if self.data_root is not None and "isolated" not in self.index.subsets:
+                return (f"its node features come from a {CELL_ENCODERS[model]} trained on isolated cells, and "
+                        "this set has none")
+            if self.n_folds < 2:
+                return ("its node features come from a CNN trained on the isolated cells of the same fold, "
+                        "which needs grouped folds (folds > 1)")
+        return None
+
+    def trainable(self, models: Iterable[str], subset: str | None = None) -> list[str]:
+        """``models`` without those :meth:`cannot_train` names, in order."""
+        return [m for m in models if self.cannot_train(m, subset) is None]
 
     def data(self, subset: str | None = None) -> PreparedData:
         """Root, index, items and split of ``subset`` (default: the study's), as training sees them.
@@ -308,18 +342,13 @@ class Study:
         the fold runs on isolated cells; without ``@``, the study's subset), as the
         notebook's calls of :meth:`runs`, :meth:`side_runs`, :meth:`fold_runs` and
         :meth:`leakage_runs` ask for them. ``book/manifest.yml`` lists a chapter's needs.
-        Graph models (:data:`cervixlib.graphs.GRAPH_MODELS`) are left out on isolated cells (one cell,
-        no graph) and on data whose images have no cells to make a graph of (no outlines, no mask
-        files): chapter 6 is a note there."""
-        from cervixlib.graphs import is_graph_model
-
+        Models the data cannot train are left out (:meth:`cannot_train`: graph models on isolated
+        cells or on data whose images have no cells, where chapter 6 is a note)."""
         kind, _, subset = need.partition("@")
         if kind not in RUN_NEEDS:
             raise ValueError(f"unknown run need {need!r}: one of {', '.join(RUN_NEEDS)}, optionally @SUBSET")
-        models, subset = list(models), subset or None
-        if any(is_graph_model(m) for m in models) and ((subset or self.subset) == "isolated" or (
-                self.data_root is not None and not any(it.has_mask for it in self.data(subset).items))):
-            models = [m for m in models if not is_graph_model(m)]
+        subset = subset or None
+        models = self.trainable(models, subset)
         if kind == "main":
             return list(self.configs(models, subset).values())
         if kind == "side":

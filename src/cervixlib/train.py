@@ -50,6 +50,7 @@ __all__ = [
     "evaluate_run",
     "fit",
     "dataset_for",
+    "encoder_run",
     "make_loader",
     "prepare_data",
     "train_one_epoch",
@@ -199,23 +200,56 @@ def evaluate(
 
 
 # ------------------------------------------------------------------ fit
-def dataset_for(cfg: TrainConfig, items: list[Any], *, train: bool) -> Dataset:
+def dataset_for(cfg: TrainConfig, items: list[Any], *, train: bool, encoder: store.Run | None = None,
+                device: str | torch.device | None = None) -> Dataset:
     """What ``cfg.model`` reads: images (:class:`~cervixlib.data.CellImageDataset`), or, for a
-    graph model, the images' cell graphs (:class:`~cervixlib.graphs.CellGraphDataset`)."""
-    from cervixlib.graphs import is_graph_model
+    graph model, the images' cell graphs (:class:`~cervixlib.graphs.CellGraphDataset`), their node
+    features from ``encoder`` (:func:`encoder_run`) where ``cfg`` has a ``cell_encoder``."""
+    from cervixlib.graphs import CELL_ENCODERS, is_graph_model
 
     if is_graph_model(cfg.model):
         from cervixlib.graphs.dataset import CellGraphDataset
 
-        return CellGraphDataset(items, train=train, skip_bad=cfg.data.skip_bad)
+        if (cfg.model in CELL_ENCODERS) != (encoder is not None):
+            raise ValueError(f"{cfg.model}: node features from a CNN need its run (encoder=, from cell_encoder) "
+                             f"exactly for {', '.join(CELL_ENCODERS)}")
+        return CellGraphDataset(items, train=train, skip_bad=cfg.data.skip_bad, encoder=encoder, device=device)
     from cervixlib.data import CellImageDataset
 
     return CellImageDataset(items, image_size=cfg.data.image_size, train=train)
 
 
-def _datasets(cfg: TrainConfig, data: PreparedData) -> Iterator[Dataset]:
-    for name in ("train", "val", "test"):
-        yield dataset_for(cfg, data.part(name), train=name == "train")
+def encoder_run(cfg: TrainConfig, *, runs_dir: str | Path = "runs", index: DatasetIndex | None = None) -> store.Run | None:
+    """The finished run of ``cfg.cell_encoder`` (None without one), trained first if the store lacks
+    it; a graph model of :data:`~cervixlib.graphs.CELL_ENCODERS` without one is refused."""
+    from cervixlib.graphs import CELL_ENCODERS
+
+    if cfg.cell_encoder is None:
+        if cfg.model in CELL_ENCODERS:
+            raise ValueError(f"{cfg.model} reads each cell as the isolated-cell {CELL_ENCODERS[cfg.model]} of the "
+                             "same fold sees it: its config needs cell_encoder (Study.config sets it)")
+        return None
+    return fit(cfg.cell_encoder, runs_dir=runs_dir, index=index, progress=False)
+
+
+def _check_encoder_split(cfg: TrainConfig, data: PreparedData) -> None:
+    """Refuse a cell encoder that trained on a crop of an image this graph run tests on."""
+    enc = prepare(cfg.cell_encoder.data, index=data.index)
+    seen = {it.group for it in enc.part("train")} & {it.group for it in data.part("test")}
+    if seen:
+        raise ValueError(f"{cfg.model}: its cell encoder ({cfg.cell_encoder.model}, fold {cfg.data.fold + 1}) trained "
+                         f"on crops of {len(seen)} source image(s) this run tests on (e.g. {sorted(seen)[0]}); "
+                         "the encoder must be the same fold of the same grouped folds")
+
+
+def _datasets(cfg: TrainConfig, data: PreparedData, *, runs_dir: str | Path,
+              device: str | torch.device | None) -> tuple[Dataset, Dataset, Dataset]:
+    encoder = encoder_run(cfg, runs_dir=runs_dir, index=data.index)
+    if encoder is not None:
+        _check_encoder_split(cfg, data)
+    train, val, test = (dataset_for(cfg, data.part(name), train=name == "train", encoder=encoder, device=device)
+                        for name in ("train", "val", "test"))
+    return train, val, test
 
 
 def _better(val: Predictions, best: dict[str, float] | None) -> bool:
@@ -263,8 +297,9 @@ def fit(
             _log.info("run %s was finished by another process; loaded it", final)
             return run
         part, state = store.start_partial(final, resume=resume)
+        datasets = _datasets(config, data, runs_dir=runs_dir, device=select_device(device))
         with _threads_for(config.model, device):
-            return _train(config, data, key, part, final, state=state, progress=progress, device=device,
+            return _train(config, data, datasets, key, part, final, state=state, progress=progress, device=device,
                           checkpoint_every=checkpoint_every, on_epoch=on_epoch)
 
 
@@ -287,7 +322,8 @@ def _threads_for(model: str, device: str | torch.device | None) -> Iterator[None
         torch.set_num_threads(before)
 
 
-def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final: Path, *,
+def _train(config: TrainConfig, data: PreparedData, datasets: tuple[Dataset, Dataset, Dataset], key: str,
+           part: Path, final: Path, *,
            state: dict[str, Any] | None, progress: bool, device: str | torch.device | None,
            checkpoint_every: float,
            on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> store.Run:
@@ -300,7 +336,7 @@ def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final:
     model = create_model(config.model, num_classes=len(data.index.classes), weights=config.weights)
     model.to(device, memory_format=memory_format_for(device))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    train_ds, val_ds, test_ds = _datasets(config, data)
+    train_ds, val_ds, test_ds = datasets
     train_loader = make_loader(train_ds, batch_size=config.batch_size, train=True, seed=config.seed, device=device)
     val_loader = make_loader(val_ds, batch_size=64, train=False, device=device)
 
@@ -385,7 +421,9 @@ def evaluate_run(run: store.Run, *, device: str | torch.device | None = None) ->
     model = run.load_model(device)
     model.to(memory_format=memory_format_for(device))
     items = run.test_items()
-    pred = evaluate(model, dataset_for(run.config, items, train=False), device=device, precision=precision)
+    encoder = encoder_run(run.config, runs_dir=run.dir.parent, index=run.dataset_index)
+    pred = evaluate(model, dataset_for(run.config, items, train=False, encoder=encoder, device=device),
+                    device=device, precision=precision)
     if not np.array_equal(pred.y_true, run.y_true):
         raise store.RunError(f"{run.dir}: the data's test labels no longer match the saved ones "
                              "(was the dataset changed since training?)")

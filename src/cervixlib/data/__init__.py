@@ -16,7 +16,7 @@ from typing import Any
 
 #: Each public name, by the module that defines it.
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "datasets": ("CACHE_MAX_BYTES", "MEAN", "STD", "CellImageDataset", "denormalize", "normalize"),
+    "datasets": ("CACHE_MAX_BYTES", "MEAN", "STD", "CellImageDataset", "denormalize", "input_pixels", "normalize"),
     "errors": ("BadFilesError", "DataError"),
     "index": ("CLASSES", "SUBSETS", "SYNTHETIC_MARKER", "Cell", "DatasetIndex", "Item", "default_subset",
               "load_index"),

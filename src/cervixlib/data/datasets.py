@@ -45,7 +45,7 @@ from cervixlib.data.index import Item
 from cervixlib.data.io import read_image
 from cervixlib.data.masks import cell_mask
 
-__all__ = ["MEAN", "STD", "CACHE_MAX_BYTES", "CellImageDataset", "denormalize", "normalize"]
+__all__ = ["MEAN", "STD", "CACHE_MAX_BYTES", "CellImageDataset", "denormalize", "input_pixels", "normalize"]
 
 _log = logging.getLogger(__name__)
 
@@ -69,6 +69,16 @@ def normalize(X: torch.Tensor) -> torch.Tensor:
 def denormalize(X: torch.Tensor) -> torch.Tensor:
     """Undo the normalisation: (3, H, W) or (B, 3, H, W) back to 0..1 (clamped), for display."""
     return (X * _STD_T.to(X.device, X.dtype) + _MEAN_T.to(X.device, X.dtype)).clamp(0.0, 1.0)
+
+
+def input_pixels(img: Image.Image, side: int) -> np.ndarray:
+    """An RGB image as a network sees it before normalisation: resized to ``side`` x ``side``
+    (bilinear, stretched, not cropped), uint8 (3, side, side). The one resize of every input,
+    so that a cell cut from a multi-cell image (:func:`cervixlib.graphs.cell_embeddings`) reaches
+    an isolated-cell CNN as its training crops did."""
+    if img.size != (side, side):
+        img = img.resize((side, side), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def _grey(X: np.ndarray) -> np.ndarray:
@@ -152,10 +162,7 @@ class CellImageDataset(Dataset):
         """Decoded, resized uint8 image (3, S, S) and mask (1, S, S) or None."""
         item = self.items[index]
         side = self.image_size
-        img = read_image(item.path)
-        if img.size != (side, side):
-            img = img.resize((side, side), Image.Resampling.BILINEAR)
-        X = np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+        X = input_pixels(read_image(item.path), side)
         mask = None
         if self.return_mask:
             mask = cell_mask(item, (side, side)).astype(np.uint8)[None]

@@ -16,9 +16,15 @@ import importlib
 from typing import Any
 
 #: The registered graph models (``cervixlib.models.create_model`` builds them): the GATv2
-#: with an attention readout, the same model with its edges removed (cells only), and a
-#: GIN with a mean readout (no attention anywhere). Here for code that must not import torch.
-GRAPH_MODELS: tuple[str, ...] = ("cell_graph_gat", "cell_graph_gat_no_edges", "cell_graph_gin")
+#: with an attention readout, the same model with its edges removed (cells only), a GIN with
+#: a mean readout (no attention anywhere), and the GATv2 reading each cell as an isolated-cell
+#: CNN sees it (:data:`CELL_ENCODERS`). Here for code that must not import torch.
+GRAPH_MODELS: tuple[str, ...] = ("cell_graph_gat", "cell_graph_gat_no_edges", "cell_graph_gin",
+                                 "cell_graph_gat_cnn")
+#: The graph models whose node features are not morphometry but the pooled features of each
+#: cell's crop in a CNN trained on the isolated cells of the same fold, and that CNN's registry
+#: name (a run's :attr:`cervixlib.config.TrainConfig.cell_encoder` is its run).
+CELL_ENCODERS: dict[str, str] = {"cell_graph_gat_cnn": "densenet121"}
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "build": ("CUT", "EDGE_FEATURE_NAMES", "FEATURE_NAMES", "CellGraph", "Morphometry", "cell_graph", "cell_graphs",
@@ -26,6 +32,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
               "cell_problems", "delaunay_edges", "edge_features", "graph_summary", "mask_morphometry",
               "node_features", "polygon_morphometry", "self_crossing"),
     "dataset": ("CellGraphDataset", "collate_graphs", "graph_batch", "to_data"),
+    "embed": ("CROP_MARGIN", "cell_crops", "cell_embeddings", "embedded_graphs"),
     "explain": ("GraphExplanation", "cell_shares_of_map", "cells_holding", "cnn_cell_shares", "explain_graphs",
                 "graph_ig", "same_top_cell", "share_rows"),
     "claim": ("CLAIM6", "GRAPH_MODEL_NAMES", "graph_claim", "model_title"),
@@ -35,7 +42,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted([*_MODULE_OF, "GRAPH_MODELS", "is_graph_model"])
+__all__ = sorted([*_MODULE_OF, "CELL_ENCODERS", "GRAPH_MODELS", "is_graph_model"])
 
 
 def is_graph_model(name: str) -> bool:

@@ -76,7 +76,9 @@ class CellGraph:
     ``centroids`` (K, 2) x,y in the image's pixels; ``features`` (K, F) float32 in the
     order of :data:`FEATURE_NAMES`; ``edge_index`` (2, E) int64, each undirected edge in
     both directions; ``edge_attr`` (E, 3) float32 (:data:`EDGE_FEATURE_NAMES`); ``radii``
-    (K,) equivalent radii (px). K may be 0 (no annotated cell) or 1 (no edge).
+    (K,) equivalent radii (px); ``boxes`` (K, 4) each cell's bounding box x0, y0, x1, y1 in the
+    image's pixels (where its crop is cut, :func:`cervixlib.graphs.embed.cell_crops`; None in a
+    graph made by hand). K may be 0 (no annotated cell) or 1 (no edge).
     """
 
     path: Path
@@ -87,6 +89,7 @@ class CellGraph:
     edge_index: np.ndarray
     edge_attr: np.ndarray
     radii: np.ndarray
+    boxes: np.ndarray | None = None
 
     @property
     def n_cells(self) -> int:
@@ -227,8 +230,10 @@ def _colours(values: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, (m @ values) / np.maximum(counts, 1), 0.0)
 
 
-def node_features(item: Item, *, cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features (K, F), centroids (K, 2) and equivalent radii (K,) of ``item``'s cells.
+def node_features(item: Item, *, cells: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features (K, F), centroids (K, 2), equivalent radii (K,) and bounding boxes (K, 4: x0, y0,
+    x1, y1 in the image's pixels) of ``item``'s cells.
 
     Size and perimeter are given relative to the image (``10 * sqrt(area / image area)``,
     ``10 * perimeter / (2 sqrt(pi * image area))``: the two agree for a circle), so that
@@ -243,7 +248,7 @@ def node_features(item: Item, *, cells: np.ndarray | None = None) -> tuple[np.nd
     W, H = item.size
     if not item.has_mask:
         return (np.zeros((0, len(FEATURE_NAMES)), np.float32), np.zeros((0, 2), np.float32),
-                np.zeros(0, np.float32))
+                np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
     w, h = _work_size(item.size)
     rgb = np.asarray(read_image(item.path).resize((w, h)), dtype=np.float32).reshape(-1, 3) / 255.0
     values = np.column_stack([rgb, (-np.log10(np.clip(rgb, 1 / 255, 1.0))).mean(-1)])
@@ -255,7 +260,7 @@ def node_features(item: Item, *, cells: np.ndarray | None = None) -> tuple[np.nd
     cytoplasm = cells & ~nuclei
     cytoplasm = np.where(cytoplasm.reshape(len(cells), -1).any(1)[:, None, None], cytoplasm, cells)
     nucleus_colour, cytoplasm_colour = _colours(values, nuclei), _colours(values, cytoplasm)
-    rows, centres, radii = [], [], []
+    rows, centres, radii, boxes = [], [], [], []
     image_area = float(W * H)
     for k in range(len(cells)):
         if item.mask_path is None and not self_crossing(item.cells[k].cytoplasm):
@@ -263,10 +268,14 @@ def node_features(item: Item, *, cells: np.ndarray | None = None) -> tuple[np.nd
             shape = polygon_morphometry(cell.cytoplasm)
             nucleus_area = polygon_morphometry(cell.nucleus).area if cell.nucleus is not None else 0.0
             has_nucleus = cell.nucleus is not None
+            box = [*cell.cytoplasm.min(axis=0), *cell.cytoplasm.max(axis=0)]
         else:  # a mask file's cell, or an outline that crosses itself (kept with skip_bad): its pixels
             shape = mask_morphometry(cells[k], scale)
             nucleus_area = float(nuclei[k].sum()) * scale[0] * scale[1]
             has_nucleus = bool(nuclei[k].any())
+            ys, xs = np.nonzero(cells[k])
+            box = ([xs.min() * scale[0], ys.min() * scale[1], (xs.max() + 1) * scale[0], (ys.max() + 1) * scale[1]]
+                   if len(xs) else [np.nan] * 4)
         nc = nucleus_area / max(shape.area - nucleus_area, 1e-9) if has_nucleus else 0.0
         rows.append([10 * math.sqrt(shape.area / image_area),
                      10 * shape.perimeter / (2 * math.sqrt(math.pi * image_area)),
@@ -274,8 +283,10 @@ def node_features(item: Item, *, cells: np.ndarray | None = None) -> tuple[np.nd
                      *nucleus_colour[k], *cytoplasm_colour[k]])
         centres.append(shape.centroid)
         radii.append(math.sqrt(shape.area / math.pi))
+        boxes.append(box)
     return (np.asarray(rows, np.float32).reshape(-1, len(FEATURE_NAMES)),
-            np.asarray(centres, np.float32).reshape(-1, 2), np.asarray(radii, np.float32))
+            np.asarray(centres, np.float32).reshape(-1, 2), np.asarray(radii, np.float32),
+            np.asarray(boxes, np.float32).reshape(-1, 4))
 
 
 # ------------------------------------------------------------------ edges
@@ -333,14 +344,14 @@ def cell_graph(item: Item, *, cut: float | None = CUT, check: bool = True) -> Ce
         problems = cell_problems(item)
         if problems:
             raise DataError(*problems[0])
-    features, centroids, radii = node_features(item)
+    features, centroids, radii, boxes = node_features(item)
     keep = np.isfinite(centroids).all(1) & (radii > 0)  # a mask cell that vanished at the working size
     if not keep.all():
         _log.info("%s: %d cell(s) too small to measure at %d px; left out", display_path(item.path),
                   int((~keep).sum()), WORK_SIDE)
-        features, centroids, radii = features[keep], centroids[keep], radii[keep]
+        features, centroids, radii, boxes = features[keep], centroids[keep], radii[keep], boxes[keep]
     edges, attr = edge_features(centroids, radii, delaunay_edges(centroids, radii, cut=cut))
-    return CellGraph(item.path, item.label, item.size, centroids, features, edges, attr, radii)
+    return CellGraph(item.path, item.label, item.size, centroids, features, edges, attr, radii, boxes)
 
 
 def cell_graphs(items: Sequence[Item], *, cut: float | None = CUT, skip_bad: bool = False) -> list[CellGraph]:

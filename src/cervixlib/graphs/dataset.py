@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,11 +28,15 @@ from cervixlib.data.items import Item
 from cervixlib.data.errors import display_path
 from cervixlib.graphs.build import CUT, CellGraph, cell_graph, cell_problems, graph_summary, outlines_error
 
+if TYPE_CHECKING:
+    from cervixlib.runs import Run
+
 __all__ = ["CellGraphDataset", "collate_graphs", "graph_batch", "one_thread", "to_data"]
 
 _log = logging.getLogger(__name__)
 _CACHE: dict[str, CellGraph] = {}  # built graphs by item content, for the runs of one process
 _PROBLEMS: dict[str, list[tuple[Path, str]]] = {}  # cell_problems of the same items
+_EMBEDDED: dict[tuple[str, str], CellGraph] = {}  # graphs with an encoder's node features, by (run key, item)
 _CACHE_MAX = 20000
 
 
@@ -75,13 +80,15 @@ class CellGraphDataset(Dataset):
     raise one :class:`~cervixlib.data.BadFilesError` naming every file unless ``skip_bad``;
     images with no cell or one cell are named in one logged line (:func:`graph_summary`).
     ``train`` is accepted for the same call as :class:`~cervixlib.data.CellImageDataset`
-    (graphs have no augmentation).
+    (graphs have no augmentation). ``encoder``: an isolated-cell CNN's run, whose pooled features
+    of each cell's crop replace the morphometry (:func:`~cervixlib.graphs.embedded_graphs`, on
+    ``device``).
     """
 
     collate = staticmethod(collate_graphs)
 
     def __init__(self, items: Sequence[Item], *, train: bool = False, skip_bad: bool = False,
-                 cut: float | None = CUT) -> None:
+                 cut: float | None = CUT, encoder: Run | None = None, device: torch.device | str | None = None) -> None:
         self.items = list(items)
         keys = [_key(it, cut) for it in self.items]
         todo = [i for i, k in enumerate(keys) if k not in _CACHE]
@@ -98,6 +105,8 @@ class CellGraphDataset(Dataset):
         for i in todo:
             _CACHE[keys[i]] = cell_graph(self.items[i], cut=cut, check=False)
         self.graphs = [_CACHE[k] for k in keys]
+        if encoder is not None:
+            self.graphs = _embedded(self.graphs, self.items, keys, encoder, device)
         self._data = [to_data(g) for g in self.graphs]
         self.targets = np.asarray([it.label for it in self.items], dtype=np.int64)
         summary = graph_summary(self.graphs)
@@ -109,6 +118,22 @@ class CellGraphDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Data, int]:
         return self._data[i], int(self.targets[i])
+
+
+def _embedded(graphs: list[CellGraph], items: list[Item], keys: list[str], encoder: Run,
+              device: torch.device | str | None) -> list[CellGraph]:
+    """``graphs`` with ``encoder``'s node features, each image embedded once a process."""
+    from cervixlib.graphs.embed import embedded_graphs
+
+    todo = [i for i, k in enumerate(keys) if (encoder.key, k) not in _EMBEDDED]
+    if len(_EMBEDDED) + len(todo) > _CACHE_MAX:
+        _EMBEDDED.clear()
+        todo = list(range(len(keys)))
+    if todo:
+        done = embedded_graphs([graphs[i] for i in todo], [items[i] for i in todo], encoder, device=device)
+        for i, g in zip(todo, done):
+            _EMBEDDED[(encoder.key, keys[i])] = g
+    return [_EMBEDDED[(encoder.key, k)] for k in keys]
 
 
 @contextlib.contextmanager

@@ -8,8 +8,8 @@ its cells, read with PyTorch Geometric).
 >>> from cervixlib.models import create_model, list_models
 >>> list_models()
 ['densenet121', 'ran92', 'ran_resnet50', 'rcan_densenet121', 'rcan_densenet121_released', 'resnet50']
->>> list_models(graphs=True)[:3]
-['cell_graph_gat', 'cell_graph_gat_no_edges', 'cell_graph_gin']
+>>> list_models(graphs=True)[:4]
+['cell_graph_gat', 'cell_graph_gat_cnn', 'cell_graph_gat_no_edges', 'cell_graph_gin']
 >>> net = create_model("ran_resnet50", num_classes=5)  # weights=None: random init
 
 Every model has ``forward_features``, ``forward_head``, ``get_classifier``,

@@ -56,7 +56,7 @@ def create_model(
         name: ``"resnet50"``, ``"densenet121"``, ``"ran_resnet50"``,
             ``"rcan_densenet121"``, the released designs ``"ran92"`` and
             ``"rcan_densenet121_released"``, or a graph model (``"cell_graph_gat"``,
-            ``"cell_graph_gat_no_edges"``, ``"cell_graph_gin"``; see :mod:`cervixlib.models.cell_graph`).
+            ``"cell_graph_gat_no_edges"``, ``"cell_graph_gin"``, ``"cell_graph_gat_cnn"``; see :mod:`cervixlib.models.cell_graph`).
         num_classes: size of the new classifier head (SIPaKMeD: 5).
         weights: ``None`` (random init, the default: nothing is downloaded),
             ``"imagenet"`` (torchvision's ImageNet weights for the backbone, read from

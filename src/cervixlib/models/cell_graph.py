@@ -13,7 +13,10 @@ layers (no message passing is written here):
 - ``cell_graph_gat_no_edges``: the same model with every edge removed, so each cell is
   read alone (GATv2's self-loops only) before the readout: claim 5's question, cell by cell;
 - ``cell_graph_gin``: a baseline without attention: two GINE layers (Hu et al., ICLR 2020;
-  GIN with edge features) and a mean readout.
+  GIN with edge features) and a mean readout;
+- ``cell_graph_gat_cnn``: ``cell_graph_gat`` on node features of the other kind: each cell's
+  crop as the DenseNet-121 trained on the isolated cells of the same fold sees it (its 1024
+  pooled features, :mod:`cervixlib.graphs.embed`), in place of the morphometry.
 
 A model takes a PyG ``Batch`` (:class:`cervixlib.graphs.CellGraphDataset` makes them) and
 returns logits (B, num_classes); an image with no cell reads as a zero vector. They run
@@ -35,7 +38,11 @@ from cervixlib.graphs.build import EDGE_FEATURE_NAMES, FEATURE_NAMES
 from cervixlib.models._base import CervixModel
 from cervixlib.models._registry import register_model
 
-__all__ = ["CellGraphNet", "cell_graph_gat", "cell_graph_gat_no_edges", "cell_graph_gin"]
+__all__ = ["ENCODER_FEATURES", "CellGraphNet", "cell_graph_gat", "cell_graph_gat_cnn", "cell_graph_gat_no_edges",
+           "cell_graph_gin"]
+
+#: Pooled features of the CNNs that :data:`cervixlib.graphs.CELL_ENCODERS` names (a test checks them).
+ENCODER_FEATURES: dict[str, int] = {"densenet121": 1024}
 
 Conv = Literal["gatv2", "gin"]
 Readout = Literal["attention", "mean"]
@@ -149,3 +156,13 @@ def cell_graph_gat_no_edges(*, num_classes: int = 5, weights: str | Path | None 
 def cell_graph_gin(*, num_classes: int = 5, weights: str | Path | None = None, **kwargs: Any) -> CellGraphNet:
     """GINE over the cell graph, mean readout: no attention anywhere."""
     return _create("cell_graph_gin", num_classes, weights, **{"conv": "gin", "readout": "mean", **kwargs})
+
+
+@register_model
+def cell_graph_gat_cnn(*, num_classes: int = 5, weights: str | Path | None = None, **kwargs: Any) -> CellGraphNet:
+    """``cell_graph_gat`` reading each cell's pooled features from the isolated-cell DenseNet-121."""
+    from cervixlib.graphs import CELL_ENCODERS
+
+    return _create("cell_graph_gat_cnn", num_classes, weights,
+                   **{"conv": "gatv2", "readout": "attention",
+                      "in_features": ENCODER_FEATURES[CELL_ENCODERS["cell_graph_gat_cnn"]], **kwargs})
