@@ -171,7 +171,13 @@ def test_the_run_plan_trains_every_run_and_the_chapters_only_load_them(real_book
     # cervix book trains the plan (book/manifest.yml's runs:) first; a chapter that asked the
     # store for a run the plan lacked would have trained it in its kernel: none may.
     root, result = real_book
-    # smoke: 4 models x 2 subsets x 2 folds, 2 released, 1 leakage; 3 graph models x 2 folds (chapter 6)
-    assert len(result.planned) == 25
+    # smoke: 4 models x 2 subsets x 2 folds, 2 released, 1 leakage; 4 graph models x 2 folds (chapter 6;
+    # the one on CNN features reads the isolated-cell DenseNet-121 fold runs, planned before it)
+    assert len(result.planned) == 27
+    planned = list(result.planned)
+    for fold in (1, 2):
+        encoder = next(i for i, r in enumerate(planned) if r.startswith(f"densenet121-isolated-f{fold}of2-"))
+        graph = next(i for i, r in enumerate(planned) if r.startswith(f"cell_graph_gat_cnn-multi-f{fold}of2-"))
+        assert encoder < graph
     assert result.unplanned == []
     assert {p.parent.name for p in (root / "runs").glob("*/config.json")} == set(result.planned)
