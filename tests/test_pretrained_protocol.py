@@ -216,10 +216,14 @@ def test_the_plan_trains_our_protocol_from_the_weights_parameter(tmp_path, monke
     scratch = book_plan("smoke", **book).configs()
     pretrained = book_plan("smoke", params={"weights": "imagenet"}, **book).configs()
     released = [c for c in scratch if c.model == "rcan_densenet121_released"]  # the smoke profile's side runs
-    graphs = [c for c in scratch if c.model.startswith("cell_graph")]  # chapter 6's: no pretrained weights exist
+    # chapter 6's: no pretrained weights exist for a graph model; the one on CNN features reads the
+    # isolated-cell DenseNet-121 of its fold, which starts where our protocol's CNNs start
+    graphs = [c if c.cell_encoder is None else c.replace(cell_encoder=c.cell_encoder.replace(weights="imagenet"))
+              for c in scratch if c.model.startswith("cell_graph")]
     assert released and graphs and len(pretrained) == len(scratch)
+    assert any(c.cell_encoder is not None for c in graphs) and all(c.weights is None for c in graphs)
     assert set(pretrained) == set(released) | set(graphs) | {c.replace(weights="imagenet") for c in scratch
-                                                             if c not in released and c not in graphs}
+                                                             if c not in released and not c.model.startswith("cell_graph")}
 
 
 def test_cli_weights_is_the_chapter_parameter(monkeypatch, tmp_path):

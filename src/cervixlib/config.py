@@ -215,6 +215,17 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def key_dict(self) -> dict[str, Any]:
+        """The config as its run's key hashes it (:func:`cervixlib.runs.run_key`): without the data's
+        root (data may move), and without ``cell_encoder`` when there is none (so that the keys of
+        runs without one are what they were before the field); the encoder's likewise."""
+        payload = self.to_dict()
+        payload["data"].pop("root")
+        payload.pop("cell_encoder")
+        if self.cell_encoder is not None:
+            payload["cell_encoder"] = self.cell_encoder.key_dict()
+        return payload
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2)
 

@@ -148,24 +148,13 @@ def code_version() -> str:
 
 
 def run_key(config: TrainConfig, data_fingerprint: str, version: str | None = None) -> str:
-    """Hash naming a run: the config (without the data's path), the data fingerprint, the code version.
-
-    A graph run's ``cell_encoder`` (the CNN run it reads) is part of it, without its path too."""
-    payload = _keyed(config.to_dict())
+    """Hash naming a run: the config (:meth:`~cervixlib.config.TrainConfig.key_dict`: no data path;
+    a graph run's ``cell_encoder`` included), the data fingerprint, the code version."""
+    payload = config.key_dict()
     payload["data_fingerprint"] = data_fingerprint
     payload["code_version"] = version or code_version()
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _keyed(payload: dict[str, Any]) -> dict[str, Any]:
-    """A config's dict as its key hashes it: no data root, and no ``cell_encoder`` when there is none
-    (so that the keys of runs without one are what they were before the field)."""
-    payload = {**payload, "data": {k: v for k, v in payload["data"].items() if k != "root"}}
-    encoder = payload.pop("cell_encoder", None)
-    if encoder is not None:
-        payload["cell_encoder"] = _keyed(encoder)
-    return payload
 
 
 def run_dir_name(config: TrainConfig, key: str) -> str:

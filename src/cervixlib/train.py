@@ -219,7 +219,8 @@ def dataset_for(cfg: TrainConfig, items: list[Any], *, train: bool, encoder: sto
     return CellImageDataset(items, image_size=cfg.data.image_size, train=train)
 
 
-def encoder_run(cfg: TrainConfig, *, runs_dir: str | Path = "runs", index: DatasetIndex | None = None) -> store.Run | None:
+def encoder_run(cfg: TrainConfig, *, runs_dir: str | Path = "runs",
+                index: DatasetIndex | None = None) -> store.Run | None:
     """The finished run of ``cfg.cell_encoder`` (None without one), trained first if the store lacks
     it; a graph model of :data:`~cervixlib.graphs.CELL_ENCODERS` without one is refused."""
     from cervixlib.graphs import CELL_ENCODERS
@@ -299,8 +300,8 @@ def fit(
         part, state = store.start_partial(final, resume=resume)
         datasets = _datasets(config, data, runs_dir=runs_dir, device=select_device(device))
         with _threads_for(config.model, device):
-            return _train(config, data, datasets, key, part, final, state=state, progress=progress, device=device,
-                          checkpoint_every=checkpoint_every, on_epoch=on_epoch)
+            return _train(config, data, key, part, final, datasets=datasets, state=state, progress=progress,
+                          device=device, checkpoint_every=checkpoint_every, on_epoch=on_epoch)
 
 
 @contextlib.contextmanager
@@ -322,9 +323,8 @@ def _threads_for(model: str, device: str | torch.device | None) -> Iterator[None
         torch.set_num_threads(before)
 
 
-def _train(config: TrainConfig, data: PreparedData, datasets: tuple[Dataset, Dataset, Dataset], key: str,
-           part: Path, final: Path, *,
-           state: dict[str, Any] | None, progress: bool, device: str | torch.device | None,
+def _train(config: TrainConfig, data: PreparedData, key: str, part: Path, final: Path, *,
+           datasets: tuple[Dataset, Dataset, Dataset], state: dict[str, Any] | None, progress: bool, device: str | torch.device | None,
            checkpoint_every: float,
            on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None) -> store.Run:
     """The training loop of :func:`fit` in ``part`` (from ``state`` if resuming); the store finishes the run."""
