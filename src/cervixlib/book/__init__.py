@@ -25,36 +25,31 @@ package: the display module loads none of the build's dependencies.
 
 from __future__ import annotations
 
-from cervixlib.book.errors import BookError
-from cervixlib.book.execute import BookResult, CellTimeout, execute_notebook, resolve_kernel, run_book
-from cervixlib.book.manifest import (
-    INJECTED_PARAMETERS,
-    PROFILE_NAMES,
-    Manifest,
-    NotebookSpec,
-    load_manifest,
-    notebook_parameters,
-    toc_chapters,
-    toc_documents,
-    toc_notebooks,
-)
-from cervixlib.book.site import build_site
+import importlib
+from typing import Any
 
-__all__ = [
-    "BookError",
-    "BookResult",
-    "CellTimeout",
-    "INJECTED_PARAMETERS",
-    "Manifest",
-    "NotebookSpec",
-    "PROFILE_NAMES",
-    "build_site",
-    "execute_notebook",
-    "load_manifest",
-    "notebook_parameters",
-    "resolve_kernel",
-    "run_book",
-    "toc_chapters",
-    "toc_documents",
-    "toc_notebooks",
-]
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "errors": ("BookError",),
+    "execute": ("BookResult", "CellTimeout", "execute_notebook", "resolve_kernel", "run_book"),
+    "manifest": ("INJECTED_PARAMETERS", "PROFILE_NAMES", "Manifest", "NotebookSpec", "load_manifest",
+                 "notebook_parameters", "toc_chapters", "toc_documents", "toc_notebooks"),
+    "site": ("build_site",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    # Names load on first use (PEP 562): a chapter's training cell imports cervixlib.book.plan,
+    # and importing execute with it would load nbformat and jsonschema (seconds, in every kernel).
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
