@@ -25,8 +25,7 @@ package: the display module loads none of the build's dependencies.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cervixlib._lazy import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "errors": ("BookError",),
@@ -35,21 +34,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                  "notebook_parameters", "toc_chapters", "toc_documents", "toc_notebooks"),
     "site": ("build_site",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    # Names load on first use (PEP 562): a chapter's training cell imports cervixlib.book.plan,
-    # and importing execute with it would load nbformat and jsonschema (seconds, in every kernel).
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# Lazy: a chapter's training cell imports cervixlib.book.plan, and loading execute with it would
+# import nbformat and jsonschema (seconds, in every kernel).
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

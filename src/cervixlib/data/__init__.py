@@ -11,8 +11,7 @@ transforms need.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cervixlib._lazy import lazy_exports
 
 #: Each public name, by the module that defines it.
 _EXPORTS: dict[str, tuple[str, ...]] = {
@@ -27,19 +26,4 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                "paper_split", "released_split", "repeated_splits", "siblings_in_train"),
     "synth": ("DEFAULT_IMAGE_SIZE", "default_data_root", "synthesize"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

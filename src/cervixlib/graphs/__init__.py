@@ -12,8 +12,7 @@ package imports neither torch nor torch_geometric.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cervixlib._lazy import lazy_exports
 
 #: The registered graph models (``cervixlib.models.create_model`` builds them): the GATv2
 #: with an attention readout, the same model with its edges removed (cells only), a GIN with
@@ -40,24 +39,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                "top_cell_rows"),
     "figures": ("graph_attention_explorer", "graph_figure", "graph_traces", "static_graph_slider"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted([*_MODULE_OF, "CELL_ENCODERS", "GRAPH_MODELS", "is_graph_model"])
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted([*__all__, "CELL_ENCODERS", "GRAPH_MODELS", "is_graph_model"])
 
 
 def is_graph_model(name: str) -> bool:
     """Whether the registry name ``name`` is a graph model (it reads :class:`CellGraph` batches)."""
     return name in GRAPH_MODELS
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
