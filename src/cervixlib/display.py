@@ -160,10 +160,10 @@ def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> st
     from cervixlib.metrics import MIN_IMAGES
 
     cols = list(dict.fromkeys(k for row in rows for k in row))
-    with_interval = [v for row in rows for v in row.values() if _lacks_interval(v) is not None]
-    lacking = [_lacks_interval(v) for v in with_interval]
+    intervals = [(v, x) for row in rows for v in row.values() if (x := _lacks_interval(v)) is not None]
+    lacking = [x for _, x in intervals]
     reasons = list(dict.fromkeys(getattr(v, "reason", "") or f"fewer than {MIN_IMAGES} images"
-                                 for v in with_interval if _lacks_interval(v)))
+                                 for v, x in intervals if x))
 
     def fmt(col: Any, v: Any) -> str:
         if v is None:

@@ -183,7 +183,7 @@ class Study:
         protocol = protocol or self.main_protocol
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        from cervixlib.graphs import is_graph_model
+        from cervixlib.graphs import CELL_ENCODERS, is_graph_model
 
         design, weights = model, self.weights
         if is_graph_model(model):  # no pretrained weights; the released code had no graph model
@@ -207,8 +207,6 @@ class Study:
             design, root=self.data_root, subset=subset or self.subset, split=split, weights=weights,
             image_size=self.image_size, epochs=self.epochs, seed=self.seed, skip_bad=self.skip_bad,
             folds=folds, fold=fold, split_seed=repeat or None)
-        from cervixlib.graphs import CELL_ENCODERS
-
         if model in CELL_ENCODERS:  # the isolated-cell CNN of the same fold, as the fold runs train it
             config = config.replace(cell_encoder=self.config(CELL_ENCODERS[model], "isolated", protocol="ours",
                                                              split=split, fold=fold, repeat=repeat))

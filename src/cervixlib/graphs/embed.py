@@ -74,7 +74,7 @@ def cell_embeddings(model: torch.nn.Module, crops: Sequence[Image.Image], *, ima
     return torch.cat(out).numpy() if out else np.zeros((0, width), np.float32)
 
 
-def _chunks(items: Sequence[Item], graphs: Sequence[CellGraph], size: int) -> Iterator[list[int]]:
+def _chunks(graphs: Sequence[CellGraph], size: int) -> Iterator[list[int]]:
     """Indices of graphs, in order, a chunk holding about ``size`` cells (so crops stay few in memory)."""
     chunk: list[int] = []
     cells = 0
@@ -97,7 +97,7 @@ def embedded_graphs(graphs: Sequence[CellGraph], items: Sequence[Item], encoder:
     model = encoder.load_model(device)
     side = encoder.config.data.image_size
     out: list[CellGraph] = list(graphs)
-    for chunk in _chunks(items, graphs, 256):
+    for chunk in _chunks(graphs, 256):
         crops = [c for i in chunk for c in cell_crops(items[i], graphs[i])]
         features = cell_embeddings(model, crops, image_size=side, device=device)
         start = 0
